@@ -1,0 +1,135 @@
+"""The interface every target implements.
+
+A backend turns an optimized IR graph into an ``Executable`` and reads one
+back from an artifact folder.  It also says, node by node, what it supports,
+so the driver can report every unsupported node before compiling (and the
+``inspect`` command can print a coverage table).
+
+Adding a target: subclass ``Backend``, implement ``supports``/``compile``/
+``load``, and register it with ``register_backend``.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from ir.errors import BackendError, UnsupportedOpError
+from ir.graph import Graph, Node
+
+
+@dataclass(frozen=True)
+class Support:
+    """Whether a backend can run one node, and why not."""
+
+    ok: bool
+    reason: str = ""
+
+    @staticmethod
+    def yes() -> Support:
+        return Support(True)
+
+    @staticmethod
+    def no(reason: str) -> Support:
+        return Support(False, reason)
+
+
+@dataclass
+class CompileOptions:
+    """Options shared by all targets; backends read what they understand.
+
+    ``extra`` holds target-specific options (``threads``, ``isa``, ...).
+    """
+
+    passes: Optional[str] = None  # pipeline text; None means the target's default
+    print_ir_after: Sequence[str] = ()  # pass names, or ("all",)
+    dump_ir_dir: Optional[str] = None
+    time_passes: bool = False
+    verify_each: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Executable(abc.ABC):
+    """A compiled graph: positional arrays in, positional arrays out."""
+
+    @abc.abstractmethod
+    def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Run on inputs ordered like the graph's inputs."""
+
+    @abc.abstractmethod
+    def save(self, directory: Path) -> None:
+        """Write what ``Backend.load`` needs into ``directory``."""
+
+    def profile(self, inputs: Sequence[np.ndarray]) -> list[tuple[str, float]]:
+        """Run once, returning (node label, seconds) per executed kernel."""
+        raise BackendError("this target cannot profile per node")
+
+
+class Backend(abc.ABC):
+    """A compilation target."""
+
+    name: str = ""
+    description: str = ""
+    default_pipeline: str = ""
+
+    @abc.abstractmethod
+    def supports(self, node: Node) -> Support:
+        """Can this target run ``node``?  Say why not."""
+
+    @abc.abstractmethod
+    def compile(self, graph: Graph, options: CompileOptions) -> Executable:
+        """Turn an optimized graph into an executable."""
+
+    @abc.abstractmethod
+    def load(self, directory: Path) -> Executable:
+        """Read an executable written by ``Executable.save``."""
+
+    def check_supported(self, graph: Graph) -> None:
+        """Raise one error naming every node this target cannot run."""
+        missing: dict[tuple[str, str, int], list[str]] = {}
+        reasons: dict[tuple[str, str, int], str] = {}
+        for node in graph.nodes:
+            s = self.supports(node)
+            if not s.ok:
+                key = (node.domain, node.op, 0)
+                missing.setdefault(key, []).append(node.name or f"%{node.outputs[0].name}")
+                reasons.setdefault(key, s.reason)
+        if missing:
+            parts = []
+            for key, names in sorted(missing.items()):
+                op = f"{key[0]}.{key[1]}" if key[0] else key[1]
+                shown = ", ".join(names[:3]) + (f", ... ({len(names)} in all)" if len(names) > 3 else "")
+                parts.append(f"{op} ({reasons[key]}; nodes: {shown})")
+            raise UnsupportedOpError(
+                f"target {self.name!r} cannot run {len(missing)} op kind(s): " + "; ".join(parts),
+                ops=missing, hint="choose another target with --target, e.g. ref")
+
+
+_BACKENDS: dict[str, Callable[[], Backend]] = {}
+
+
+def register_backend(name: str, factory: Callable[[], Backend]) -> None:
+    _BACKENDS[name] = factory
+
+
+def get_backend(name: str) -> Backend:
+    _ensure_loaded()
+    try:
+        return _BACKENDS[name]()
+    except KeyError:
+        raise BackendError("unknown target", subject=repr(name),
+                           expected=" or ".join(sorted(_BACKENDS))) from None
+
+
+def available_backends() -> list[str]:
+    _ensure_loaded()
+    return sorted(_BACKENDS)
+
+
+def _ensure_loaded() -> None:
+    from . import ref  # noqa: F401

@@ -1,0 +1,18 @@
+"""An ONNX-to-accelerator compiler.
+
+    import compiler
+    m = compiler.compile("model.onnx", target="ref")
+    outputs = m.run({"input": x})          # dict: output name -> array
+    m.save("out/"); m2 = compiler.load("out/")
+
+Packages: ``frontends`` (ONNX import), ``ir`` (graph IR, op registry,
+interpreter), ``passes`` (optimizations), ``backends`` (targets), ``runtime``
+(compiled modules).  The CLI is ``python -m compiler --help``.
+"""
+
+from ir.errors import CompilerError
+
+from .driver import CompileResult, build, compile, load
+from .version import __version__
+
+__all__ = ["CompileResult", "CompilerError", "__version__", "build", "compile", "load"]

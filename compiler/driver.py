@@ -1,0 +1,106 @@
+"""The compile driver: ONNX model -> IR -> passes -> target -> runtime Module."""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, TextIO, Union
+
+import onnx
+
+from backends.base import Backend, CompileOptions, get_backend
+from frontends.onnx import ImportOptions, import_model, load_model
+from frontends.onnx.loader import ModelSource
+from ir.graph import Graph
+from passes.manager import PassContext, PassManager
+from runtime.module import Module, TensorSpec
+
+from .version import __version__
+
+
+@dataclass
+class CompileResult:
+    """Everything a build produced besides the module: for reports and the CLI."""
+
+    module: Module
+    graph: Graph
+    pass_manager: PassManager
+    context: PassContext
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+def tool_versions() -> dict[str, str]:
+    versions = {"compiler": __version__, "python": platform.python_version()}
+    for mod in ("numpy", "onnx", "llvmlite", "networkx"):
+        try:
+            versions[mod] = __import__(mod).__version__
+        except Exception:  # optional at this point of the pipeline
+            versions[mod] = "not installed"
+    return versions
+
+
+def model_digest(model: onnx.ModelProto) -> str:
+    return "sha256:" + hashlib.sha256(model.SerializeToString(deterministic=True)).hexdigest()
+
+
+def build(
+    model: Union[ModelSource, Graph],
+    target: str = "ref",
+    *,
+    passes: Optional[Union[str, Sequence[str]]] = None,
+    print_ir_after: Sequence[str] = (),
+    dump_ir_dir: Optional[Union[str, Path]] = None,
+    time_passes: bool = False,
+    input_shapes: Optional[Mapping[str, Sequence]] = None,
+    options: Optional[Mapping[str, Any]] = None,
+    stream: Optional[TextIO] = None,
+) -> CompileResult:
+    """Compile a model and return the module with the build's details."""
+    backend: Backend = get_backend(target)
+    manifest: dict[str, Any] = {"target": target, "tools": tool_versions()}
+    if isinstance(model, Graph):
+        graph = model.clone()
+        manifest["model"] = {"source": "ir graph", "name": graph.name}
+    else:
+        proto = load_model(model)
+        manifest["model"] = {
+            "source": str(model) if isinstance(model, (str, Path)) else "in-memory",
+            "sha256": model_digest(proto),
+            "opsets": {imp.domain or "ai.onnx": imp.version for imp in proto.opset_import},
+        }
+        graph = import_model(proto, ImportOptions(
+            input_shapes={k: tuple(v) for k, v in (input_shapes or {}).items()}))
+    pipeline = backend.default_pipeline if passes is None else passes
+    pm = PassManager(pipeline if pipeline else [], print_ir_after=print_ir_after,
+                     dump_ir_dir=dump_ir_dir, stream=stream)
+    ctx = PassContext(target=getattr(backend, "target_info", None))
+    pm.run(graph, ctx)
+    manifest["passes"] = pm.pipeline_text
+    manifest["options"] = dict(options or {})
+    compile_opts = CompileOptions(passes=pm.pipeline_text, print_ir_after=tuple(print_ir_after),
+                                  dump_ir_dir=str(dump_ir_dir) if dump_ir_dir else None,
+                                  time_passes=time_passes, extra=dict(options or {}))
+    executable = backend.compile(graph, compile_opts)
+    inputs = [TensorSpec.from_type(v.name, v.type) for v in graph.inputs]
+    outputs = [TensorSpec.from_type(v.name, v.type) for v in graph.outputs]
+    manifest["host"] = {"machine": platform.machine(), "system": platform.system()}
+    module = Module(executable, inputs, outputs, manifest, backend)
+    return CompileResult(module, graph, pm, ctx, manifest)
+
+
+def compile(model: Union[ModelSource, Graph], target: str = "ref", **kw: Any) -> Module:
+    """Compile an ONNX model (path, bytes, ModelProto) or an IR graph for ``target``.
+
+    >>> m = compile("model.onnx", target="ref")
+    >>> outputs = m.run({"input": x})
+    """
+    return build(model, target, **kw).module
+
+
+def load(directory: Union[str, Path]) -> Module:
+    """Load a module saved with ``Module.save`` or ``python -m compiler build``."""
+    return Module.load(directory)

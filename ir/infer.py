@@ -1,0 +1,67 @@
+"""Type inference: run each op's registered rule to set its output types."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .errors import CompilerError, TypeInferenceError
+from .registry import InferContext, get_schema
+
+if TYPE_CHECKING:
+    from .graph import Graph, Node
+
+
+def infer_node(node: Node) -> None:
+    """Set ``node.outputs[*].type`` from the op's type rule."""
+    schema = get_schema(node.op, node.domain)
+    if schema.infer_fn is None:
+        raise TypeInferenceError("op has no type rule", subject=node.describe())
+    ctx = InferContext(node, schema)
+    try:
+        types = schema.infer_fn(ctx)
+    except CompilerError:
+        raise
+    except Exception as exc:  # a rule crashed on input it should have rejected
+        raise TypeInferenceError(
+            f"type rule failed: {type(exc).__name__}: {exc}", subject=node.describe(),
+            found="input types " + ", ".join(str(t) for t in ctx.inputs)) from exc
+    if len(types) < len(node.outputs):
+        raise TypeInferenceError(
+            "type rule returned too few output types", subject=node.describe(),
+            expected=str(len(node.outputs)), found=str(len(types)))
+    for out, t in zip(node.outputs, types):
+        out.type = t
+
+
+def infer_graph(graph: Graph) -> None:
+    """Re-run inference over every node, in order (after a pass changed inputs)."""
+    for node in graph.nodes:
+        infer_node(node)
+
+
+def refine_types(graph: Graph) -> int:
+    """Re-run every type rule in order, keeping known dims; returns how many types changed.
+
+    Used after rewrites that made inputs more precise (a folded shape input,
+    say), so the improvement flows downstream.
+    """
+    from .types import TensorType, merge_shapes
+    changed = 0
+    for node in graph.nodes:
+        schema = get_schema(node.op, node.domain)
+        if schema.infer_fn is None:
+            continue
+        try:
+            types = schema.infer_fn(InferContext(node, schema))
+        except CompilerError:
+            continue
+        for out, t in zip(node.outputs, types):
+            old = out.type
+            if isinstance(t, TensorType) and isinstance(old, TensorType) and t.dtype == old.dtype:
+                new = old.with_shape(merge_shapes(t.shape, old.shape))
+            else:
+                new = t if old is None else old
+            if new != old:
+                out.type = new
+                changed += 1
+    return changed

@@ -1,0 +1,3 @@
+"""reduction ops (see ir/registry.py for how ops are defined)."""
+
+from __future__ import annotations

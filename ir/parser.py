@@ -1,0 +1,367 @@
+"""Reads the textual IR written by ``ir.printer`` back into a ``Graph``.
+
+``parse_graph(text)`` returns a graph that prints to the same text.  Elided
+constants (printed as a digest) are filled from the ``weights`` mapping when
+given (name -> array, checked against the digest); otherwise parsing fails
+for them unless ``allow_elided=True``, which keeps a zero-filled placeholder
+(good for inspecting structure, wrong for running).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Mapping
+from typing import Any, Optional
+
+import numpy as np
+
+from .dtypes import DType
+from .errors import IRParseError
+from .graph import Graph, Value
+from .printer import tensor_digest
+from .types import QuantParams, SequenceType, OptionalType, TensorType, Type
+
+_TOKEN = re.compile(r"""
+    (?P<ws>\s+|//[^\n]*)
+  | (?P<name>%(?:"(?:[^"\\]|\\.)*"|[A-Za-z0-9_.$/\-]+))
+  | (?P<gname>@(?:"(?:[^"\\]|\\.)*"|[A-Za-z0-9_.$/\-]+))
+  | (?P<string>"(?:[^"\\]|\\.)*")
+  | (?P<complex>\((?:[^()]*)j\))
+  | (?P<number>-?(?:inf|nan)\b|-?(?:\d+\.?\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?))
+  | (?P<ident>[A-Za-z_][A-Za-z0-9_.]*)
+  | (?P<punct>[()\[\]{}<>,:=?*])
+""", re.VERBOSE)
+
+
+class _Tokens:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.toks: list[tuple[str, str, int]] = []
+        pos = 0
+        while pos < len(text):
+            m = _TOKEN.match(text, pos)
+            if not m:
+                self.error_at(pos, f"unexpected character {text[pos]!r}")
+            kind = m.lastgroup
+            if kind != "ws":
+                self.toks.append((kind, m.group(), pos))  # type: ignore[arg-type]
+            pos = m.end()
+        self.i = 0
+
+    def error_at(self, pos: int, msg: str):
+        line = self.text.count("\n", 0, pos) + 1
+        col = pos - (self.text.rfind("\n", 0, pos) + 1) + 1
+        src = self.text.splitlines()[line - 1] if self.text.splitlines() else ""
+        raise IRParseError(msg, subject=f"line {line}, column {col}", found=src.strip()[:80])
+
+    def peek(self, k: int = 0) -> tuple[str, str, int]:
+        j = self.i + k
+        return self.toks[j] if j < len(self.toks) else ("eof", "", len(self.text))
+
+    def next(self) -> tuple[str, str, int]:
+        t = self.peek()
+        self.i += 1
+        return t
+
+    def expect(self, value: str) -> None:
+        kind, text, pos = self.next()
+        if text != value:
+            self.error_at(pos, f"expected {value!r}, got {text or 'end of input'!r}")
+
+    def accept(self, value: str) -> bool:
+        if self.peek()[1] == value:
+            self.i += 1
+            return True
+        return False
+
+    def expect_kind(self, kind: str) -> str:
+        k, text, pos = self.next()
+        if k != kind:
+            self.error_at(pos, f"expected {kind}, got {text or 'end of input'!r}")
+        return text
+
+
+def _unquote_name(tok: str) -> str:
+    body = tok[1:]
+    return json.loads(body) if body.startswith('"') else body
+
+
+def _parse_float(text: str) -> float:
+    return float(text)
+
+
+class Parser:
+    def __init__(self, text: str, weights: Optional[Mapping[str, np.ndarray]] = None,
+                 allow_elided: bool = False) -> None:
+        self.t = _Tokens(text)
+        self.weights = weights or {}
+        self.allow_elided = allow_elided
+
+    # ----------------------------------------------------------- graphs
+    def parse(self) -> Graph:
+        g = self.graph()
+        if self.t.peek()[0] != "eof":
+            self.t.error_at(self.t.peek()[2], "text after the end of the graph")
+        return g
+
+    def graph(self) -> Graph:
+        self.t.expect("graph")
+        name_tok = self.t.expect_kind("gname")
+        g = Graph(_unquote_name(name_tok))
+        self.t.expect("(")
+        if not self.t.accept(")"):
+            while True:
+                name = _unquote_name(self.t.expect_kind("name"))
+                self.t.expect(":")
+                g.add_input(name, self.type())
+                if self.t.accept(")"):
+                    break
+                self.t.expect(",")
+        self.t.expect("{")
+        while True:
+            kind, text, pos = self.t.peek()
+            if text == "return":
+                self.t.next()
+                outs = []
+                if self.t.peek()[0] == "name":
+                    outs.append(self.lookup(g, self.t.next()))
+                    while self.t.accept(","):
+                        outs.append(self.lookup(g, self.t.next()))
+                g.set_outputs(outs)
+                self.t.expect("}")
+                return g
+            if kind != "name":
+                self.t.error_at(pos, f"expected a definition or 'return', got {text!r}")
+            self.statement(g)
+
+    def lookup(self, g: Graph, tok: tuple[str, str, int]) -> Value:
+        kind, text, pos = tok
+        if kind != "name":
+            self.t.error_at(pos, f"expected a value name, got {text!r}")
+        name = _unquote_name(text)
+        if not g.has_value(name):
+            self.t.error_at(pos, f"use of undefined value %{name}")
+        return g.value(name)
+
+    def statement(self, g: Graph) -> None:
+        results: list[tuple[str, Type, int]] = []
+        while True:
+            kind, text, pos = self.t.next()
+            name = _unquote_name(text)
+            self.t.expect(":")
+            results.append((name, self.type(), pos))
+            if not self.t.accept(","):
+                break
+        self.t.expect("=")
+        kind, text, pos = self.t.next()
+        if text == "constant":
+            if len(results) != 1:
+                self.t.error_at(pos, "a constant defines exactly one value")
+            name, typ, _ = results[0]
+            if not isinstance(typ, TensorType):
+                self.t.error_at(pos, "constants must be tensors")
+            arr = self.payload(typ, name)  # type: ignore[arg-type]
+            v = g.add_constant(arr, name, dtype=typ.dtype)  # type: ignore[union-attr]
+            self._check_name(v, name, pos)
+            if v.type != typ:
+                v.type = typ
+            return
+        if kind != "ident":
+            self.t.error_at(pos, f"expected an op name, got {text!r}")
+        domain, _, op = text.rpartition(".")
+        self.t.expect("(")
+        inputs: list[Optional[Value]] = []
+        if not self.t.accept(")"):
+            while True:
+                tok = self.t.next()
+                if tok[1] == "none":
+                    inputs.append(None)
+                else:
+                    inputs.append(self.lookup(g, tok))
+                if self.t.accept(")"):
+                    break
+                self.t.expect(",")
+        attrs: dict[str, Any] = {}
+        if self.t.accept("{"):
+            if not self.t.accept("}"):
+                while True:
+                    key = self.t.expect_kind("ident")
+                    self.t.expect("=")
+                    attrs[key] = self.attr_value()
+                    if self.t.accept("}"):
+                        break
+                    self.t.expect(",")
+        loc = ""
+        if self.t.peek()[1] == "loc":
+            self.t.next()
+            self.t.expect("(")
+            loc = json.loads(self.t.expect_kind("string"))
+            self.t.expect(")")
+        node = g.create_node(op, inputs, attrs, domain=domain, name=loc,
+                             output_names=[r[0] for r in results],
+                             output_types=[r[1] for r in results])
+        for out, (name, _, p) in zip(node.outputs, results):
+            self._check_name(out, name, p)
+
+    def _check_name(self, v: Value, name: str, pos: int) -> None:
+        if v.name != name:
+            self.t.error_at(pos, f"value %{name} is defined twice")
+
+    # ------------------------------------------------------------ types
+    def type(self) -> Type:
+        kind, text, pos = self.t.next()
+        if text in ("seq", "opt"):
+            self.t.expect("<")
+            elem = self.type()
+            self.t.expect(">")
+            return SequenceType(elem) if text == "seq" else OptionalType(elem)
+        if kind != "ident":
+            self.t.error_at(pos, f"expected a type, got {text!r}")
+        try:
+            dtype = DType.from_short(text)
+        except Exception:
+            self.t.error_at(pos, f"unknown element type {text!r}")
+        self.t.expect("[")
+        shape: Optional[list] = []
+        if self.t.accept("*"):
+            shape = None
+            self.t.expect("]")
+        elif not self.t.accept("]"):
+            while True:
+                k, dt, dp = self.t.next()
+                if k == "number":
+                    shape.append(int(dt))  # type: ignore[union-attr]
+                elif dt == "?":
+                    shape.append(None)  # type: ignore[union-attr]
+                elif k == "ident":
+                    shape.append(dt)  # type: ignore[union-attr]
+                else:
+                    self.t.error_at(dp, f"bad dimension {dt!r}")
+                if self.t.accept("]"):
+                    break
+                self.t.expect(",")
+        t = TensorType(dtype, None if shape is None else tuple(shape))
+        if self.t.peek()[1] == "<":
+            t = self.type_extras(t)
+        return t
+
+    def type_extras(self, t: TensorType) -> TensorType:
+        self.t.expect("<")
+        fields: dict[str, Any] = {}
+        while True:
+            key = self.t.expect_kind("ident")
+            self.t.expect("=")
+            if key == "layout":
+                fields[key] = self.t.expect_kind("ident")
+            else:
+                fields[key] = self.attr_value()
+            if self.t.accept(">"):
+                break
+            self.t.expect(",")
+        if "layout" in fields:
+            t = t.with_layout(fields["layout"])
+        if "scale" in fields:
+            sc, zp = fields["scale"], fields.get("zero_point", 0)
+            sc = tuple(float(x) for x in sc) if isinstance(sc, tuple) else (float(sc),)
+            zp = tuple(int(x) for x in zp) if isinstance(zp, tuple) else (int(zp),)
+            t = t.with_quant(QuantParams(sc, zp, fields.get("axis")))
+        return t
+
+    # ------------------------------------------------------- attributes
+    def attr_value(self) -> Any:
+        kind, text, pos = self.t.peek()
+        if text == "graph":
+            return self.graph()
+        if text == "dense":
+            return self.dense()
+        self.t.next()
+        if kind == "number":
+            if re.fullmatch(r"-?\d+", text):
+                return int(text)
+            return _parse_float(text)
+        if kind == "string":
+            return json.loads(text)
+        if text in ("true", "false"):
+            return text == "true"
+        if text == "[":
+            items = []
+            if self.t.accept("]"):
+                return ()
+            while True:
+                items.append(self.attr_value())
+                if self.t.accept("]"):
+                    return tuple(items)
+                self.t.expect(",")
+        if kind == "ident":
+            try:
+                return DType.from_short(text)
+            except Exception:
+                pass
+        self.t.error_at(pos, f"bad attribute value {text!r}")
+
+    def dense(self) -> np.ndarray:
+        self.t.expect("dense")
+        self.t.expect("<")
+        typ = self.type()
+        self.t.expect(":")
+        arr = self.payload(typ, None)  # type: ignore[arg-type]
+        self.t.expect(">")
+        return arr
+
+    def payload(self, typ: TensorType, name: Optional[str]) -> np.ndarray:
+        if not typ.is_static:
+            self.t.error_at(self.t.peek()[2], "tensor literals need a static shape")
+        shape = tuple(typ.shape)  # type: ignore[arg-type]
+        dtype = typ.dtype
+        kind, text, pos = self.t.next()
+        if text == "[":
+            vals = []
+            if not self.t.accept("]"):
+                while True:
+                    vals.append(self.scalar(dtype))
+                    if self.t.accept("]"):
+                        break
+                    self.t.expect(",")
+            arr = np.array(vals, dtype=dtype.np) if vals else np.zeros(0, dtype=dtype.np)
+            if arr.size != int(np.prod(shape)):
+                self.t.error_at(pos, f"literal has {arr.size} elements, type says {typ}")
+            return arr.reshape(shape)
+        if kind == "string":
+            raw = base64.b64decode(json.loads(text))
+            arr = np.frombuffer(raw, dtype=dtype.np.newbyteorder("<") if dtype.np.itemsize > 1 else dtype.np)
+            return arr.astype(dtype.np).reshape(shape)
+        if text == "elided":
+            digest = json.loads(self.t.expect_kind("string"))
+            if name is not None and name in self.weights:
+                arr = np.asarray(self.weights[name])
+                if tensor_digest(arr) != digest or arr.shape != shape:
+                    self.t.error_at(pos, f"weights for %{name} do not match the digest in the text")
+                return arr
+            if self.allow_elided:
+                return np.zeros(shape, dtype=dtype.np)
+            self.t.error_at(pos, f"constant {('%' + name) if name else ''} is elided and no weights were given")
+        self.t.error_at(pos, f"bad tensor payload {text!r}")
+
+    def scalar(self, dtype: DType) -> Any:
+        kind, text, pos = self.t.next()
+        if dtype is DType.BOOL:
+            if text not in ("true", "false"):
+                self.t.error_at(pos, f"expected true/false, got {text!r}")
+            return text == "true"
+        if dtype is DType.STR:
+            return json.loads(text)
+        if kind == "complex":
+            return complex(text.replace(" ", ""))
+        if kind != "number":
+            self.t.error_at(pos, f"expected a number, got {text!r}")
+        if dtype.is_int:
+            return int(text)
+        return float(text)
+
+
+def parse_graph(text: str, *, weights: Optional[Mapping[str, np.ndarray]] = None,
+                allow_elided: bool = False) -> Graph:
+    """Parse textual IR; see the module docstring for ``weights``/``allow_elided``."""
+    return Parser(text, weights, allow_elided).parse()

@@ -1,0 +1,170 @@
+"""Deterministic textual form of a graph; ``ir.parser`` reads it back.
+
+Example::
+
+    graph @main(%x: f32[1,3,224,224]) {
+      %w0: f32[64,3,7,7] = constant elided "sha256:4a1f0c2e9b3d5a77"
+      %shape: i64[2] = constant [1, -1]
+      %0: f32[1,64,112,112] = Conv(%x, %w0) {pads=[3,3,3,3], strides=[2,2]}
+      %1: f32[1,64,112,112] = Relu(%0)
+      return %1
+    }
+
+Constants with more than ``inline_limit`` elements are printed as a SHA-256
+digest (``elided``) by default, or in full as base64 of their little-endian
+bytes with ``constants="inline"``.  Attributes are sorted by name.  Floats
+print as the shortest text that reads back to the same bits.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from typing import Any
+
+import numpy as np
+
+from .dtypes import DType
+from .graph import Graph, Node, Value
+
+_BARE_NAME = re.compile(r"^[A-Za-z0-9_.$/\-]+$")
+INLINE_LIMIT = 16
+
+
+def format_name(name: str) -> str:
+    """``%name``, quoted when it holds characters the parser splits on."""
+    if _BARE_NAME.match(name):
+        return "%" + name
+    return "%" + json.dumps(name)
+
+
+def format_scalar(x: Any, dtype: DType) -> str:
+    """One element, printed so that parsing gives back the same bits."""
+    if dtype is DType.BOOL:
+        return "true" if bool(x) else "false"
+    if dtype is DType.STR:
+        if isinstance(x, bytes):
+            x = x.decode("utf-8", errors="surrogateescape")
+        return json.dumps(str(x))
+    if dtype.is_int:
+        return str(int(x))
+    if dtype in (DType.C64, DType.C128):
+        c = complex(x)
+        return f"({format_float(c.real)}{'+' if c.imag >= 0 or c.imag != c.imag else ''}{format_float(c.imag)}j)"
+    if dtype is DType.F32:
+        return format_float(float(x), np.float32)
+    if dtype is DType.F16:
+        return format_float(float(x), np.float16)
+    return format_float(float(x))
+
+
+def format_float(x: float, np_type=None) -> str:
+    if x != x:
+        return "nan"
+    if x in (float("inf"), float("-inf")):
+        return "inf" if x > 0 else "-inf"
+    text = str(np_type(x)) if np_type is not None else repr(x)
+    if not any(c in text for c in ".en"):
+        text += ".0"
+    return text
+
+
+def tensor_digest(arr: np.ndarray) -> str:
+    h = hashlib.sha256()
+    h.update(str(arr.dtype).encode() + str(arr.shape).encode())
+    if arr.dtype == object:
+        h.update(json.dumps([str(v) for v in arr.ravel()]).encode())
+    else:
+        h.update(np.ascontiguousarray(arr).tobytes())
+    return "sha256:" + h.hexdigest()[:16]
+
+
+def format_payload(arr: np.ndarray, dtype: DType, constants: str, inline_limit: int) -> str:
+    """The data part of a tensor literal: ``[...]``, ``"base64"`` or ``elided "..."``."""
+    if arr.size <= inline_limit or dtype is DType.STR:  # strings have no byte form: always inline
+        return "[" + ", ".join(format_scalar(x, dtype) for x in np.asarray(arr).ravel()) + "]"
+    if constants == "inline":
+        data = np.ascontiguousarray(arr)
+        if data.dtype.byteorder == ">":
+            data = data.byteswap().view(data.dtype.newbyteorder("<"))
+        return json.dumps(base64.b64encode(data.tobytes()).decode("ascii"))
+    return "elided " + json.dumps(tensor_digest(arr))
+
+
+class Printer:
+    """Prints graphs; options choose how constants and locations appear."""
+
+    def __init__(self, *, constants: str = "elide", inline_limit: int = INLINE_LIMIT,
+                 locations: bool = False) -> None:
+        if constants not in ("elide", "inline"):
+            raise ValueError("constants must be 'elide' or 'inline'")
+        self.constants = constants
+        self.inline_limit = inline_limit
+        self.locations = locations
+
+    def graph(self, g: Graph, indent: str = "") -> str:
+        args = ", ".join(f"{format_name(v.name)}: {v.type}" for v in g.inputs)
+        lines = [f"graph @{_graph_name(g.name)}({args}) {{"]
+        inner = indent + "  "
+        for c in g.constants.values():
+            payload = format_payload(c.const, c.type.dtype, self.constants, self.inline_limit)
+            lines.append(f"{inner}{format_name(c.name)}: {c.type} = constant {payload}")
+        for n in g.nodes:
+            lines.append(inner + self.node(n, inner))
+        rets = ", ".join(format_name(v.name) for v in g.outputs)
+        lines.append(f"{inner}return {rets}".rstrip())
+        lines.append(indent + "}")
+        return "\n".join(lines)
+
+    def node(self, n: Node, indent: str) -> str:
+        outs = ", ".join(f"{format_name(v.name)}: {v.type}" for v in n.outputs)
+        ins = ", ".join("none" if v is None else format_name(v.name) for v in n.inputs)
+        text = f"{outs} = {n.qualified_op}({ins})"
+        if n.attrs:
+            items = ", ".join(f"{k}={self.attr(n.attrs[k], indent)}" for k in sorted(n.attrs))
+            text += " {" + items + "}"
+        if self.locations and n.name:
+            text += f" loc({json.dumps(n.name)})"
+        return text
+
+    def attr(self, v: Any, indent: str) -> str:
+        if isinstance(v, Graph):
+            return self.graph(v, indent)
+        if isinstance(v, np.ndarray):
+            dtype = DType.from_numpy(v.dtype)
+            shape = ",".join(str(d) for d in v.shape)
+            payload = format_payload(v, dtype, self.constants, self.inline_limit)
+            return f"dense<{dtype.short}[{shape}]: {payload}>"
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, int):
+            return str(v)
+        if isinstance(v, float):
+            # ONNX float attributes are float32: print the shortest float32 text when exact.
+            exact32 = v != v or float(np.float32(v)) == v
+            return format_float(v, np.float32 if exact32 else None)
+        if isinstance(v, str):
+            return json.dumps(v)
+        if isinstance(v, bytes):
+            return json.dumps(v.decode("utf-8", errors="surrogateescape"))
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(self.attr(x, indent) for x in v) + "]"
+        if isinstance(v, DType):
+            return v.short
+        raise TypeError(f"cannot print attribute value of type {type(v).__name__}")
+
+
+def _graph_name(name: str) -> str:
+    return name if _BARE_NAME.match(name) else json.dumps(name)
+
+
+def print_graph(g: Graph, *, constants: str = "elide", inline_limit: int = INLINE_LIMIT,
+                locations: bool = False) -> str:
+    """The graph as text (see the module docstring for the format)."""
+    return Printer(constants=constants, inline_limit=inline_limit, locations=locations).graph(g)
+
+
+def print_value(v: Value) -> str:
+    return f"{format_name(v.name)}: {v.type}"

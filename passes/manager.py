@@ -1,0 +1,253 @@
+"""Pass registry and the PassManager that runs pipelines.
+
+A pass is a function (or any callable) over a graph, registered under a
+kebab-case name.  It mutates the graph in place and returns whether it
+changed anything::
+
+    @register_pass("dce", "remove nodes whose outputs nobody reads")
+    def dce(graph: Graph, ctx: PassContext) -> bool:
+        ...
+
+Options come as keyword-only parameters with defaults; the pipeline text
+``fold-constants{max_elements=1000000},dce`` sets them.  The manager verifies
+the graph after every pass, times each pass, and can print the IR after
+chosen passes or dump it to a folder.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, TextIO, Union
+
+from ir.errors import CompilerError, PassError
+from ir.graph import Graph
+from ir.printer import print_graph
+from ir.verifier import verify
+
+PassFn = Callable[..., Optional[bool]]
+
+
+@dataclass
+class PassInfo:
+    name: str
+    fn: PassFn
+    summary: str
+    options: dict[str, Any]  # name -> default
+
+    def option_text(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in self.options.items())
+
+
+@dataclass
+class PassContext:
+    """What passes may read besides the graph: the target and a decision log."""
+
+    target: Any = None  # a backends target description (vector width, cores, caches...)
+    log: list[dict[str, Any]] = field(default_factory=list)
+    stats: dict[str, Any] = field(default_factory=dict)
+    current_pass: str = ""
+
+    def decide(self, what: str, **details: Any) -> None:
+        """Record one decision (a fusion, a layout change, a tile size) and why."""
+        self.log.append({"pass": self.current_pass, "decision": what, **details})
+
+
+_PASSES: dict[str, PassInfo] = {}
+_KEBAB = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+
+
+def register_pass(name: str, summary: str = "") -> Callable[[PassFn], PassFn]:
+    """Register ``fn`` as pass ``name`` (kebab-case)."""
+    if not _KEBAB.match(name):
+        raise ValueError(f"pass names are kebab-case, got {name!r}")
+
+    def register(fn: PassFn) -> PassFn:
+        if name in _PASSES:
+            raise ValueError(f"pass {name!r} is registered twice")
+        sig = inspect.signature(fn)
+        options = {p.name: p.default for p in sig.parameters.values()
+                   if p.kind is inspect.Parameter.KEYWORD_ONLY}
+        doc = summary or (inspect.getdoc(fn) or "").split("\n")[0]
+        _PASSES[name] = PassInfo(name, fn, doc, options)
+        return fn
+    return register
+
+
+def get_pass(name: str) -> PassInfo:
+    _ensure_loaded()
+    try:
+        return _PASSES[name]
+    except KeyError:
+        raise PassError("unknown pass", subject=repr(name),
+                        hint="`python -m compiler passes` lists them") from None
+
+
+def all_passes() -> list[PassInfo]:
+    _ensure_loaded()
+    return sorted(_PASSES.values(), key=lambda p: p.name)
+
+
+def _ensure_loaded() -> None:
+    from . import builtin  # noqa: F401
+
+
+# ------------------------------------------------------------------ pipeline text
+@dataclass
+class PassStep:
+    info: PassInfo
+    options: dict[str, Any]
+
+    def __str__(self) -> str:
+        if not self.options:
+            return self.info.name
+        return self.info.name + "{" + ",".join(f"{k}={v}" for k, v in self.options.items()) + "}"
+
+
+def parse_pipeline(spec: Union[str, Sequence[Union[str, PassStep]]]) -> list[PassStep]:
+    """Parse ``"a,b{k=v,k2=v2},c"`` (or a list of such names) into steps."""
+    if isinstance(spec, str):
+        items = _split_top_level(spec)
+    else:
+        items = list(spec)
+    steps = []
+    for item in items:
+        if isinstance(item, PassStep):
+            steps.append(item)
+            continue
+        item = item.strip()
+        if not item:
+            continue
+        m = re.fullmatch(r"([A-Za-z0-9\-]+)(?:\{(.*)\})?", item)
+        if not m:
+            raise PassError("malformed pipeline entry", subject=repr(item),
+                            expected="name or name{key=value,...}")
+        info = get_pass(m.group(1))
+        options: dict[str, Any] = {}
+        if m.group(2):
+            for kv in m.group(2).split(","):
+                if "=" not in kv:
+                    raise PassError("pass option needs key=value", subject=f"{info.name}: {kv!r}")
+                k, v = (s.strip() for s in kv.split("=", 1))
+                if k not in info.options:
+                    raise PassError("unknown option", subject=f"pass {info.name!r}: {k!r}",
+                                    hint=f"options: {info.option_text() or 'none'}")
+                options[k] = _convert(v, info.options[k], f"{info.name}.{k}")
+        steps.append(PassStep(info, options))
+    return steps
+
+
+def _split_top_level(spec: str) -> list[str]:
+    parts, depth, cur = [], 0, []
+    for ch in spec:
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    if depth != 0:
+        raise PassError("unbalanced braces in pipeline", subject=repr(spec))
+    parts.append("".join(cur))
+    return parts
+
+
+def _convert(text: str, default: Any, what: str) -> Any:
+    try:
+        if isinstance(default, bool):
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError
+            return text.lower() in ("true", "1")
+        if isinstance(default, int):
+            return int(text)
+        if isinstance(default, float):
+            return float(text)
+    except ValueError:
+        raise PassError("bad option value", subject=what,
+                        expected=type(default).__name__, found=repr(text)) from None
+    return text.strip("\"'")
+
+
+# -------------------------------------------------------------------- running
+@dataclass
+class PassRecord:
+    name: str
+    seconds: float
+    changed: bool
+    nodes_before: int
+    nodes_after: int
+
+
+class PassManager:
+    """Runs a pipeline over a graph with verification, timing and IR dumps."""
+
+    def __init__(self, pipeline: Union[str, Sequence[Union[str, PassStep]]], *,
+                 verify_each: bool = True, print_ir_after: Sequence[str] = (),
+                 dump_ir_dir: Optional[Union[str, Path]] = None,
+                 stream: Optional[TextIO] = None) -> None:
+        self.steps = parse_pipeline(pipeline)
+        self.verify_each = verify_each
+        self.print_after = set(print_ir_after)
+        for name in self.print_after - {"all"}:
+            get_pass(name)  # unknown names fail early
+        self.dump_dir = Path(dump_ir_dir) if dump_ir_dir else None
+        self.stream = stream or sys.stderr
+        self.records: list[PassRecord] = []
+
+    @property
+    def pipeline_text(self) -> str:
+        return ",".join(str(s) for s in self.steps)
+
+    def run(self, graph: Graph, ctx: Optional[PassContext] = None) -> PassContext:
+        ctx = ctx or PassContext()
+        if self.dump_dir is not None:
+            self.dump_dir.mkdir(parents=True, exist_ok=True)
+            (self.dump_dir / "00-input.ir").write_text(print_graph(graph) + "\n")
+        for i, step in enumerate(self.steps, 1):
+            ctx.current_pass = step.info.name
+            before = len(graph.nodes)
+            t0 = time.perf_counter()
+            try:
+                changed = step.info.fn(graph, ctx, **step.options)
+            except CompilerError:
+                raise
+            except Exception as exc:
+                raise PassError(f"pass crashed: {type(exc).__name__}: {exc}",
+                                subject=f"pass {step.info.name!r}") from exc
+            seconds = time.perf_counter() - t0
+            self.records.append(PassRecord(step.info.name, seconds, bool(changed), before,
+                                           len(graph.nodes)))
+            if self.verify_each:
+                try:
+                    verify(graph)
+                except CompilerError as exc:
+                    raise PassError(f"IR is invalid after this pass: {exc}",
+                                    subject=f"pass {step.info.name!r}") from exc
+            if "all" in self.print_after or step.info.name in self.print_after:
+                self.stream.write(f"// ----- IR after {step} -----\n{print_graph(graph)}\n")
+            if self.dump_dir is not None:
+                (self.dump_dir / f"{i:02d}-{step.info.name}.ir").write_text(print_graph(graph) + "\n")
+        ctx.current_pass = ""
+        return ctx
+
+    def timing_report(self) -> str:
+        total = sum(r.seconds for r in self.records) or 1e-12
+        lines = [f"{'pass':<28}{'time (ms)':>11}{'share':>8}{'nodes':>14}  changed"]
+        for r in self.records:
+            lines.append(f"{r.name:<28}{r.seconds * 1e3:>11.2f}{r.seconds / total:>8.1%}"
+                         f"{f'{r.nodes_before}->{r.nodes_after}':>14}  {'yes' if r.changed else 'no'}")
+        lines.append(f"{'total':<28}{total * 1e3:>11.2f}")
+        return "\n".join(lines)
+
+
+def run_pipeline(graph: Graph, pipeline: Union[str, Sequence[str]], **kw: Any) -> PassContext:
+    """Convenience: ``run_pipeline(g, "fold-constants,dce")``."""
+    return PassManager(pipeline, **kw).run(graph)

@@ -1,0 +1,259 @@
+"""A compiled model you can run, time, profile, save and load, whatever its target."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+
+from ir.dtypes import DType
+from ir.errors import ArtifactError, InputError
+from ir.types import TensorType
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Name, element type and shape (ints, symbol names or None) of a model input/output."""
+
+    name: str
+    dtype: str
+    shape: Optional[tuple]
+
+    @staticmethod
+    def from_type(name: str, t: Any) -> TensorSpec:
+        if isinstance(t, TensorType):
+            return TensorSpec(name, t.dtype.short, None if t.shape is None else tuple(t.shape))
+        return TensorSpec(name, str(t), None)
+
+    @property
+    def np_dtype(self) -> np.dtype:
+        return DType.from_short(self.dtype).np
+
+    def describe(self) -> str:
+        dims = "*" if self.shape is None else ",".join("?" if d is None else str(d) for d in self.shape)
+        return f"{self.dtype}[{dims}]"
+
+
+@dataclass
+class BenchmarkResult:
+    """Latency statistics in milliseconds, and throughput in runs per second."""
+
+    mean_ms: float
+    median_ms: float
+    p90_ms: float
+    p99_ms: float
+    stdev_ms: float
+    min_ms: float
+    throughput: float
+    repeat: int
+    warmup: int
+    threads: Optional[int]
+
+    def __str__(self) -> str:
+        return (f"median {self.median_ms:.3f} ms, mean {self.mean_ms:.3f} ms, p90 {self.p90_ms:.3f} ms, "
+                f"p99 {self.p99_ms:.3f} ms, stdev {self.stdev_ms:.3f} ms, "
+                f"{self.throughput:.1f} runs/s ({self.repeat} runs)")
+
+
+def _percentile(sorted_vals: list[float], q: float) -> float:
+    if not sorted_vals:
+        return float("nan")
+    k = (len(sorted_vals) - 1) * q
+    lo, hi = int(np.floor(k)), int(np.ceil(k))
+    return sorted_vals[lo] + (sorted_vals[hi] - sorted_vals[lo]) * (k - lo)
+
+
+class Module:
+    """A compiled model.
+
+    ``run(feeds)`` takes a dict name -> array (or a list in input order) and
+    returns a dict name -> array in output order.  Inputs are checked against
+    the model's names, dtypes and shapes before anything runs.
+    """
+
+    def __init__(self, executable, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec],
+                 manifest: dict[str, Any], backend) -> None:
+        self.executable = executable
+        self.inputs = list(inputs)
+        self.outputs = list(outputs)
+        self.manifest = manifest
+        self.backend = backend
+
+    @property
+    def input_names(self) -> list[str]:
+        return [s.name for s in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [s.name for s in self.outputs]
+
+    @property
+    def target(self) -> str:
+        return self.manifest.get("target", "?")
+
+    # ------------------------------------------------------------------ run
+    def run(self, feeds: Union[Mapping[str, Any], Sequence[Any]],
+            output_names: Optional[Sequence[str]] = None) -> dict[str, np.ndarray]:
+        arrays = self._check_inputs(feeds)
+        results = self.executable.run(arrays)
+        out = dict(zip(self.output_names, results))
+        if output_names is not None:
+            unknown = [n for n in output_names if n not in out]
+            if unknown:
+                raise InputError("unknown output name", subject=repr(unknown[0]),
+                                 expected=" or ".join(map(repr, self.output_names)))
+            return {n: out[n] for n in output_names}
+        return out
+
+    __call__ = run
+
+    def _check_inputs(self, feeds: Union[Mapping[str, Any], Sequence[Any]]) -> list[np.ndarray]:
+        if isinstance(feeds, Mapping):
+            unknown = [k for k in feeds if k not in self.input_names]
+            if unknown:
+                raise InputError("unknown input name", subject=repr(unknown[0]),
+                                 expected=" or ".join(map(repr, self.input_names)))
+            missing = [n for n in self.input_names if n not in feeds]
+            if missing:
+                raise InputError("missing input", subject=repr(missing[0]),
+                                 expected=", ".join(f"{s.name}: {s.describe()}" for s in self.inputs))
+            values = [feeds[n] for n in self.input_names]
+        else:
+            values = list(feeds)
+            if len(values) != len(self.inputs):
+                raise InputError("wrong number of inputs", expected=str(len(self.inputs)),
+                                 found=str(len(values)))
+        bound: dict[str, int] = {}
+        arrays = []
+        for spec, v in zip(self.inputs, values):
+            arrays.append(_check_one(spec, v, bound))
+        return arrays
+
+    # -------------------------------------------------------------- timing
+    def random_inputs(self, seed: int = 0, dims: Optional[Mapping[str, int]] = None) -> dict[str, np.ndarray]:
+        """Random inputs matching the specs (symbolic dims default to 1, or ``dims[name]``)."""
+        return random_inputs(self.inputs, seed=seed, dims=dims)
+
+    def benchmark(self, inputs: Optional[Mapping[str, Any]] = None, *, warmup: int = 5,
+                  repeat: int = 50, threads: Optional[int] = None,
+                  min_seconds: float = 0.0) -> BenchmarkResult:
+        """Time ``run`` after ``warmup`` calls; at least ``repeat`` runs (and ``min_seconds``)."""
+        if threads is not None and hasattr(self.executable, "set_threads"):
+            self.executable.set_threads(threads)
+        feeds = inputs if inputs is not None else self.random_inputs()
+        arrays = self._check_inputs(feeds)
+        for _ in range(warmup):
+            self.executable.run(arrays)
+        times = []
+        start = time.perf_counter()
+        while len(times) < repeat or time.perf_counter() - start < min_seconds:
+            t0 = time.perf_counter()
+            self.executable.run(arrays)
+            times.append((time.perf_counter() - t0) * 1e3)
+        s = sorted(times)
+        mean = statistics.fmean(times)
+        return BenchmarkResult(
+            mean_ms=mean, median_ms=statistics.median(times), p90_ms=_percentile(s, 0.9),
+            p99_ms=_percentile(s, 0.99), stdev_ms=statistics.pstdev(times), min_ms=s[0],
+            throughput=1e3 / mean if mean > 0 else float("inf"), repeat=len(times), warmup=warmup,
+            threads=threads)
+
+    def profile(self, inputs: Optional[Mapping[str, Any]] = None, *, repeat: int = 1) -> list[tuple[str, float]]:
+        """Seconds per executed kernel (node or fused group), hottest first."""
+        feeds = inputs if inputs is not None else self.random_inputs()
+        arrays = self._check_inputs(feeds)
+        totals: dict[str, float] = {}
+        for _ in range(max(1, repeat)):
+            for label, secs in self.executable.profile(arrays):
+                totals[label] = totals.get(label, 0.0) + secs / max(1, repeat)
+        return sorted(totals.items(), key=lambda kv: -kv[1])
+
+    # ---------------------------------------------------------- save / load
+    def save(self, directory: Union[str, Path]) -> Path:
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        self.executable.save(d)
+        manifest = dict(self.manifest)
+        manifest["format_version"] = FORMAT_VERSION
+        manifest["inputs"] = [asdict(s) for s in self.inputs]
+        manifest["outputs"] = [asdict(s) for s in self.outputs]
+        (d / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+        return d
+
+    @classmethod
+    def load(cls, directory: Union[str, Path]) -> Module:
+        from backends.base import get_backend
+        d = Path(directory)
+        if not d.exists():
+            raise ArtifactError("artifact folder not found", subject=str(d))
+        if not (d / MANIFEST).exists():
+            raise ArtifactError("not a compiled artifact (no manifest.json)", subject=str(d),
+                                hint="build one with `python -m compiler build model.onnx -o DIR`")
+        try:
+            manifest = json.loads((d / MANIFEST).read_text())
+        except json.JSONDecodeError as exc:
+            raise ArtifactError(f"manifest.json is corrupt: {exc}", subject=str(d)) from None
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise ArtifactError("artifact format version mismatch", subject=str(d),
+                                expected=str(FORMAT_VERSION), found=str(manifest.get("format_version")))
+        backend = get_backend(manifest["target"])
+        executable = backend.load(d)
+        specs = lambda key: [TensorSpec(e["name"], e["dtype"], None if e["shape"] is None else tuple(e["shape"]))
+                             for e in manifest[key]]
+        return cls(executable, specs("inputs"), specs("outputs"), manifest, backend)
+
+
+def _check_one(spec: TensorSpec, value: Any, bound: dict[str, int]) -> Any:
+    if spec.dtype.startswith(("seq<", "opt<")):
+        return value  # sequences (lists) and optionals (None or a value) pass as they are
+    arr = value if isinstance(value, np.ndarray) else np.asarray(value)
+    expected = spec.np_dtype
+    if arr.dtype != expected:
+        if spec.dtype == "str" and arr.dtype.kind in "USO":
+            arr = arr.astype(object)
+        else:
+            raise InputError("wrong element type", subject=f"input {spec.name!r}",
+                             expected=f"{spec.dtype} ({expected})", found=str(arr.dtype),
+                             hint=f"convert with .astype(np.{expected})" if expected.kind != "V" else None)
+    if spec.shape is not None:
+        if arr.ndim != len(spec.shape):
+            raise InputError("wrong rank", subject=f"input {spec.name!r}",
+                             expected=f"shape {spec.describe()}", found=f"shape {list(arr.shape)}")
+        for i, (d, n) in enumerate(zip(spec.shape, arr.shape)):
+            if isinstance(d, int) and d != n:
+                raise InputError(f"wrong size of dimension {i}", subject=f"input {spec.name!r}",
+                                 expected=f"shape {spec.describe()}", found=f"shape {list(arr.shape)}")
+            if isinstance(d, str):
+                if bound.setdefault(d, n) != n:
+                    raise InputError(f"dimension {d!r} has two different sizes", subject=f"input {spec.name!r}",
+                                     expected=str(bound[d]), found=str(n))
+    return arr
+
+
+def random_inputs(specs: Sequence[TensorSpec], seed: int = 0,
+                  dims: Optional[Mapping[str, int]] = None) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    dims = dict(dims or {})
+    out = {}
+    for s in specs:
+        shape = tuple(d if isinstance(d, int) else dims.get(d, 1) if isinstance(d, str) else 1
+                      for d in (s.shape or ()))
+        dt = s.np_dtype
+        if dt == np.bool_:
+            out[s.name] = rng.random(shape) < 0.5
+        elif dt.kind in "iu":
+            out[s.name] = rng.integers(0, 10, size=shape).astype(dt)
+        elif dt == object:
+            out[s.name] = np.array(rng.choice(["a", "b", "c"], size=shape), dtype=object)
+        else:
+            out[s.name] = rng.standard_normal(shape).astype(dt)
+    return out

@@ -1,0 +1,159 @@
+"""Run ONNX's backend test cases through our pipeline and report what passes.
+
+A developer tool beside the pytest suite (which uses ``onnx.backend.test.BackendTest``
+with the explicit exclude list in ``tests/test_onnx_backend.py``)::
+
+    python -m tests.onnx_suite -k "conv|pool"              # node tests matching a regex
+    python -m tests.onnx_suite --kind simple --kind pytorch-converted -v
+    python -m tests.onnx_suite --target cpu --failures-only
+
+Each case is compiled with ``compiler.onnx_backend.Backend`` and compared with
+the expected outputs as ``onnx.backend.test`` does (same rtol/atol).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import re
+import sys
+import time
+import traceback
+import warnings
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+from onnx.backend.test.loader import load_model_tests
+from onnx.backend.test.runner import Runner
+
+KINDS = ("node", "simple", "pytorch-converted", "pytorch-operator", "real")
+ONNX_DIR = os.path.dirname(onnx.__file__)
+
+
+@dataclass
+class Case:
+    kind: str
+    name: str
+    model: onnx.ModelProto
+    data_sets: list  # [(inputs, expected_outputs)]
+    rtol: float
+    atol: float
+
+
+def _load_pb(path: str, type_proto: onnx.TypeProto):
+    with open(path, "rb") as f:
+        data = f.read()
+    if type_proto.HasField("tensor_type"):
+        t = onnx.TensorProto()
+        t.ParseFromString(data)
+        return numpy_helper.to_array(t)
+    if type_proto.HasField("sequence_type"):
+        s = onnx.SequenceProto()
+        s.ParseFromString(data)
+        return numpy_helper.to_list(s)
+    if type_proto.HasField("optional_type"):
+        o = onnx.OptionalProto()
+        o.ParseFromString(data)
+        return numpy_helper.to_optional(o)
+    raise ValueError(f"unsupported test data type in {path}")
+
+
+def _light_case(tc) -> Case:
+    path = os.path.normpath(os.path.join(ONNX_DIR, "..", tc.url))
+    model = onnx.load(path)
+    inits = {i.name for i in model.graph.initializer}
+    inputs = []
+    for vi in model.graph.input:
+        if vi.name in inits:
+            continue
+        inputs.append(Runner.generate_dummy_data(vi, seed=0, name=tc.model_name, random=False))
+    prefix = os.path.splitext(path)[0]
+    outputs = [_load_pb(f"{prefix}_output_{i}.pb", o.type) for i, o in enumerate(model.graph.output)]
+    return Case("real", tc.name, model, [(inputs, outputs)], tc.rtol, tc.atol)
+
+
+def iter_cases(kinds=KINDS, pattern: str = "") -> Iterator[Case]:
+    rx = re.compile(pattern) if pattern else None
+    for kind in kinds:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tests = load_model_tests(kind=kind)
+        for tc in sorted(tests, key=lambda t: t.name):
+            if rx and not rx.search(tc.name):
+                continue
+            if kind == "node":
+                yield Case(kind, tc.name, tc.model, [(list(i), list(o)) for i, o in tc.data_sets],
+                           tc.rtol, tc.atol)
+            elif kind == "real":
+                yield _light_case(tc)
+            else:
+                model = onnx.load(os.path.join(tc.model_dir, "model.onnx"))
+                sets = []
+                for d in sorted(glob.glob(os.path.join(tc.model_dir, "test_data_set*"))):
+                    n_in = len(glob.glob(os.path.join(d, "input_*.pb")))
+                    n_out = len(glob.glob(os.path.join(d, "output_*.pb")))
+                    ins = [_load_pb(os.path.join(d, f"input_{i}.pb"), model.graph.input[i].type)
+                           for i in range(n_in)]
+                    outs = [_load_pb(os.path.join(d, f"output_{i}.pb"), model.graph.output[i].type)
+                            for i in range(n_out)]
+                    sets.append((ins, outs))
+                yield Case(kind, tc.name, model, sets, tc.rtol, tc.atol)
+
+
+def run_case(case: Case, target: str = "ref") -> tuple[str, str]:
+    """('pass' | 'fail' | 'error', message) for one case."""
+    from compiler.onnx_backend import Backend
+    try:
+        rep = Backend.prepare(case.model, target=target)
+        for inputs, expected in case.data_sets:
+            inputs = [x if isinstance(x, (list, type(None))) else np.asarray(x) for x in inputs]
+            outputs = rep.run(inputs)
+            Runner.assert_similar_outputs(expected, list(outputs), rtol=case.rtol, atol=case.atol)
+    except AssertionError as exc:
+        first = next((ln for ln in str(exc).splitlines() if ln.strip()), "")
+        return "fail", first[:200]
+    except Exception as exc:  # noqa: BLE001 - we report every kind of failure
+        from ir.errors import CompilerError
+        if isinstance(exc, CompilerError):
+            return "error", f"{type(exc).__name__}: {str(exc).splitlines()[0][:240]}"
+        tb = traceback.extract_tb(exc.__traceback__)[-1]
+        return "error", f"{type(exc).__name__}: {str(exc)[:160]} [{os.path.basename(tb.filename)}:{tb.lineno}]"
+    return "pass", ""
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("-k", "--pattern", default="", help="regex on test names")
+    ap.add_argument("--kind", action="append", choices=KINDS, help="test kinds (default: node)")
+    ap.add_argument("--target", default="ref")
+    ap.add_argument("-v", "--verbose", action="store_true", help="print every case")
+    ap.add_argument("--failures-only", action="store_true", help="print only failing cases")
+    args = ap.parse_args(argv)
+    counts: Counter = Counter()
+    reasons: Counter = Counter()
+    t0 = time.time()
+    for case in iter_cases(tuple(args.kind or ["node"]), args.pattern):
+        status, msg = run_case(case, args.target)
+        counts[status] += 1
+        if status != "pass":
+            reasons[re.sub(r"'[^']*'|\d+", "_", msg)[:90]] += 1
+        if args.verbose or (status != "pass" and (args.failures_only or True)):
+            if args.verbose or args.failures_only or status != "pass":
+                print(f"{status:5} {case.name}  {msg}")
+    total = sum(counts.values())
+    print(f"\n{counts['pass']} passed, {counts['fail']} failed, {counts['error']} errors "
+          f"of {total} ({time.time() - t0:.0f} s)")
+    if reasons and not args.verbose:
+        print("most common problems:")
+        for r, n in reasons.most_common(12):
+            print(f"  {n:4}  {r}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
