@@ -70,12 +70,42 @@ class Executable(abc.ABC):
         raise BackendError("this target cannot profile per node")
 
 
+GRAPH_FILE = "graph.ir"
+
+
+def save_graph(graph: Graph, directory: Path) -> None:
+    """Write a graph as IR text (constants elided) plus its weights blob."""
+    from ir.printer import print_graph
+    from runtime.weights import save_weights
+    save_weights(graph, directory)
+    (directory / GRAPH_FILE).write_text(print_graph(graph, locations=True) + "\n")
+
+
+def load_graph(directory: Path) -> Graph:
+    """Read a graph written by ``save_graph``."""
+    from ir.parser import parse_graph
+    from runtime.weights import load_weights
+    path = directory / GRAPH_FILE
+    if not path.exists():
+        raise BackendError("artifact has no IR file", subject=str(directory), expected=GRAPH_FILE)
+    return parse_graph(path.read_text(), weights=load_weights(directory))
+
+
 class Backend(abc.ABC):
-    """A compilation target."""
+    """A compilation target.
+
+    ``default_pipeline`` is the pass pipeline the target runs.  A target that
+    needs static shapes (``requires_static_shapes``) compiles a graph with
+    dynamic dims or run-time shape values per call signature instead: the
+    build runs ``generic_pipeline`` (passes that need no shapes), and each
+    specialization runs ``default_pipeline`` (see ``compiler.specialize``).
+    """
 
     name: str = ""
     description: str = ""
     default_pipeline: str = ""
+    generic_pipeline: str = "fold-constants,cse,dce"
+    requires_static_shapes: bool = False
 
     @abc.abstractmethod
     def supports(self, node: Node) -> Support:

@@ -19,7 +19,20 @@ from ir.graph import Graph
 from passes.manager import PassContext, PassManager
 from runtime.module import Module, TensorSpec
 
+from .specialize import SpecializingExecutable, needs_specialization
 from .version import __version__
+
+
+def make_specializing(backend: Backend, graph: Graph, pipeline: str,
+                      options: CompileOptions) -> SpecializingExecutable:
+    """Wrap ``graph`` so each new call signature compiles a static version of it."""
+    from backends.base import save_graph
+
+    def compile_static(g: Graph):
+        PassManager(pipeline or []).run(g, PassContext(target=getattr(backend, "target_info", None)))
+        return backend.compile(g, options)
+
+    return SpecializingExecutable(graph, compile_static, save_graph)
 
 
 @dataclass
@@ -74,17 +87,29 @@ def build(
         }
         graph = import_model(proto, ImportOptions(
             input_shapes={k: tuple(v) for k, v in (input_shapes or {}).items()}))
-    pipeline = backend.default_pipeline if passes is None else passes
+    options = dict(options or {})
+    full_pipeline = backend.default_pipeline if passes is None else passes
+    specializing = (backend.requires_static_shapes or bool(options.get("specialize"))) \
+        and needs_specialization(graph)
+    # A graph whose shapes are only known per call gets the shape-free passes now and
+    # the full pipeline once per specialization.
+    pipeline = backend.generic_pipeline if specializing and passes is None else full_pipeline
     pm = PassManager(pipeline if pipeline else [], print_ir_after=print_ir_after,
                      dump_ir_dir=dump_ir_dir, stream=stream)
     ctx = PassContext(target=getattr(backend, "target_info", None))
     pm.run(graph, ctx)
     manifest["passes"] = pm.pipeline_text
-    manifest["options"] = dict(options or {})
+    manifest["options"] = options
     compile_opts = CompileOptions(passes=pm.pipeline_text, print_ir_after=tuple(print_ir_after),
                                   dump_ir_dir=str(dump_ir_dir) if dump_ir_dir else None,
-                                  time_passes=time_passes, extra=dict(options or {}))
-    executable = backend.compile(graph, compile_opts)
+                                  time_passes=time_passes, extra=options)
+    if specializing:
+        manifest["specializing"] = True
+        manifest["specialized_passes"] = full_pipeline if isinstance(full_pipeline, str) \
+            else ",".join(full_pipeline)
+        executable = make_specializing(backend, graph, manifest["specialized_passes"], compile_opts)
+    else:
+        executable = backend.compile(graph, compile_opts)
     inputs = [TensorSpec.from_type(v.name, v.type) for v in graph.inputs]
     outputs = [TensorSpec.from_type(v.name, v.type) for v in graph.outputs]
     manifest["host"] = {"machine": platform.machine(), "system": platform.system()}

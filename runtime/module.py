@@ -206,7 +206,13 @@ class Module:
             raise ArtifactError("artifact format version mismatch", subject=str(d),
                                 expected=str(FORMAT_VERSION), found=str(manifest.get("format_version")))
         backend = get_backend(manifest["target"])
-        executable = backend.load(d)
+        if manifest.get("specializing"):
+            from backends.base import CompileOptions, load_graph
+            from compiler.driver import make_specializing
+            executable = make_specializing(backend, load_graph(d), manifest.get("specialized_passes", ""),
+                                           CompileOptions(extra=dict(manifest.get("options", {}))))
+        else:
+            executable = backend.load(d)
         specs = lambda key: [TensorSpec(e["name"], e["dtype"], None if e["shape"] is None else tuple(e["shape"]))
                              for e in manifest[key]]
         return cls(executable, specs("inputs"), specs("outputs"), manifest, backend)

@@ -12,17 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ir.errors import ArtifactError
 from ir.graph import Graph, Node
 from ir.interpreter import Interpreter
-from ir.parser import parse_graph
-from ir.printer import print_graph
 from ir.registry import get_schema
-from runtime.weights import load_weights, save_weights
 
-from ..base import Backend, CompileOptions, Executable, Support, register_backend
-
-IR_FILE = "graph.ir"
+from ..base import Backend, CompileOptions, Executable, Support, load_graph, register_backend, save_graph
 
 
 class RefExecutable(Executable):
@@ -49,14 +43,14 @@ class RefExecutable(Executable):
         return timings
 
     def save(self, directory: Path) -> None:
-        save_weights(self.graph, directory)
-        (directory / IR_FILE).write_text(print_graph(self.graph, locations=True) + "\n")
+        save_graph(self.graph, directory)
 
 
 class RefBackend(Backend):
     name = "ref"
     description = "reference interpreter (NumPy); the golden answer, every op"
-    default_pipeline = "fold-constants,dce"
+    default_pipeline = "fold-constants,remove-identity,cse,dce"
+    generic_pipeline = default_pipeline
 
     def supports(self, node: Node) -> Support:
         schema = get_schema(node.op, node.domain)
@@ -69,11 +63,7 @@ class RefBackend(Backend):
         return RefExecutable(graph, check_types=bool(options.extra.get("check_types", True)))
 
     def load(self, directory: Path) -> Executable:
-        path = directory / IR_FILE
-        if not path.exists():
-            raise ArtifactError("artifact has no IR file", subject=str(directory), expected=IR_FILE)
-        graph = parse_graph(path.read_text(), weights=load_weights(directory))
-        return RefExecutable(graph)
+        return RefExecutable(load_graph(directory))
 
 
 register_backend("ref", RefBackend)

@@ -56,8 +56,8 @@ def broadcast_type(ctx: InferContext, dtype: Optional[DType] = None,
                     x.dtype.short for x in types))
     try:
         shape = broadcast_shapes(*(t.shape for t in types))
-    except Exception as exc:
-        ctx.fail(str(exc), found=" and ".join(str(t) for t in types))
+    except Exception:
+        ctx.fail("shapes do not broadcast", found=" and ".join(str(t) for t in types))
     return TensorType(dtype or types[0].dtype, shape)
 
 

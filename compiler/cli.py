@@ -1,0 +1,338 @@
+"""The command line: ``python -m compiler <command> ...``.
+
+Every error the compiler raises on purpose (a ``CompilerError``) becomes one
+line on stderr and exit code 1; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from ir.errors import CompilerError, InputError
+
+from .version import __version__
+
+EPILOG = """examples:
+  python -m compiler inspect model.onnx            summary, op counts, target coverage
+  python -m compiler build model.onnx -o out/      compile (default target: ref)
+  python -m compiler run out/ --inputs x.npz       run a compiled artifact
+  python -m compiler bench out/                    time it
+  python -m compiler passes                        list the optimization passes
+  python -m compiler ops                           list the supported ops
+"""
+
+
+# ------------------------------------------------------------------ helpers
+def _log(args: argparse.Namespace, msg: str) -> None:
+    if not getattr(args, "quiet", False):
+        print(msg, file=sys.stderr)
+
+
+def _parse_shapes(items: Sequence[str]) -> dict[str, list]:
+    """``name=1,3,224,224`` (``N`` or ``?`` keep a dim symbolic) -> {name: dims}."""
+    shapes: dict[str, list] = {}
+    for item in items or ():
+        if "=" not in item:
+            raise InputError("bad --input-shape", found=repr(item), expected="name=d0,d1,...")
+        name, dims = item.rsplit("=", 1)
+        try:
+            shapes[name] = [int(d) if d.lstrip("-").isdigit() else (None if d == "?" else d)
+                            for d in dims.split(",") if d]
+        except ValueError:
+            raise InputError("bad --input-shape", found=repr(item)) from None
+    return shapes
+
+
+def _parse_options(items: Sequence[str]) -> dict[str, Any]:
+    opts: dict[str, Any] = {}
+    for item in items or ():
+        if "=" not in item:
+            raise InputError("bad --option", found=repr(item), expected="key=value")
+        k, v = item.split("=", 1)
+        try:
+            opts[k] = json.loads(v)
+        except json.JSONDecodeError:
+            opts[k] = v
+    return opts
+
+
+def _load_inputs(path: Optional[str], module, seed: int) -> dict[str, np.ndarray]:
+    if path is None:
+        return module.random_inputs(seed=seed)
+    p = Path(path)
+    if not p.exists():
+        raise InputError("inputs file not found", subject=str(p))
+    try:
+        if p.suffix == ".npy":
+            arr = np.load(p, allow_pickle=False)
+            if len(module.input_names) != 1:
+                raise InputError("a .npy file gives one input, but the model takes several",
+                                 subject=str(p), expected=", ".join(module.input_names),
+                                 hint="use an .npz with one array per input name")
+            return {module.input_names[0]: arr}
+        with np.load(p, allow_pickle=False) as data:
+            feeds = {k: data[k] for k in data.files}
+    except (ValueError, OSError) as exc:
+        raise InputError(f"cannot read inputs: {exc}", subject=str(p),
+                         expected="an .npz (one array per input name) or an .npy") from None
+    if len(feeds) == 1 and len(module.input_names) == 1 and module.input_names[0] not in feeds:
+        feeds = {module.input_names[0]: next(iter(feeds.values()))}
+    return feeds
+
+
+def _summarize(name: str, arr: np.ndarray) -> str:
+    head = f"{name}: {arr.dtype}{list(arr.shape)}"
+    if arr.size == 0 or arr.dtype == object:
+        return head
+    a = arr.astype(np.float64) if arr.dtype.kind in "biuf" or arr.dtype.kind == "V" else None
+    if a is None:
+        return head
+    flat = a.ravel()
+    preview = ", ".join(f"{v:.5g}" for v in flat[:6]) + (", ..." if flat.size > 6 else "")
+    text = (f"{head}  min {flat.min():.5g}  max {flat.max():.5g}  mean {flat.mean():.5g}"
+            f"  std {flat.std():.5g}\n    [{preview}]")
+    if arr.ndim == 2 and arr.shape[1] > 1 and arr.dtype.kind == "f":
+        top = np.argmax(arr, axis=1)[:8]
+        text += f"\n    argmax per row: {top.tolist()}{' ...' if arr.shape[0] > 8 else ''}"
+    return text
+
+
+def _load_module(path: str, args: argparse.Namespace):
+    """An artifact folder, or an .onnx file compiled on the fly for ``--target``."""
+    import compiler
+    p = Path(path)
+    if p.is_dir():
+        return compiler.load(p)
+    if p.suffix == ".onnx" or p.exists():
+        return compiler.compile(p, target=getattr(args, "target", "ref") or "ref")
+    from ir.errors import ArtifactError
+    raise ArtifactError("no such artifact folder or model file", subject=str(p))
+
+
+# ----------------------------------------------------------------- commands
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from backends.base import available_backends, get_backend
+    from frontends.onnx import ImportOptions, import_model, load_model
+    from ir.printer import print_graph
+
+    proto = load_model(args.model)
+    graph = import_model(proto, ImportOptions(input_shapes=_parse_shapes(args.input_shape)))
+    if args.passes:
+        from passes.manager import run_pipeline
+        run_pipeline(graph, args.passes)
+    if args.ir:
+        print(print_graph(graph, locations=args.locations))
+        return 0
+    opsets = ", ".join(f"{d or 'ai.onnx'} {v}" for d, v in graph.meta.get("opset_imports", {}).items())
+    print(f"model: {args.model}")
+    print(f"  producer: {graph.meta.get('producer') or '?'}   opsets: {opsets}")
+    print("inputs:")
+    for v in graph.inputs:
+        print(f"  {v.name}: {v.type}")
+    print("outputs:")
+    for v in graph.outputs:
+        print(f"  {v.name}: {v.type}")
+    n_params = sum(int(c.const.size) for c in graph.constants.values())
+    n_bytes = sum(int(c.const.nbytes) for c in graph.constants.values())
+    print(f"nodes: {len(graph.nodes)}   constants: {len(graph.constants)} "
+          f"({n_params:,} elements, {n_bytes / 1e6:.2f} MB)")
+    targets = [t for t in (args.targets.split(",") if args.targets else available_backends())]
+    backends = {t: get_backend(t) for t in targets}
+    counts = graph.op_counts()
+    width = max([len(op) for op in counts] + [4])
+    print("ops:" + " " * (width + 4) + "".join(f"{t:>10}" for t in targets))
+    unsupported: dict[str, list[str]] = {}
+    for op, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+        marks = []
+        for t, b in backends.items():
+            nodes = [nd for nd in graph.nodes if nd.qualified_op == op]
+            bad = [nd for nd in nodes if not b.supports(nd).ok]
+            marks.append("yes" if not bad else ("no" if len(bad) == len(nodes) else f"{len(nodes) - len(bad)}/{len(nodes)}"))
+            if bad:
+                unsupported.setdefault(t, []).append(f"{op} ({b.supports(bad[0]).reason})")
+        print(f"  {op:<{width}} {n:>5}" + "".join(f"{m:>10}" for m in marks))
+    for t, items in unsupported.items():
+        print(f"target {t} cannot run: " + "; ".join(items))
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from .driver import build
+
+    t0 = time.perf_counter()
+    result = build(args.model, args.target, passes=args.passes,
+                   print_ir_after=args.print_ir_after.split(",") if args.print_ir_after else (),
+                   dump_ir_dir=args.dump_ir, time_passes=args.time_passes,
+                   input_shapes=_parse_shapes(args.input_shape), options=_parse_options(args.option))
+    seconds = time.perf_counter() - t0
+    out = result.module.save(args.output)
+    if args.time_passes:
+        print(result.pass_manager.timing_report(), file=sys.stderr)
+    _log(args, f"built {args.model} for target {args.target} in {seconds:.2f} s -> {out}/")
+    _log(args, f"  passes: {result.manifest['passes'] or '(none)'}")
+    _log(args, f"  nodes after passes: {len(result.graph.nodes)}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    module = _load_module(args.artifact, args)
+    feeds = _load_inputs(args.inputs, module, args.seed)
+    if args.inputs is None:
+        _log(args, "no --inputs given: using random inputs (seed %d)" % args.seed)
+    outputs = module.run(feeds)
+    for name, arr in outputs.items():
+        print(_summarize(name, arr))
+    if args.output:
+        np.savez(args.output, **outputs)
+        _log(args, f"outputs written to {args.output}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    module = _load_module(args.artifact, args)
+    feeds = _load_inputs(args.inputs, module, 0)
+    res = module.benchmark(feeds, warmup=args.warmup, repeat=args.repeat, threads=args.threads)
+    if args.json:
+        print(json.dumps(res.__dict__, indent=2))
+    else:
+        print(f"{args.artifact} ({module.target}): {res}")
+    return 0
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    module = _load_module(args.artifact, args)
+    feeds = _load_inputs(args.inputs, module, 0)
+    rows = module.profile(feeds, repeat=args.repeat)
+    total = sum(s for _, s in rows) or 1e-12
+    print(f"{'kernel':<60}{'ms':>10}{'share':>8}")
+    for label, secs in rows[: args.top]:
+        print(f"{label[:59]:<60}{secs * 1e3:>10.3f}{secs / total:>8.1%}")
+    print(f"{'total':<60}{total * 1e3:>10.3f}   ({len(rows)} kernels)")
+    return 0
+
+
+def cmd_passes(args: argparse.Namespace) -> int:
+    from backends.base import available_backends, get_backend
+    from passes.manager import all_passes
+    for p in all_passes():
+        opts = f"  {{{p.option_text()}}}" if p.options else ""
+        print(f"{p.name:<24}{p.summary}{opts}")
+    print("\ndefault pipelines:")
+    for t in available_backends():
+        print(f"  {t:<8}{get_backend(t).default_pipeline or '(none)'}")
+    return 0
+
+
+def cmd_ops(args: argparse.Namespace) -> int:
+    from backends.base import available_backends, get_backend
+    from ir.registry import all_schemas
+    targets = args.targets.split(",") if args.targets else available_backends()
+    print(f"{'op':<36}{'kind':<13}" + "".join(f"{t:>8}" for t in targets))
+    for s in all_schemas():
+        row = f"{s.qualified_name:<36}{s.kind:<13}"
+        for t in targets:
+            b = get_backend(t)
+            has = getattr(b, "supports_op", None)
+            ok = has(s) if has else s.reference_fn is not None
+            row += f"{'yes' if ok else '-':>8}"
+        print(row)
+    return 0
+
+
+# ------------------------------------------------------------------- parser
+def make_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m compiler", epilog=EPILOG,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 description="Compile ONNX models for CPUs and accelerators.")
+    ap.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    ap.add_argument("--debug", action="store_true", help="show Python tracebacks on errors")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, fn, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(fn=fn)
+        p.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+        return p
+
+    p = add("inspect", cmd_inspect, "summarize a model: inputs, outputs, op counts, target coverage")
+    p.add_argument("model", help="path to an .onnx file")
+    p.add_argument("--ir", action="store_true", help="print the imported IR instead")
+    p.add_argument("--locations", action="store_true", help="with --ir: show ONNX node names")
+    p.add_argument("--passes", help="run this pipeline before printing (e.g. fold-constants,dce)")
+    p.add_argument("--targets", help="comma-separated targets for the coverage table (default: all)")
+    p.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,..",
+                   help="fix an input's shape (repeatable)")
+
+    p = add("build", cmd_build, "compile a model into an artifact folder")
+    p.add_argument("model", help="path to an .onnx file")
+    p.add_argument("-o", "--output", required=True, help="artifact folder to write")
+    p.add_argument("-t", "--target", default="ref", help="target (see `ops`); default ref")
+    p.add_argument("--passes", help="pass pipeline, e.g. 'fold-constants,cse,dce' "
+                                    "(default: the target's pipeline; '' for none)")
+    p.add_argument("--print-ir-after", metavar="PASSES", help="comma-separated pass names, or 'all'")
+    p.add_argument("--dump-ir", metavar="DIR", help="write the IR after every pass into DIR")
+    p.add_argument("--time-passes", action="store_true", help="print how long each pass took")
+    p.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,..",
+                   help="fix an input's shape (repeatable)")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE", help="target option (repeatable)")
+    p.add_argument("-q", "--quiet", action="store_true")
+
+    for name, fn, help in (("run", cmd_run, "run an artifact (or an .onnx file) and summarize its outputs"),
+                           ("bench", cmd_bench, "time an artifact (or an .onnx file)"),
+                           ("profile", cmd_profile, "time each kernel of an artifact")):
+        p = add(name, fn, help)
+        p.add_argument("artifact", help="artifact folder from `build` (or an .onnx file)")
+        p.add_argument("-t", "--target", default="ref", help="target when given an .onnx file")
+        p.add_argument("--inputs", help=".npz with one array per input name (or .npy); default random")
+        p.add_argument("-q", "--quiet", action="store_true")
+        if name == "run":
+            p.add_argument("--output", help="write all outputs to this .npz")
+            p.add_argument("--seed", type=int, default=0, help="seed for random inputs")
+        if name == "bench":
+            p.add_argument("--warmup", type=int, default=5)
+            p.add_argument("--repeat", type=int, default=50)
+            p.add_argument("--threads", type=int, help="threads (targets that use them)")
+            p.add_argument("--json", action="store_true", help="print the statistics as JSON")
+        if name == "profile":
+            p.add_argument("--repeat", type=int, default=3)
+            p.add_argument("--top", type=int, default=25, help="show the N hottest kernels")
+
+    add("passes", cmd_passes, "list the registered passes and each target's default pipeline")
+    p = add("ops", cmd_ops, "list every op in the registry and which targets run it")
+    p.add_argument("--targets", help="comma-separated targets (default: all)")
+    return ap
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "fn", None):
+        parser.print_help()
+        return 1
+    try:
+        return args.fn(args)
+    except CompilerError as exc:
+        if args.debug:
+            raise
+        print(f"error: {str(exc).splitlines()[0] if exc.kind != 'verification error' else exc}",
+              file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print("error: out of memory", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bug in the compiler: say so plainly, keep the traceback behind --debug
+        if args.debug:
+            raise
+        print(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback; "
+              "this is a compiler bug, please report it)", file=sys.stderr)
+        return 2

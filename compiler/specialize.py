@@ -1,0 +1,125 @@
+"""Run-time specialization for targets that need static shapes and static shape values.
+
+ONNX lets a model compute shapes, axes, pads, sizes, k and split sizes at run
+time.  Constant ones are folded at compile time.  The rest are handled here:
+on each call we look at the input shapes and at the values of the inputs that
+decide such shape-like operands, and compile (once, then from a cache) a
+version of the graph where those are constants and every shape is static.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from backends.base import Executable
+from ir.graph import Graph, Value
+from ir.registry import get_schema
+from ir.types import TensorType
+
+# Ops whose outputs depend on their input's shape only, not on its values.
+_SHAPE_ONLY = {("", "Shape"), ("", "Size")}
+
+
+def value_deciding_inputs(graph: Graph) -> list[int]:
+    """Positions of graph inputs whose *values* flow into a static operand of some op."""
+    index = {id(v): i for i, v in enumerate(graph.inputs)}
+    found: set[int] = set()
+    seen: set[int] = set()
+    stack: list[Value] = []
+    for node in graph.nodes:
+        schema = get_schema(node.op, node.domain)
+        for i in schema.static_input_indices():
+            v = node.input(i)
+            if v is not None and v.const is None:
+                stack.append(v)
+    while stack:
+        v = stack.pop()
+        if id(v) in seen:
+            continue
+        seen.add(id(v))
+        if id(v) in index:
+            found.add(index[id(v)])
+            continue
+        p = v.producer
+        if p is None or (p.domain, p.op) in _SHAPE_ONLY:
+            continue
+        stack.extend(x for x in p.inputs if x is not None and x.const is None)
+    return sorted(found)
+
+
+def needs_specialization(graph: Graph) -> bool:
+    dynamic = any(not (isinstance(v.type, TensorType) and v.type.is_static)
+                  for v in list(graph.inputs) + [o for n in graph.nodes for o in n.outputs])
+    return dynamic or bool(value_deciding_inputs(graph))
+
+
+def specialize(graph: Graph, inputs: Sequence[np.ndarray], value_inputs: Sequence[int]) -> Graph:
+    """A copy of ``graph`` with static input shapes and the given inputs turned into constants.
+
+    The inputs stay in the signature (callers keep passing them); their uses
+    read the constant instead.  Fold and re-infer afterwards to propagate.
+    """
+    g = graph.clone()
+    for v, x in zip(g.inputs, inputs):
+        if isinstance(v.type, TensorType):
+            v.type = v.type.with_shape(tuple(np.shape(x)))
+    for i in value_inputs:
+        v = g.inputs[i]
+        c = g.add_constant(np.asarray(inputs[i]), v.name + "_value", dtype=v.type.dtype)
+        for use in list(v.uses):
+            g.set_input(use.node, use.index, c)
+    from ir.infer import refine_types
+    # Input shapes changed: recompute every type from the rules, then keep what they say.
+    for node in g.nodes:
+        for out in node.outputs:
+            if isinstance(out.type, TensorType):
+                out.type = out.type.with_shape(None if out.type.shape is None else
+                                               tuple(None if isinstance(d, str) else d for d in out.type.shape))
+    refine_types(g)
+    return g
+
+
+class SpecializingExecutable(Executable):
+    """Compiles one executable per distinct (input shapes, deciding values), with an LRU cache."""
+
+    def __init__(self, graph: Graph, compile_static: Callable[[Graph], Executable],
+                 save_generic: Callable[[Graph, Path], None], capacity: int = 16) -> None:
+        self.graph = graph
+        self.compile_static = compile_static
+        self.save_generic = save_generic
+        self.value_inputs = value_deciding_inputs(graph)
+        self.capacity = capacity
+        self.cache: OrderedDict[tuple, Executable] = OrderedDict()
+        self.compilations = 0
+
+    def key(self, inputs: Sequence[np.ndarray]) -> tuple:
+        shapes = tuple(tuple(np.shape(x)) for x in inputs)
+        values = tuple(np.asarray(inputs[i]).tobytes() for i in self.value_inputs)
+        return shapes, values
+
+    def executable_for(self, inputs: Sequence[np.ndarray]) -> Executable:
+        k = self.key(inputs)
+        exe = self.cache.get(k)
+        if exe is None:
+            exe = self.compile_static(specialize(self.graph, inputs, self.value_inputs))
+            self.compilations += 1
+            self.cache[k] = exe
+            if len(self.cache) > self.capacity:
+                self.cache.popitem(last=False)
+        else:
+            self.cache.move_to_end(k)
+        return exe
+
+    def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        return self.executable_for(inputs).run(inputs)
+
+    def profile(self, inputs: Sequence[np.ndarray]) -> list[tuple[str, float]]:
+        return self.executable_for(inputs).profile(inputs)
+
+    def save(self, directory: Path) -> None:
+        self.save_generic(self.graph, directory)

@@ -1,0 +1,28 @@
+"""Packaging: ``pip install -e .`` installs the compiler; ``.[test]`` adds the test tools."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="nncompiler",
+    version="0.1.0",
+    description="An ONNX-to-accelerator neural-network compiler: IR, passes, CPU (LLVM), TVM and "
+                "systolic-array targets",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["compiler*", "frontends*", "ir*", "passes*", "backends*", "runtime*"]),
+    package_data={"runtime": ["c/*.c", "c/*.h"], "backends": ["**/*.c", "**/*.h"]},
+    install_requires=[
+        "numpy>=1.24",
+        "onnx>=1.16",
+        "ml_dtypes>=0.4",
+        "llvmlite>=0.42",
+        "networkx>=3.0",
+        "apache-tvm>=0.20",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "onnxruntime>=1.17"],
+    },
+    entry_points={"console_scripts": ["nncompiler=compiler.cli:main"]},
+)

@@ -1,0 +1,19 @@
+"""Shared test setup."""
+
+import os
+import tempfile
+
+import pytest
+
+# onnx's backend-test runner writes generated test data under ONNX_HOME; keep it out of $HOME.
+os.environ.setdefault("ONNX_HOME", os.path.join(tempfile.gettempdir(), "nncompiler-onnx-home"))
+
+SHARED_DATA = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    """The project's shared data folder (digits models and datasets)."""
+    if not os.path.isdir(SHARED_DATA):
+        pytest.skip(f"shared data not found at {SHARED_DATA}")
+    return SHARED_DATA

@@ -1,0 +1,78 @@
+"""Module.run validates inputs; save/load round-trips; benchmark reports statistics."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import compiler
+from ir.errors import ArtifactError, InputError
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    w = numpy_helper.from_array(np.linspace(-1, 1, 4).astype(np.float32), "w")
+    g = helper.make_graph(
+        [helper.make_node("Mul", ["x", "w"], ["m"]), helper.make_node("Relu", ["m"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])], initializer=[w])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m
+
+
+def test_run_returns_named_outputs(small_model):
+    m = compiler.compile(small_model)
+    assert m.input_names == ["x"] and m.output_names == ["y"]
+    x = np.ones((3, 4), np.float32)
+    out = m.run({"x": x})
+    np.testing.assert_allclose(out["y"], np.maximum(x * np.linspace(-1, 1, 4), 0), rtol=1e-6)
+    assert list(m.run([x])) == ["y"]
+
+
+@pytest.mark.parametrize("feeds, msg", [
+    ({"x": np.ones((3, 4), np.float64)}, "wrong element type.*expected f32"),
+    ({"x": np.ones((3, 5), np.float32)}, "wrong size of dimension 1"),
+    ({"x": np.ones((4,), np.float32)}, "wrong rank"),
+    ({"z": np.ones((3, 4), np.float32)}, "unknown input name"),
+    ({}, "missing input"),
+])
+def test_bad_inputs_are_refused(small_model, feeds, msg):
+    m = compiler.compile(small_model)
+    with pytest.raises(InputError, match=msg):
+        m.run(feeds)
+
+
+def test_save_and_load(small_model, tmp_path):
+    m = compiler.compile(small_model)
+    m.save(tmp_path / "art")
+    manifest = json.loads((tmp_path / "art" / "manifest.json").read_text())
+    assert manifest["target"] == "ref"
+    assert manifest["model"]["sha256"].startswith("sha256:")
+    assert manifest["tools"]["onnx"] == onnx.__version__
+    m2 = compiler.load(tmp_path / "art")
+    x = np.random.default_rng(0).standard_normal((2, 4)).astype(np.float32)
+    np.testing.assert_array_equal(m.run({"x": x})["y"], m2.run({"x": x})["y"])
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(ArtifactError, match="not found"):
+        compiler.load(tmp_path / "missing")
+    with pytest.raises(ArtifactError, match="no manifest"):
+        compiler.load(tmp_path)
+
+
+def test_benchmark_statistics(small_model):
+    m = compiler.compile(small_model)
+    r = m.benchmark(warmup=1, repeat=10)
+    assert r.repeat == 10
+    assert 0 < r.min_ms <= r.median_ms <= r.p90_ms <= r.p99_ms
+    assert r.throughput > 0
+
+
+def test_profile_lists_nodes(small_model):
+    m = compiler.compile(small_model)
+    rows = m.profile()
+    assert {label.split()[0] for label, _ in rows} == {"Mul", "Relu"}
