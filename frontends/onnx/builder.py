@@ -73,7 +73,7 @@ class NodeBuilder:
     def const(self, array: Any, name: str = "", dtype=None) -> Value:
         """A new graph constant."""
         hint = name or (self.node.output[0] + "_const" if self.node.output else "const")
-        return self.graph.add_constant(array, hint, dtype=dtype)
+        return self.graph.add_constant(array, self.importer.unique_hint(hint), dtype=dtype)
 
     def emit(self, op: str, inputs: Sequence[Optional[Value]], attrs: Optional[dict[str, Any]] = None,
              *, num_outputs: int = 1, domain: str = "", final: bool = True) -> list[Value]:
@@ -88,7 +88,8 @@ class NodeBuilder:
             node = self.graph.create_node(op, list(inputs), attrs or {}, domain=domain,
                                           output_names=names, name=self.node.name)
         else:
-            hint = (self.node.output[0] if self.node.output else op.lower()) + "_" + op.lower()
+            hint = self.importer.unique_hint(
+                (self.node.output[0] if self.node.output else op.lower()) + "_" + op.lower())
             node = self.graph.create_node(op, list(inputs), attrs or {}, domain=domain,
                                           num_outputs=num_outputs, output_names=[hint] * num_outputs
                                           if num_outputs == 1 else
