@@ -6,4 +6,4 @@ together in that file (see ``ir.registry`` for how to define one).
 
 from . import (activation, attention, cast, control_flow, conv, elementwise, indexing,  # noqa: F401
                linalg, normalization, pool, quantization, random, reduction, resize, rnn,
-               sequence, shape, signal, text, vision)
+               sequence, shape, shape_gen, signal, text, vision)

@@ -562,5 +562,3 @@ def _(x: np.ndarray, blocksize: int, mode: str = "DCR") -> np.ndarray:
     perm = (0, 3, 5, 1, 2, 4) if mode == "DCR" else (0, 1, 3, 5, 2, 4)
     return tmp.transpose(perm).reshape(n, c * b * b, h // b, w // b)
 
-
-from . import shape_gen  # noqa: E402,F401  (the second half of the family)

@@ -95,3 +95,76 @@ def test_cse_distinguishes_attributes_and_operand_order():
           return %y
         }"""
     assert_pass(src, "cse", src)
+
+
+def test_fold_constants_folds_shapes_of_static_tensors():
+    assert_pass("""
+        graph @main(%x: f32[2,3,4]) {
+          %s: i64[3] = Shape(%x)
+          %flat: i64[2] = constant [2, 12]
+          %eq: bool[2] = Equal(%flat, %flat)
+          %r: f32[2,12] = Reshape(%x, %flat)
+          return %r, %s
+        }""", "fold-constants,dce", """
+        graph @main(%x: f32[2,3,4]) {
+          %flat: i64[2] = constant [2, 12]
+          %s: i64[3] = Shape(%x)
+          %r: f32[2,12] = Reshape(%x, %flat)
+          return %r, %s
+        }""")
+
+
+def test_fold_constants_makes_dynamic_reshape_static():
+    # The target shape is computed from Shape(x); once folded, Reshape's output becomes static.
+    assert_pass("""
+        graph @main(%x: f32[2,3,4]) {
+          %s: i64[3] = Shape(%x)
+          %i: i64[1] = constant [0]
+          %n: i64[1] = Gather(%s, %i)
+          %m: i64[1] = constant [-1]
+          %shape: i64[2] = Concat(%n, %m) {axis=0}
+          %r: f32[?,?] = Reshape(%x, %shape)
+          return %r
+        }""", "fold-constants,dce", """
+        graph @main(%x: f32[2,3,4]) {
+          %shape: i64[2] = constant [2, -1]
+          %r: f32[2,12] = Reshape(%x, %shape)
+          return %r
+        }""")
+
+
+def test_fold_constants_keeps_symbolic_shapes():
+    src = """
+        graph @main(%x: f32[N,3]) {
+          %s: i64[2] = Shape(%x)
+          %r: f32[?,?] = Reshape(%x, %s)
+          return %r
+        }"""
+    from tests.passes.golden import run_on_text
+    assert "Shape(%x)" in run_on_text(src, "fold-constants")
+
+
+def test_remove_identity_and_inference_dropout():
+    assert_pass("""
+        graph @main(%x: f32[2]) {
+          %a: f32[2] = Identity(%x)
+          %b: f32[2], %mask: bool[2] = Dropout(%a)
+          %c: f32[2] = Relu(%b)
+          %d: f32[2] = Identity(%c)
+          return %d, %mask
+        }""", "remove-identity,dce", """
+        graph @main(%x: f32[2]) {
+          %mask: bool[2] = constant [true, true]
+          %d: f32[2] = Relu(%x)
+          return %d, %mask
+        }""")
+
+
+def test_remove_identity_keeps_training_dropout_and_output_identity():
+    src = """
+        graph @main(%x: f32[2], %train: bool[]) {
+          %b: f32[2] = Dropout(%x, none, %train)
+          %d: f32[2] = Identity(%x)
+          return %b, %d
+        }"""
+    assert_pass(src, "remove-identity", src)
