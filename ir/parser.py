@@ -276,6 +276,12 @@ class Parser:
             return self.graph()
         if text == "dense":
             return self.dense()
+        if text == "type" and self.t.peek(1)[1] == "<":
+            self.t.next()
+            self.t.expect("<")
+            typ = self.type()
+            self.t.expect(">")
+            return typ
         self.t.next()
         if kind == "number":
             if re.fullmatch(r"-?\d+", text):

@@ -28,6 +28,7 @@ import numpy as np
 
 from .dtypes import DType
 from .graph import Graph, Node, Value
+from .types import OptionalType, SequenceType, TensorType
 
 _BARE_NAME = re.compile(r"^[A-Za-z0-9_.$/\-]+$")
 INLINE_LIMIT = 16
@@ -153,6 +154,8 @@ class Printer:
             return "[" + ", ".join(self.attr(x, indent) for x in v) + "]"
         if isinstance(v, DType):
             return v.short
+        if isinstance(v, (TensorType, SequenceType, OptionalType)):
+            return f"type<{v}>"
         raise TypeError(f"cannot print attribute value of type {type(v).__name__}")
 
 

@@ -100,6 +100,9 @@ class Port:
 
     @staticmethod
     def parse(spec: str) -> Port:
+        """``"X"`` required, ``"B?"`` optional, ``"xs..."`` one or more, ``"xs...?"`` zero or more."""
+        if spec.endswith("...?"):
+            return Port(spec[:-4], optional=True, variadic=True)
         if spec.endswith("..."):
             return Port(spec[:-3], variadic=True)
         if spec.endswith("?"):
@@ -142,10 +145,11 @@ class OpSchema:
 
     @property
     def min_inputs(self) -> int:
+        """Inputs a node must have: up to the last required one (a required variadic needs one)."""
         n = 0
         for i, p in enumerate(self.inputs):
             if not p.optional:
-                n = i + (0 if p.variadic else 1)
+                n = i + 1
         return n
 
     @property

@@ -123,3 +123,12 @@ def test_tensor_and_graph_attributes_round_trip():
     np.testing.assert_array_equal(node.attrs["t"], [3, 4])
     assert print_graph(g) == text
     assert print_graph(g.clone()) == text
+
+
+def test_type_attributes_round_trip():
+    text = """graph @main() {
+  %0: opt<seq<f32[*]>> = Optional() {type=type<seq<f32[*]>>}
+  return %0
+}"""
+    g = parse_graph(text)
+    assert print_graph(g) == text

@@ -30,7 +30,7 @@ import numpy as np
 from ..dtypes import DType
 from ..errors import ExecutionError
 from ..graph import Graph, Value
-from ..registry import Attr, InferContext, Port, define
+from ..registry import Attr, InferContext, define
 from ..types import OptionalType, SequenceType, TensorType, Type
 
 # ------------------------------------------------------------------ helpers
@@ -230,15 +230,12 @@ def _(cond: np.ndarray, *captures: Any, then_branch: Graph, else_branch: Graph,
 
 
 # --------------------------------------------------------------------- Loop
-loop = define("Loop", inputs=["M?", "cond?", "v_initial..."],
+loop = define("Loop", inputs=["M?", "cond?", "v_initial...?"],
               outputs=["v_final_and_scan_outputs..."],
               attrs={"body": Attr.graph(required=True), "num_captures": Attr.int(0)},
               needs_num_outputs=True,
               doc="Generic loop.  The last num_captures inputs (IR-only attribute) are "
                   "outer values the body reads; they follow the loop-carried values.")
-# A Loop may carry nothing, and Graph.set_input trims trailing omitted inputs, so
-# Loop(M, none) becomes Loop(M): the variadic tail must count as optional.
-loop.inputs[2] = Port("v_initial", optional=True, variadic=True)
 
 
 def _loop_parts(ctx: InferContext) -> tuple[Graph, list[Optional[Type]], list[Optional[Type]]]:
