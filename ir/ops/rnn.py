@@ -16,7 +16,7 @@ biases ``Wb`` then the recurrence biases ``Rb``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Optional
+from typing import Optional
 
 import numpy as np
 
@@ -244,7 +244,10 @@ _COMMON_ATTRS = {
 }
 
 
-def _per_direction(activations, activation_alpha, activation_beta, defaults, direction):
+def _per_direction(activations: Optional[Sequence[str]], activation_alpha: Optional[Sequence[float]],
+                   activation_beta: Optional[Sequence[float]], defaults: Sequence[str],
+                   direction: str) -> list[list[Activation]]:
+    """The bound activation functions of each direction, in the op's slot order."""
     num_dir = DIRECTIONS[direction]
     names = _activation_names(activations, defaults, num_dir)
     funcs = _make_activations(names, activation_alpha, activation_beta)
