@@ -77,6 +77,11 @@ def _light_case(tc) -> Case:
     return Case("real", tc.name, model, [(inputs, outputs)], tc.rtol, tc.atol)
 
 
+def _normalize(x):
+    """Node cases hold some values as TensorProtos; convert them as onnx's runner does."""
+    return numpy_helper.to_array(x) if isinstance(x, onnx.TensorProto) else x
+
+
 def iter_cases(kinds=KINDS, pattern: str = "") -> Iterator[Case]:
     rx = re.compile(pattern) if pattern else None
     for kind in kinds:
@@ -87,8 +92,8 @@ def iter_cases(kinds=KINDS, pattern: str = "") -> Iterator[Case]:
             if rx and not rx.search(tc.name):
                 continue
             if kind == "node":
-                yield Case(kind, tc.name, tc.model, [(list(i), list(o)) for i, o in tc.data_sets],
-                           tc.rtol, tc.atol)
+                sets = [([_normalize(x) for x in i], [_normalize(x) for x in o]) for i, o in tc.data_sets]
+                yield Case(kind, tc.name, tc.model, sets, tc.rtol, tc.atol)
             elif kind == "real":
                 yield _light_case(tc)
             else:

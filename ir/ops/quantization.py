@@ -475,6 +475,3 @@ def _(x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale, y_zero_point,
         acc = acc.astype(np.int64) + _per_channel(b, acc.ndim)
     mult = quant.output_multiplier(x_scale, _per_channel(w_scale, acc.ndim), y_scale)
     return quant.requantize(acc, mult, y_zero_point, DType.from_numpy(y_zero_point.dtype))
-
-
-from . import quantization_contrib  # noqa: E402,F401  (com.microsoft ops)
