@@ -196,6 +196,12 @@ def test_groupnorm_opset18_per_group_parameters(const):
              opset=18, **TOL)
 
 
+def test_groupnorm_opset18_needs_known_channels_for_runtime_parameters():
+    with pytest.raises(ImportError_, match="channel count divisible by num_groups"):
+        run_model("GroupNormalization", {"x": rand(2, 6, 5), "s": rand(3), "b": rand(3)},
+                  {"num_groups": 3}, 18, [("y", 1)], {"x": [2, "C", 5]})
+
+
 def test_groupnorm_rejects_bad_group_count():
     with pytest.raises(TypeInferenceError, match="num_groups must divide"):
         compile_one("GroupNormalization", [rand(2, 6, 4), rand(6), rand(6)], {"num_groups": 4}, opset=21)
