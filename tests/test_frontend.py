@@ -153,3 +153,18 @@ def test_output_that_is_an_input_keeps_its_name():
     g = import_onnx(m)
     assert [v.name for v in g.outputs][0] == "r"
     assert len(g.outputs) == 2
+
+
+def test_opset6_clip_attributes_become_inputs():
+    from tests.ops.ortcheck import check_op
+    x = np.random.default_rng(0).standard_normal((2, 3, 4)).astype(np.float32)
+    check_op("Clip", [x], {"min": -0.5, "max": 0.5}, opset=6)
+    check_op("Clip", [x], {"max": 0.25}, opset=6)
+
+
+def test_opset6_prelu_slope_is_per_channel():
+    from tests.ops.ortcheck import check_op
+    x = np.random.default_rng(0).standard_normal((2, 3, 4, 5)).astype(np.float32)
+    slope = np.array([0.1, 0.2, 0.3], np.float32)
+    expected = np.where(x < 0, x * slope[None, :, None, None], x)
+    check_op("PRelu", [x, slope], opset=6, expected=[expected])  # onnxruntime has no PRelu-6 kernel

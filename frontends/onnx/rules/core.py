@@ -41,7 +41,7 @@ def _constant(b) -> list:
 # ``broadcast=1``), aligning B to A starting at ``axis``.  Opset 7 switched to
 # NumPy broadcasting; we rewrite the old form by reshaping B.
 _LEGACY_BROADCAST_OPS = ("Add", "Sub", "Mul", "Div", "Pow", "And", "Or", "Xor",
-                         "Equal", "Greater", "Less", "PRelu")
+                         "Equal", "Greater", "Less")
 
 
 def _legacy_broadcast(b) -> list:
@@ -65,3 +65,36 @@ def _legacy_broadcast(b) -> list:
 for _op in _LEGACY_BROADCAST_OPS:
     rule(_op, until=7)(_legacy_broadcast)
     canonical_since(_op, 7)
+
+
+@rule("PRelu", until=7)
+def _prelu_per_channel(b) -> list:
+    """PRelu-1/6: a 1-D slope of size C applies along the channel axis (axis 1)."""
+    b.attrs.pop("consumed_inputs", None)
+    x, slope = b.input(0), b.input(1)
+    rank = x.type.rank
+    if slope.type.rank == 1 and rank is not None and rank > 2 and slope.type.shape[0] != 1:
+        shape = b.const(np.array([-1] + [1] * (rank - 2), np.int64))
+        slope = b.helper("Reshape", slope, shape)
+    return b.default(inputs=[x, slope])
+
+
+canonical_since("PRelu", 7)
+
+
+@rule("Clip", until=11)
+def _clip_attributes(b) -> list:
+    """Clip-1/6 took min/max as attributes (defaults: the float range)."""
+    b.attrs.pop("consumed_inputs", None)
+    x = b.input(0)
+    dtype = x.type.dtype
+    lo, hi = b.attrs.pop("min", None), b.attrs.pop("max", None)
+    inputs = [x, None, None]
+    if lo is not None:
+        inputs[1] = b.const(np.array(lo, dtype=dtype.np))
+    if hi is not None:
+        inputs[2] = b.const(np.array(hi, dtype=dtype.np))
+    return b.default(inputs=inputs)
+
+
+canonical_since("Clip", 11)
