@@ -172,8 +172,9 @@ def transpose_geometry(sizes: Sequence[Dim], kernel: Sequence[int], strides: Seq
     """Output dims and ``[begin..., end...]`` pads of a ConvTranspose (onnxruntime's rules).
 
     With ``output_shape`` (or auto_pad SAME, where it is ``in * stride``) the
-    pads are derived: the total is split evenly, the odd one going to the
-    end, or to the beginning for SAME_UPPER.
+    pads are derived from ``max(0, natural - target)``: split evenly, an odd
+    one going to the end for SAME_UPPER and to the beginning otherwise.  A
+    target beyond the natural size is zero-filled at the end.
     """
     d = len(sizes)
     outs: list[Dim] = []
@@ -187,7 +188,8 @@ def transpose_geometry(sizes: Sequence[Dim], kernel: Sequence[int], strides: Seq
         if output_shape:
             target = int(output_shape[len(output_shape) - d + i])
         elif auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-            target = size * strides[i] if isinstance(size, int) else None
+            target = size * strides[i] if isinstance(size, int) else \
+                (size if strides[i] == 1 else None)
         else:
             begin, end = (0, 0) if auto_pad == "VALID" else (pads[i], pads[i + d])
             outs.append(None if natural is None else natural - begin - end)

@@ -111,8 +111,8 @@ def _(ctx: InferContext) -> list[TensorType]:
         ctx.fail("sizes must be int64", found=ctx.dtype(3).short)
     scales = ctx.const(2) if ctx.has_input(2) else None
     sizes = ctx.const(3) if ctx.has_input(3) else None
-    has_scales = ctx.has_input(2) and (scales is None or scales.size > 0)
-    has_sizes = ctx.has_input(3) and (sizes is None or sizes.size > 0)
+    has_scales = ctx.has_input(2) and not _known_empty(ctx, 2)
+    has_sizes = ctx.has_input(3) and not _known_empty(ctx, 3)
     if has_scales == has_sizes:
         ctx.fail("exactly one of scales and sizes must be given",
                  found="both" if has_scales else "neither")
@@ -137,6 +137,15 @@ def _(ctx: InferContext) -> list[TensorType]:
     out, _ = resize_plan(x.shape, axes, given if has_scales else None,  # type: ignore[arg-type]
                          None if has_scales else given, ctx.attr("keep_aspect_ratio_policy"))
     return [TensorType(x.dtype, tuple(out))]
+
+
+def _known_empty(ctx: InferContext, i: int) -> bool:
+    """Input ``i`` is an empty tensor (Resize-11's placeholder for an unused input)."""
+    value = ctx.const(i)
+    if value is not None:
+        return value.size == 0
+    shape = ctx.shape(i)
+    return shape is not None and 0 in shape
 
 
 def _checked_axes(ctx: InferContext, rank: int) -> list[int]:

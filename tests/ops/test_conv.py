@@ -171,6 +171,17 @@ def test_conv_transpose_same_with_kernel_smaller_than_stride():
     assert full.shape == (1, 3, 10, 12)
 
 
+def test_conv_transpose_shapes_keep_symbolic_dims():
+    g = Graph()
+    x = g.add_input("x", TensorType(DType.F32, ("N", 2, "H", 5)))
+    w = g.add_constant(rand(2, 3, 3, 3), "w")
+    assert g.add("ConvTranspose", x, w, auto_pad="SAME_UPPER").type.shape == ("N", 3, "H", 5)
+    y = g.add("ConvTranspose", x, w, strides=[2, 2], pads=[1, 1, 1, 1])
+    assert y.type.shape == ("N", 3, None, 9)
+    y = g.add("ConvTranspose", x, w, group=2, output_shape=[7, 8])
+    assert y.type.shape == ("N", 6, 7, 8)
+
+
 def test_conv_transpose_old_opset_and_runtime_weights():
     x, w = rand(1, 2, 4, 4), rand(2, 3, 3, 3)
     for opset in (6, 11):

@@ -145,6 +145,9 @@ def test_resize_opset_11_and_13_forms():
                  {"mode": "nearest", "coordinate_transformation_mode": cmode}, opset=11)
     check_op("Resize", [x, empty, f32(1, 1, 2, 1.5)], {"mode": "cubic"}, opset=11,
              rtol=1e-4, atol=1e-5)
+    runtime_empty = np.zeros(0, np.float32)  # known empty from its shape alone
+    check_op("Resize", [x, runtime_empty, runtime_empty, i64(1, 2, 3, 9)], {"mode": "linear"},
+             opset=11, rtol=1e-4, atol=1e-5)
     check_op("Resize", [x, None, f32(1, 1, 0.6, 1.5)], {"mode": "linear"}, opset=13,
              rtol=1e-4, atol=1e-5)
 
