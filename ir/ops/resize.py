@@ -266,13 +266,14 @@ def _(x, roi=None, scales=None, sizes=None, *, antialias, axes,
     outside = np.zeros((1,) * rank, dtype=bool)
     y = x if mode == "nearest" else x.astype(np.float64)
     for a in axes:
-        n_in, n_out, scale = x.shape[a], int(out[a]), float(factors[a])  # type: ignore[arg-type]
-        pair = None if roi_pairs is None else roi_pairs.get(a, (0.0, 1.0))
-        if n_out == n_in and scale == 1.0 and (cmode != "tf_crop_and_resize" or pair == (0.0, 1.0)):
-            continue  # identity along this axis
+        n_in, n_out = x.shape[a], int(out[a])  # type: ignore[arg-type]
         if n_out == 0 or n_in == 0:
             y = np.zeros(y.shape[:a] + (n_out,) + y.shape[a + 1:], dtype=y.dtype)
             continue
+        scale = float(factors[a])  # type: ignore[arg-type]
+        pair = None if roi_pairs is None else roi_pairs.get(a, (0.0, 1.0))
+        if n_out == n_in and scale == 1.0 and (cmode != "tf_crop_and_resize" or pair == (0.0, 1.0)):
+            continue  # identity along this axis
         coords, mask = source_coords(cmode, n_out, n_in, scale, pair)
         if mode == "nearest":
             y = np.take(y, _nearest_index(coords, nearest_mode, scale, n_in), axis=a)
