@@ -92,6 +92,21 @@ def _parse_float(text: str) -> float:
     return float(text)
 
 
+def _parse_float_attr(text: str) -> float:
+    """A float attribute: the float32 value when the text is that value's float32 spelling.
+
+    The printer writes float32-exact attributes (ONNX's are float32) with
+    their shortest float32 text, so reading that text as float32 gives the
+    same value back, and the same text when printed again.
+    """
+    from .printer import format_float
+    value = float(text)
+    as32 = float(np.float32(value))
+    if value == value and format_float(as32, np.float32) == text:
+        return as32
+    return value
+
+
 class Parser:
     def __init__(self, text: str, weights: Optional[Mapping[str, np.ndarray]] = None,
                  allow_elided: bool = False) -> None:
@@ -286,7 +301,7 @@ class Parser:
         if kind == "number":
             if re.fullmatch(r"-?\d+", text):
                 return int(text)
-            return _parse_float(text)
+            return _parse_float_attr(text)
         if kind == "string":
             return json.loads(text)
         if text in ("true", "false"):

@@ -227,10 +227,9 @@ class GraphImporter:
             self.graph.rename(v, name)
             return v
         # An input, a constant or an already-named value: keep it and add an Identity.
-        node = self.graph.create_node("Identity", [v], {}, output_names=[self.unique_hint(name)])
-        if node.output.name != name and self.graph.has_value(name):
+        if self.graph.has_value(name):  # the name is taken by another value: move that one aside
             self.graph.rename(self.graph.value(name), self.unique_hint(name + "_orig"))
-            self.graph.rename(node.output, name)
+        node = self.graph.create_node("Identity", [v], {}, output_names=[name])
         return node.output
 
     def _ordered_nodes(self) -> list[onnx.NodeProto]:

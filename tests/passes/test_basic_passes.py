@@ -151,12 +151,14 @@ def test_remove_identity_and_inference_dropout():
           %b: f32[2], %mask: bool[2] = Dropout(%a)
           %c: f32[2] = Relu(%b)
           %d: f32[2] = Identity(%c)
-          return %d, %mask
+          %dropped: bool[2] = Not(%mask)
+          return %d, %dropped
         }""", "remove-identity,dce", """
         graph @main(%x: f32[2]) {
-          %mask: bool[2] = constant [true, true]
+          %mask_ones: bool[2] = constant [true, true]
           %d: f32[2] = Relu(%x)
-          return %d, %mask
+          %dropped: bool[2] = Not(%mask_ones)
+          return %d, %dropped
         }""")
 
 
