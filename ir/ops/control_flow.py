@@ -191,7 +191,7 @@ def _as_bool(x: Any) -> bool:
 
 
 # ----------------------------------------------------------------------- If
-if_ = define("If", inputs=["cond", "captures..."], outputs=["outputs..."],
+if_ = define("If", inputs=["cond", "captures...?"], outputs=["outputs..."],
              attrs={"then_branch": Attr.graph(required=True),
                     "else_branch": Attr.graph(required=True)},
              needs_num_outputs=True,

@@ -295,7 +295,7 @@ def _(x: np.ndarray, split: Optional[np.ndarray] = None, *, axis: int, keepdims:
 
 
 # ---------------------------------------------------------------- SequenceMap
-seq_map = define("SequenceMap", inputs=["input_sequence", "additional_inputs..."],
+seq_map = define("SequenceMap", inputs=["input_sequence", "additional_inputs...?"],
                  outputs=["out_sequence..."],
                  attrs={"body": Attr.graph(required=True), "num_captures": Attr.int(0)},
                  needs_num_outputs=True,

@@ -311,7 +311,7 @@ def _(ctx: InferContext) -> list[TensorType]:
         if ctx.dtype(i) != dtype:
             ctx.fail("start, limit and delta must share one element type",
                      found=", ".join(ctx.dtype(k).short for k in range(3)))
-        if ctx.shape(i) is not None and any(d != 1 for d in ctx.shape(i)):
+        if ctx.shape(i) is not None and any(isinstance(d, int) and d != 1 for d in ctx.shape(i)):
             ctx.fail(f"{what} must be a scalar", found=str(ctx.input_type(i)))
     values = [ctx.const(i) for i in range(3)]
     if any(v is None for v in values):
@@ -375,7 +375,7 @@ def _(ctx: InferContext) -> list[TensorType]:
         ctx.fail("input must have rank >= 2", found=str(ctx.input_type(0)))
     if ctx.has_input(1):
         check_dtype(ctx, 1, I64, "k")
-        if ctx.shape(1) is not None and any(d != 1 for d in ctx.shape(1)):
+        if ctx.shape(1) is not None and any(isinstance(d, int) and d != 1 for d in ctx.shape(1)):
             ctx.fail("k must be a scalar", found=str(ctx.input_type(1)))
     return data_type(ctx, shape)
 

@@ -50,3 +50,20 @@ def _attention_23(b) -> list:
         b.attrs.pop("q_num_heads", None)
         b.attrs.pop("kv_num_heads", None)
     return b.default()
+
+
+@rule("FlexAttention", domain="ai.onnx.preview")
+def _flex_attention(b) -> list:
+    """Modifier subgraphs become closed graphs; their outer reads become trailing inputs."""
+    inputs = list(b.inputs[:3])
+    attrs = {k: v for k, v in b.attrs.items() if k not in ("score_mod", "prob_mod")}
+    n_score = 0
+    for name in ("score_mod", "prob_mod"):
+        if name in b.attrs:
+            graph, captured = b.subgraph(name)
+            attrs[name] = graph
+            inputs += captured
+            if name == "score_mod":
+                n_score = len(captured)
+    attrs["num_score_captures"] = n_score
+    return b.emit("FlexAttention", inputs, attrs, domain="ai.onnx.preview")
