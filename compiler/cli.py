@@ -118,18 +118,30 @@ def _load_module(path: str, args: argparse.Namespace):
 
 # ----------------------------------------------------------------- commands
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from backends.base import available_backends, get_backend
     from frontends.onnx import ImportOptions, import_model, load_model
+    from ir.errors import UnsupportedOpError
     from ir.printer import print_graph
 
     proto = load_model(args.model)
-    graph = import_model(proto, ImportOptions(input_shapes=_parse_shapes(args.input_shape)))
+    try:
+        graph = import_model(proto, ImportOptions(input_shapes=_parse_shapes(args.input_shape)))
+    except UnsupportedOpError as exc:
+        # Still show what the model holds and which ops block the import.
+        _print_onnx_coverage(args.model, proto, exc)
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     if args.passes:
         from passes.manager import run_pipeline
         run_pipeline(graph, args.passes)
     if args.ir:
         print(print_graph(graph, locations=args.locations))
         return 0
+    _print_summary(args, graph)
+    _print_target_coverage(args, graph)
+    return 0
+
+
+def _print_summary(args: argparse.Namespace, graph) -> None:
     opsets = ", ".join(f"{d or 'ai.onnx'} {v}" for d, v in graph.meta.get("opset_imports", {}).items())
     print(f"model: {args.model}")
     print(f"  producer: {graph.meta.get('producer') or '?'}   opsets: {opsets}")
@@ -143,24 +155,50 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     n_bytes = sum(int(c.const.nbytes) for c in graph.constants.values())
     print(f"nodes: {len(graph.nodes)}   constants: {len(graph.constants)} "
           f"({n_params:,} elements, {n_bytes / 1e6:.2f} MB)")
-    targets = [t for t in (args.targets.split(",") if args.targets else available_backends())]
+
+
+def _print_target_coverage(args: argparse.Namespace, graph) -> None:
+    """Op counts with, per target, how many of each op's nodes it can run (``--nodes``: per node)."""
+    from backends.base import available_backends, get_backend
+    targets = args.targets.split(",") if args.targets else available_backends()
     backends = {t: get_backend(t) for t in targets}
+    verdicts = {t: {id(n): b.supports(n) for n in graph.nodes} for t, b in backends.items()}
+    if args.nodes:
+        print(f"{'node':<48}{'op':<24}" + "".join(f"{t:>10}" for t in targets))
+        for n in graph.nodes:
+            label = n.name or f"%{n.outputs[0].name}"
+            print(f"{label[:47]:<48}{n.qualified_op:<24}"
+                  + "".join(f"{'yes' if verdicts[t][id(n)].ok else 'no':>10}" for t in targets))
     counts = graph.op_counts()
     width = max([len(op) for op in counts] + [4])
     print("ops:" + " " * (width + 4) + "".join(f"{t:>10}" for t in targets))
-    unsupported: dict[str, list[str]] = {}
-    for op, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+    blocked: dict[str, list[str]] = {}
+    for op, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+        nodes = [n for n in graph.nodes if n.qualified_op == op]
         marks = []
-        for t, b in backends.items():
-            nodes = [nd for nd in graph.nodes if nd.qualified_op == op]
-            bad = [nd for nd in nodes if not b.supports(nd).ok]
-            marks.append("yes" if not bad else ("no" if len(bad) == len(nodes) else f"{len(nodes) - len(bad)}/{len(nodes)}"))
+        for t in targets:
+            bad = [n for n in nodes if not verdicts[t][id(n)].ok]
+            marks.append("yes" if not bad else "no" if len(bad) == len(nodes) else f"{len(nodes) - len(bad)}/{len(nodes)}")
             if bad:
-                unsupported.setdefault(t, []).append(f"{op} ({b.supports(bad[0]).reason})")
-        print(f"  {op:<{width}} {n:>5}" + "".join(f"{m:>10}" for m in marks))
-    for t, items in unsupported.items():
+                blocked.setdefault(t, []).append(f"{op} ({verdicts[t][id(bad[0])].reason})")
+        print(f"  {op:<{width}} {count:>5}" + "".join(f"{m:>10}" for m in marks))
+    for t, items in blocked.items():
         print(f"target {t} cannot run: " + "; ".join(items))
-    return 0
+
+
+def _print_onnx_coverage(path: str, proto, exc) -> None:
+    """Op table straight from the ONNX file, marking the ops the frontend cannot import."""
+    missing = {(d, op) for d, op, _ in getattr(exc, "ops", {})}
+    counts: dict[tuple[str, str], int] = {}
+    for node in proto.graph.node:
+        key = ("" if node.domain in ("", "ai.onnx") else node.domain, node.op_type)
+        counts[key] = counts.get(key, 0) + 1
+    print(f"model: {path}")
+    print(f"nodes: {len(proto.graph.node)}")
+    print("ops:                          import")
+    for (domain, op), n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+        qual = f"{domain}.{op}" if domain else op
+        print(f"  {qual:<28}{n:>5}   {'no' if (domain, op) in missing else 'yes'}")
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -267,6 +305,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--locations", action="store_true", help="with --ir: show ONNX node names")
     p.add_argument("--passes", help="run this pipeline before printing (e.g. fold-constants,dce)")
     p.add_argument("--targets", help="comma-separated targets for the coverage table (default: all)")
+    p.add_argument("--nodes", action="store_true", help="coverage per node, not only per op")
     p.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,..",
                    help="fix an input's shape (repeatable)")
 
