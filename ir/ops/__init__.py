@@ -5,7 +5,7 @@ together in that file (see ``ir.registry`` for how to define one).
 """
 
 from . import (  # noqa: F401
-    activation, attention, cast, control_flow, conv, elementwise, flex_attention, indexing, linalg,
+    activation, attention, cast, control_flow, conv, elementwise, flex_attention, fused, indexing, layout, linalg,
     loss, normalization, pool, quantization, quantization_contrib, random, reduction, resize, rnn,
     sequence, shape, shape_gen, signal, text, vision,
 )

@@ -1,0 +1,3 @@
+"""nnc layout ops: blocked channel layouts (NCHW[x]c) and convolution on them."""
+
+from __future__ import annotations
