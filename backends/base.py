@@ -107,9 +107,19 @@ class Backend(abc.ABC):
     generic_pipeline: str = "fold-constants,cse,dce"
     requires_static_shapes: bool = False
 
+    @property
+    def target_info(self):
+        """What passes know about this target's hardware (``backends.target.TargetInfo``)."""
+        from .target import TargetInfo
+        return TargetInfo(name=self.name, kind=self.name)
+
     @abc.abstractmethod
     def supports(self, node: Node) -> Support:
         """Can this target run ``node``?  Say why not."""
+
+    def fusable(self, node: Node) -> bool:
+        """Can this target generate ``node`` inside a fused kernel?  (Fusion asks.)"""
+        return True
 
     @abc.abstractmethod
     def compile(self, graph: Graph, options: CompileOptions) -> Executable:

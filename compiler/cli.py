@@ -213,6 +213,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     out = result.module.save(args.output)
     if args.time_passes:
         print(result.pass_manager.timing_report(), file=sys.stderr)
+    if args.explain:
+        print(result.explain(full=args.explain == "full"))
     _log(args, f"built {args.model} for target {args.target} in {seconds:.2f} s -> {out}/")
     _log(args, f"  passes: {result.manifest['passes'] or '(none)'}")
     _log(args, f"  nodes after passes: {len(result.graph.nodes)}")
@@ -257,14 +259,14 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 
 def cmd_passes(args: argparse.Namespace) -> int:
-    from backends.base import available_backends, get_backend
     from passes.manager import all_passes
     for p in all_passes():
         opts = f"  {{{p.option_text()}}}" if p.options else ""
         print(f"{p.name:<24}{p.summary}{opts}")
-    print("\ndefault pipelines:")
-    for t in available_backends():
-        print(f"  {t:<8}{get_backend(t).default_pipeline or '(none)'}")
+    from passes.pipelines import PIPELINES
+    print("\ndefault pipelines (override with --passes):")
+    for name, text in PIPELINES.items():
+        print(f"  {name:<8}{text}")
     return 0
 
 
@@ -321,6 +323,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,..",
                    help="fix an input's shape (repeatable)")
     p.add_argument("--option", action="append", metavar="KEY=VALUE", help="target option (repeatable)")
+    p.add_argument("--explain", nargs="?", const="summary", choices=["summary", "full"],
+                   help="print what the passes decided and saved (decisions.json is always written)")
     p.add_argument("-q", "--quiet", action="store_true")
 
     for name, fn, help in (("run", cmd_run, "run an artifact (or an .onnx file) and summarize its outputs"),

@@ -29,7 +29,7 @@ def make_specializing(backend: Backend, graph: Graph, pipeline: str,
     from backends.base import save_graph
 
     def compile_static(g: Graph):
-        PassManager(pipeline or []).run(g, PassContext(target=getattr(backend, "target_info", None)))
+        PassManager(pipeline or []).run(g, PassContext(target=backend.target_info, backend=backend))
         return backend.compile(g, options)
 
     return SpecializingExecutable(graph, compile_static, save_graph)
@@ -44,6 +44,13 @@ class CompileResult:
     pass_manager: PassManager
     context: PassContext
     manifest: dict[str, Any] = field(default_factory=dict)
+    nodes_imported: int = 0
+
+    def explain(self, full: bool = False) -> str:
+        """What the pipeline decided and saved (``build --explain``)."""
+        from .explain import summarize
+        return summarize(self.context.log, self.context.stats, self.nodes_imported,
+                         len(self.graph.nodes), full)
 
 
 def tool_versions() -> dict[str, str]:
@@ -88,6 +95,7 @@ def build(
         graph = import_model(proto, ImportOptions(
             input_shapes={k: tuple(v) for k, v in (input_shapes or {}).items()}))
     options = dict(options or {})
+    nodes_imported = len(graph.nodes)
     full_pipeline = backend.default_pipeline if passes is None else passes
     specializing = (backend.requires_static_shapes or bool(options.get("specialize"))) \
         and needs_specialization(graph)
@@ -96,7 +104,7 @@ def build(
     pipeline = backend.generic_pipeline if specializing and passes is None else full_pipeline
     pm = PassManager(pipeline if pipeline else [], print_ir_after=print_ir_after,
                      dump_ir_dir=dump_ir_dir, stream=stream)
-    ctx = PassContext(target=getattr(backend, "target_info", None))
+    ctx = PassContext(target=backend.target_info, backend=backend)
     pm.run(graph, ctx)
     manifest["passes"] = pm.pipeline_text
     manifest["options"] = options
@@ -114,7 +122,8 @@ def build(
     outputs = [TensorSpec.from_type(v.name, v.type) for v in graph.outputs]
     manifest["host"] = {"machine": platform.machine(), "system": platform.system()}
     module = Module(executable, inputs, outputs, manifest, backend)
-    return CompileResult(module, graph, pm, ctx, manifest)
+    module.decisions = list(ctx.log)
+    return CompileResult(module, graph, pm, ctx, manifest, nodes_imported)
 
 
 def compile(model: Union[ModelSource, Graph], target: str = "ref", **kw: Any) -> Module:

@@ -416,6 +416,23 @@ class Graph:
             for g in n.subgraphs():
                 yield from g.walk()
 
+    def all_constants(self, prefix: str = "") -> Iterator[tuple[str, Value]]:
+        """Every constant here and in subgraphs, with a unique key.
+
+        Top-level constants are keyed by name; a subgraph's by
+        ``<first output of its node>.<attribute>/<name>`` (nested likewise),
+        the key the parser uses to find elided weights.
+        """
+        for v in self.constants.values():
+            yield prefix + v.name, v
+        for n in self.nodes:
+            for key, attr in n.attrs.items():
+                subs = [attr] if isinstance(attr, Graph) else \
+                    [g for g in attr if isinstance(g, Graph)] if isinstance(attr, (list, tuple)) else []
+                for i, g in enumerate(subs):
+                    tag = key if isinstance(attr, Graph) else f"{key}[{i}]"
+                    yield from g.all_constants(f"{prefix}{n.outputs[0].name}.{tag}/")
+
     def op_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for n in self.nodes:

@@ -113,6 +113,7 @@ class Parser:
         self.t = _Tokens(text)
         self.weights = weights or {}
         self.allow_elided = allow_elided
+        self.prefix = ""  # key prefix of constants in the subgraph being parsed (see Graph.all_constants)
 
     # ----------------------------------------------------------- graphs
     def parse(self) -> Graph:
@@ -204,7 +205,12 @@ class Parser:
                 while True:
                     key = self.t.expect_kind("ident")
                     self.t.expect("=")
-                    attrs[key] = self.attr_value()
+                    outer = self.prefix
+                    self.prefix = f"{outer}{results[0][0]}.{key}/"
+                    try:
+                        attrs[key] = self.attr_value()
+                    finally:
+                        self.prefix = outer
                     if self.t.accept("}"):
                         break
                     self.t.expect(",")
@@ -355,8 +361,9 @@ class Parser:
             return arr.astype(dtype.np).reshape(shape)
         if text == "elided":
             digest = json.loads(self.t.expect_kind("string"))
-            if name is not None and name in self.weights:
-                arr = np.asarray(self.weights[name])
+            key = None if name is None else self.prefix + name
+            if key is not None and key in self.weights:
+                arr = np.asarray(self.weights[key])
                 if tensor_digest(arr) != digest or arr.shape != shape:
                     self.t.error_at(pos, f"weights for %{name} do not match the digest in the text")
                 return arr

@@ -87,6 +87,7 @@ class Module:
         self.outputs = list(outputs)
         self.manifest = manifest
         self.backend = backend
+        self.decisions: list[dict[str, Any]] = []  # the pipeline's decision log (build --explain)
 
     @property
     def input_names(self) -> list[str]:
@@ -187,6 +188,8 @@ class Module:
         manifest["inputs"] = [asdict(s) for s in self.inputs]
         manifest["outputs"] = [asdict(s) for s in self.outputs]
         (d / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+        if self.decisions:
+            (d / "decisions.json").write_text(json.dumps(self.decisions, indent=1, default=str) + "\n")
         return d
 
     @classmethod

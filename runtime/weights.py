@@ -19,11 +19,11 @@ ALIGN = 64
 
 
 def save_weights(graph: Graph, directory: Path, blob: str = "weights.bin") -> list[dict]:
-    """Write every non-string constant of ``graph``; returns the index entries."""
+    """Write every non-string constant of ``graph`` and its subgraphs; returns the index entries."""
     index = []
     offset = 0
     with open(directory / blob, "wb") as f:
-        for v in graph.constants.values():
+        for key, v in graph.all_constants():
             arr = v.const
             if arr.dtype == object:
                 continue  # strings are kept inline in the IR text
@@ -31,7 +31,7 @@ def save_weights(graph: Graph, directory: Path, blob: str = "weights.bin") -> li
             pad = (-offset) % ALIGN
             f.write(b"\0" * pad)
             offset += pad
-            index.append({"name": v.name, "dtype": v.type.dtype.short, "shape": list(arr.shape),
+            index.append({"name": key, "dtype": v.type.dtype.short, "shape": list(arr.shape),
                           "offset": offset, "nbytes": len(data)})
             f.write(data)
             offset += len(data)

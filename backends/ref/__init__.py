@@ -16,6 +16,8 @@ from ir.graph import Graph, Node
 from ir.interpreter import Interpreter
 from ir.registry import get_schema
 
+from passes.pipelines import PIPELINES
+
 from ..base import Backend, CompileOptions, Executable, Support, load_graph, register_backend, save_graph
 
 
@@ -49,7 +51,7 @@ class RefExecutable(Executable):
 class RefBackend(Backend):
     name = "ref"
     description = "reference interpreter (NumPy); the golden answer, every op"
-    default_pipeline = "fold-constants,remove-identity,cse,dce"
+    default_pipeline = PIPELINES["ref"]
     generic_pipeline = default_pipeline
 
     def supports(self, node: Node) -> Support:

@@ -120,3 +120,14 @@ def test_groups_are_convex_on_resnet():
                 if v is not None and v.producer is not None and id(v.producer) not in inside:
                     upstream = {id(v.producer)}
                     assert not (upstream & inside)
+
+
+def test_fused_graph_saves_and_loads(tmp_path):
+    import compiler
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "models", "digits_cnn.onnx")
+    m = compiler.compile(path, passes="fold-constants,fuse,dce")
+    m.save(tmp_path / "art")
+    m2 = compiler.load(tmp_path / "art")
+    x = np.random.default_rng(0).random((4, 1, 8, 8), dtype=np.float32)
+    np.testing.assert_array_equal(m.run({"input": x})["logits"], m2.run({"input": x})["logits"])
+    assert (tmp_path / "art" / "decisions.json").exists()

@@ -1,0 +1,22 @@
+"""The default pass pipeline of each target, in one place.
+
+``ref`` runs only the cleanups (it is the golden answer, so it should run the
+model as written); ``cpu`` runs the whole optimization pipeline.  Backends take
+their ``default_pipeline`` from here; ``--passes`` overrides it.
+"""
+
+CLEANUP = "fold-constants,remove-identity,cse,dce"
+
+SIMPLIFY = ("fold-constants,remove-identity,fold-shape-arithmetic,fold-constants,simplify-algebra,"
+            "decompose-variadic,fold-batchnorm,fuse-bias,simplify-reshapes,fold-constants,cse,dce")
+
+PIPELINES = {
+    "ref": CLEANUP,
+    # Shape-free passes (run on graphs whose shapes are only known per call).
+    "generic": SIMPLIFY,
+    "cpu": SIMPLIFY + ",layout-nchwc,fold-constants,dce,fuse,dce,schedule,plan-memory",
+}
+
+
+def pipeline_for(target: str) -> str:
+    return PIPELINES[target]
