@@ -1,0 +1,94 @@
+"""Kernel generators of the cpu target, one module per kernel family.
+
+A generator turns one top-level node (a plain op or an ``nnc.Fused`` group)
+into a task function.  It registers under the kernel kinds of
+``passes.scheduling.kernel_kind`` with ``@generator(kind, ...)`` and offers:
+
+* ``supports(node) -> Optional[str]``: None when it can compile the node,
+  else the reason (reported to the user as "target cpu cannot run ...");
+* ``emit(kb, node, schedule) -> Kernel``: the IR, the task count, and the
+  buffers (values) the task function reads, in slot order.
+
+``KernelContext`` bundles what ``emit`` needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from ir.graph import Graph, Node, Value
+
+from ..codegen import KernelBuilder, TaskFunction
+
+
+@dataclass
+class Kernel:
+    name: str            # the task function's symbol
+    n_tasks: int         # parallel tasks (the task function is called with 0..n_tasks-1)
+    buffers: list[Any]   # values whose pointers fill the buffers array, in slot order
+    label: str           # for profiles: "Conv+Add+Relu %res2a"
+
+
+@dataclass
+class Generator:
+    kinds: tuple[str, ...]
+    supports: Callable[[Node], Optional[str]]
+    emit: Callable[[KernelBuilder, Node, Any], Kernel]
+    priority: int = 0
+
+
+_GENERATORS: list[Generator] = []
+
+
+def generator(*kinds: str, supports: Callable[[Node], Optional[str]], priority: int = 0):
+    """Register ``emit`` as the generator for ``kinds`` (higher priority is tried first)."""
+    def register(emit: Callable[[KernelBuilder, Node, Any], Kernel]):
+        _GENERATORS.append(Generator(tuple(kinds), supports, emit, priority))
+        _GENERATORS.sort(key=lambda g: -g.priority)
+        return emit
+    return register
+
+
+def find_generator(kind: str, node: Node) -> tuple[Optional[Generator], str]:
+    """The first generator for ``kind`` that supports ``node``, else (None, reasons)."""
+    _ensure_loaded()
+    reasons = []
+    for g in _GENERATORS:
+        if kind in g.kinds or "*" in g.kinds:
+            why = g.supports(node)
+            if why is None:
+                return g, ""
+            reasons.append(why)
+    return None, "; ".join(dict.fromkeys(reasons)) or f"no cpu kernel for {kind} kernels"
+
+
+def body_and_keys(node: Node) -> tuple[Optional[Graph], dict[int, Value], list[Value]]:
+    """For a fused node: (body, body input -> node input, body outputs); for a plain node: (None, {}, outputs)."""
+    if node.domain == "nnc" and node.op == "Fused":
+        body: Graph = node.attrs["body"]
+        keys = {id(bv): nv for bv, nv in zip(body.inputs, node.inputs)}
+        return body, keys, list(body.outputs)
+    return None, {}, list(node.outputs)
+
+
+def nodes_of(node: Node) -> list[Node]:
+    """The ops a kernel computes: the body's nodes, or the node itself."""
+    body, _, _ = body_and_keys(node)
+    return list(body.nodes) if body is not None else [node]
+
+
+def label_of(node: Node) -> str:
+    pattern = node.attrs.get("pattern") if node.domain == "nnc" and node.op == "Fused" else node.qualified_op
+    return f"{pattern} %{node.outputs[0].name}"
+
+
+_loaded = False
+
+
+def _ensure_loaded() -> None:
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        from . import conv, elementwise, gemm, pool, reduction  # noqa: F401

@@ -1,0 +1,112 @@
+"""Elementwise, broadcast and injective kernels (plain ops and fused chains).
+
+Every output element is computed by ``Evaluator.value_at``.  When only
+elementwise/broadcast ops are involved and every leaf is contiguous or
+broadcast along the last axis, the last axis runs ``lanes`` elements at a
+time (a scalar loop finishes the tail); otherwise one flat scalar loop walks
+the output and maps indices through the injective ops.  Work is split into
+tasks over the outer (row) index.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Optional
+
+import llvmlite.ir as ir
+
+from ir.graph import Node, Value
+
+from ..codegen import I64, KernelBuilder, const_int, for_range, llvm_type, store_vector, supported_dtype, \
+    task_range
+from ..evaluator import Evaluator, delinearize, injective_support, linear_offset, shape_of, vector_ok
+from ..expr import elementwise_support, store_convert
+from . import Kernel, body_and_keys, generator, label_of, nodes_of
+
+MIN_TASK_ELEMENTS = 1 << 14  # smaller tasks cost more in scheduling than they gain
+
+
+def support(node: Node) -> Optional[str]:
+    for n in nodes_of(node):
+        if n.op == "Fused":
+            return "nested fused groups"
+        from ..evaluator import INJECTIVE_OPS
+        injective = n.op in INJECTIVE_OPS or n.domain == "nnc"
+        why = injective_support(n) if injective else elementwise_support(n)
+        if why is not None:
+            return why
+    for v in node.outputs:
+        if not getattr(v.type, "is_static", False):
+            return "the cpu target needs static shapes here"
+        if not supported_dtype(v.type.dtype):
+            return f"element type {v.type.dtype.short} is not supported by the cpu target"
+        if not v.type.shape:
+            continue
+    return None
+
+
+@generator("elementwise", "injective", supports=support)
+def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
+    body, keys, outputs = body_and_keys(node)
+    tf = kb.task_function(f"k_{node.outputs[0].name}")
+    b = tf.builder
+    lanes = kb.lanes
+    # One loop nest per output (a group rarely has more than one).
+    shapes = [shape_of(o) for o in outputs]
+    rows = max(1, math.prod(shapes[0][:-1])) if shapes[0] else 1
+    total = max(1, math.prod(shapes[0]))
+    n_tasks = max(1, min(rows, total // MIN_TASK_ELEMENTS))
+    for out_body, out_node in zip(outputs, node.outputs):
+        shape = shape_of(out_body)
+        ev = Evaluator(kb, tf, body, lanes, leaf_keys=keys)
+        dst = tf.value_pointer(out_node)
+        dtype = out_node.type.dtype
+        if shape and shape[-1] >= lanes and vector_ok(body, [out_body]) if body is not None else \
+                shape and shape[-1] >= lanes and vector_ok_plain(node):
+            _vector_loop(kb, b, tf, ev, out_body, dst, dtype, shape, n_tasks)
+        else:
+            _scalar_loop(b, tf, ev, out_body, dst, dtype, shape, n_tasks)
+    b.ret_void()
+    return Kernel(tf.fn.name, n_tasks, tf.buffers, label_of(node))
+
+
+def vector_ok_plain(node: Node) -> bool:
+    """``vector_ok`` for a plain (unfused) node: treat it as a one-node body."""
+    from ..evaluator import vector_ok as ok
+    return ok(None, list(node.outputs)) if node.op != "Fused" else False
+
+
+def _rows_for_task(b: ir.IRBuilder, task: ir.Value, n_tasks: int, rows: int):
+    return task_range(b, task, n_tasks, rows)
+
+
+def _vector_loop(kb, b, tf, ev: Evaluator, out: Value, dst, dtype, shape, n_tasks) -> None:
+    lanes = kb.lanes
+    last = shape[-1]
+    rows = max(1, math.prod(shape[:-1]))
+    start, stop = _rows_for_task(b, tf.task, n_tasks, rows)
+    full = last // lanes * lanes
+    with for_range(b, start, stop, name="row") as row:
+        prefix = delinearize(b, row, shape[:-1]) if len(shape) > 1 else []
+        base = b.mul(row, const_int(last))
+        with for_range(b, 0, full, lanes, name="col") as col:
+            ev.forget()
+            value = ev.value_at(out, [*prefix, col], vector=True)
+            store_vector(b, store_convert(b, value, dtype), dst, b.add(base, col))
+        if full < last:
+            with for_range(b, full, last, name="tail") as col:
+                ev.forget()
+                value = ev.value_at(out, [*prefix, col], vector=False)
+                b.store(store_convert(b, value, dtype), b.gep(dst, [b.add(base, col)]))
+    ev.forget()
+
+
+def _scalar_loop(b, tf, ev: Evaluator, out: Value, dst, dtype, shape, n_tasks) -> None:
+    total = max(1, math.prod(shape)) if shape else 1
+    start, stop = task_range(b, tf.task, n_tasks, total)
+    with for_range(b, start, stop, name="flat") as flat:
+        ev.forget()
+        idx = delinearize(b, flat, shape) if shape else []
+        value = ev.value_at(out, idx, vector=False)
+        b.store(store_convert(b, value, dtype), b.gep(dst, [flat]))
+    ev.forget()

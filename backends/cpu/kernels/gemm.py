@@ -1,0 +1,3 @@
+"""(kernels to be written)"""
+
+from __future__ import annotations

@@ -1,0 +1,53 @@
+/* nncompiler C runtime: the thread pool compiled models run their kernels on.
+ *
+ * A compiled model splits each kernel into tasks and calls nnc_parallel_for;
+ * the pool's workers and the calling thread take tasks until none are left.
+ * The pool lives in caller-provided storage (no malloc): declare an
+ * nnc_pool, call nnc_pool_init, pass it to the model, nnc_pool_destroy at
+ * the end.  A NULL pool runs every task on the calling thread.
+ */
+#ifndef NNC_RUNTIME_H
+#define NNC_RUNTIME_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define NNC_MAX_THREADS 64
+
+typedef void (*nnc_task_fn)(void *args, int64_t task);
+
+typedef struct nnc_pool {
+    int threads;                    /* workers + the calling thread */
+    pthread_t workers[NNC_MAX_THREADS];
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    volatile int64_t generation;    /* bumped for every parallel_for */
+    volatile int stop;
+    nnc_task_fn fn;
+    void *args;
+    int64_t n_tasks;
+    volatile int64_t next_task;     /* atomic: the next task to take */
+    volatile int64_t active;        /* atomic: workers still inside the current job */
+    int64_t spin;                   /* spin iterations before a worker sleeps */
+} nnc_pool;
+
+/* Start a pool of `threads` threads in all (<= 0: one per online CPU). 0 on success. */
+int nnc_pool_init(nnc_pool *pool, int threads);
+void nnc_pool_destroy(nnc_pool *pool);
+int nnc_pool_threads(const nnc_pool *pool);
+
+/* Run fn(args, t) for t in [0, n_tasks) on the pool; returns when all are done. */
+void nnc_parallel_for(nnc_pool *pool, nnc_task_fn fn, void *args, int64_t n_tasks);
+
+/* Heap-allocated pool for callers that prefer it (the Python runtime). */
+nnc_pool *nnc_pool_create(int threads);
+void nnc_pool_free(nnc_pool *pool);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
