@@ -1,8 +1,16 @@
 /* nncompiler C runtime: a small spinning thread pool (see nnc_runtime.h). */
+#define _GNU_SOURCE
 #include "nnc_runtime.h"
 
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
+
+int64_t nnc_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
 static void run_tasks(nnc_pool *pool) {
     for (;;) {

@@ -43,6 +43,9 @@ int nnc_pool_threads(const nnc_pool *pool);
 /* Run fn(args, t) for t in [0, n_tasks) on the pool; returns when all are done. */
 void nnc_parallel_for(nnc_pool *pool, nnc_task_fn fn, void *args, int64_t n_tasks);
 
+/* Monotonic clock in nanoseconds (the profiling entry point times kernels with it). */
+int64_t nnc_now_ns(void);
+
 /* Heap-allocated pool for callers that prefer it (the Python runtime). */
 nnc_pool *nnc_pool_create(int threads);
 void nnc_pool_free(nnc_pool *pool);
