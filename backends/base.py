@@ -107,6 +107,9 @@ class Backend(abc.ABC):
     generic_pipeline: str = "fold-constants,cse,dce"
     requires_static_shapes: bool = False
 
+    def configure(self, options: dict[str, Any]) -> None:
+        """Take target options (``--option key=value``) before passes run; default: none used."""
+
     @property
     def target_info(self):
         """What passes know about this target's hardware (``backends.target.TargetInfo``)."""
@@ -172,4 +175,4 @@ def available_backends() -> list[str]:
 
 
 def _ensure_loaded() -> None:
-    from . import ref  # noqa: F401
+    from . import cpu, ref  # noqa: F401

@@ -81,6 +81,7 @@ def build(
 ) -> CompileResult:
     """Compile a model and return the module with the build's details."""
     backend: Backend = get_backend(target)
+    backend.configure(dict(options or {}))
     manifest: dict[str, Any] = {"target": target, "tools": tool_versions()}
     if isinstance(model, Graph):
         graph = model.clone()

@@ -83,6 +83,8 @@ def _fold_once(graph: Graph, max_elements: int) -> int:
             name = out.name
             graph.rename(out, name + "_folded")
             const = graph.add_constant(np.asarray(arr), name, dtype=out.type.dtype)
+            if out.type.layout is not None:  # keep a blocked layout tag (e.g. a re-laid-out constant)
+                const.type = const.type.with_layout(out.type.layout)
             graph.replace_all_uses(out, const)
         graph.remove_node(node)
         folded += 1

@@ -209,6 +209,7 @@ class Module:
             raise ArtifactError("artifact format version mismatch", subject=str(d),
                                 expected=str(FORMAT_VERSION), found=str(manifest.get("format_version")))
         backend = get_backend(manifest["target"])
+        backend.configure(dict(manifest.get("options", {})))
         if manifest.get("specializing"):
             from backends.base import CompileOptions, load_graph
             from compiler.driver import make_specializing

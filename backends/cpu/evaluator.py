@@ -81,8 +81,10 @@ class Evaluator:
 
     def __init__(self, kb: KernelBuilder, tf: TaskFunction, body: Optional[Graph], lanes: int = 1,
                  provided: Optional[dict[int, Provider]] = None,
-                 leaf_keys: Optional[dict[int, Value]] = None) -> None:
+                 leaf_keys: Optional[dict[int, Value]] = None, members: Sequence[Node] = ()) -> None:
         self.leaf_keys = leaf_keys or {}  # body input -> the kernel's (top-level) input value
+        # Nodes this kernel computes (a plain node's kernel: that node); other producers' values are leaves.
+        self.members = {id(n) for n in members} if members else None
         self.kb = kb
         self.tf = tf
         self.b = tf.builder
@@ -110,8 +112,8 @@ class Evaluator:
         if id(v) in self.provided:
             return self.provided[id(v)](idx, vector)
         node = v.producer
-        if node is None:  # a leaf: an input of the body (or kernel) or a constant
-            return self.load(v, idx, vector)
+        if node is None or (self.members is not None and id(node) not in self.members):
+            return self.load(v, idx, vector)  # a leaf: a kernel input or a constant
         if node.op in INJECTIVE_OPS or node.domain == "nnc":
             if node.op == "Identity":
                 return self.value_at(node.inputs[0], idx, vector)
@@ -339,7 +341,8 @@ def broadcast_index(b: ir.IRBuilder, idx: Index, out_shape: Sequence[int], in_sh
     return [const_int(0) if d == 1 else idx[lead + k] for k, d in enumerate(in_shape)]
 
 
-def vector_ok(body: Graph, outputs: Sequence[Value], provided: Sequence[Value] = ()) -> bool:
+def vector_ok(body: Optional[Graph], outputs: Sequence[Value], provided: Sequence[Value] = (),
+              members: Sequence[Node] = ()) -> bool:
     """Can the last axis of every output be computed ``lanes`` at a time?
 
     True when only elementwise/broadcast ops lie between the outputs and their
@@ -347,6 +350,7 @@ def vector_ok(body: Graph, outputs: Sequence[Value], provided: Sequence[Value] =
     the output's last axis.
     """
     given = {id(v) for v in provided}
+    inside = {id(n) for n in members} if members else None
     seen: set[int] = set()
     stack = list(outputs)
     while stack:
@@ -355,7 +359,7 @@ def vector_ok(body: Graph, outputs: Sequence[Value], provided: Sequence[Value] =
             continue
         seen.add(id(v))
         node = v.producer
-        if node is None:
+        if node is None or (inside is not None and id(node) not in inside):
             continue
         if node.op in INJECTIVE_OPS and node.op != "Identity" or node.domain == "nnc":
             return False

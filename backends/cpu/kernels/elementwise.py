@@ -58,7 +58,7 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
     n_tasks = max(1, min(rows, total // MIN_TASK_ELEMENTS))
     for out_body, out_node in zip(outputs, node.outputs):
         shape = shape_of(out_body)
-        ev = Evaluator(kb, tf, body, lanes, leaf_keys=keys)
+        ev = Evaluator(kb, tf, body, lanes, leaf_keys=keys, members=nodes_of(node))
         dst = tf.value_pointer(out_node)
         dtype = out_node.type.dtype
         if shape and shape[-1] >= lanes and vector_ok(body, [out_body]) if body is not None else \
@@ -72,8 +72,7 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
 
 def vector_ok_plain(node: Node) -> bool:
     """``vector_ok`` for a plain (unfused) node: treat it as a one-node body."""
-    from ..evaluator import vector_ok as ok
-    return ok(None, list(node.outputs)) if node.op != "Fused" else False
+    return vector_ok(None, list(node.outputs), members=[node])
 
 
 def _rows_for_task(b: ir.IRBuilder, task: ir.Value, n_tasks: int, rows: int):

@@ -1,0 +1,73 @@
+"""The cpu target: LLVM code generated with llvmlite, run in-process or linked into C programs.
+
+Kernels come from ``backends.cpu.kernels`` (one generator per kernel kind),
+the lowering (``lower.py``) ties them into one module with an entry point,
+and ``executable.py`` JIT-loads it.  The graph reaching this backend has been
+through the cpu pipeline (``passes.pipelines``): fused, laid out, scheduled
+and memory-planned.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+from ir.graph import Graph, Node
+from passes.pipelines import PIPELINES
+from passes.scheduling import kernel_kind
+
+from ..base import Backend, CompileOptions, Executable, Support, register_backend
+from ..target import TargetInfo, host_cpu
+from .codegen import KernelBuilder
+from .evaluator import INJECTIVE_OPS, injective_support
+from .executable import CpuExecutable, build_executable
+from .expr import elementwise_support
+from .kernels import find_generator
+from .lower import lower
+
+VIEW_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"}
+
+
+class CpuBackend(Backend):
+    name = "cpu"
+    description = "x86-64 machine code via LLVM (llvmlite): vectorized, multi-threaded, JIT or C bundle"
+    default_pipeline = PIPELINES["cpu"]
+    generic_pipeline = PIPELINES["generic"]
+    requires_static_shapes = True
+
+    def __init__(self) -> None:
+        self.options: dict[str, Any] = {}
+
+    def configure(self, options: dict[str, Any]) -> None:
+        self.options = dict(options)
+
+    @property
+    def target_info(self) -> TargetInfo:
+        return host_cpu(self.options.get("isa"))
+
+    def supports(self, node: Node) -> Support:
+        if node.domain == "" and node.op in VIEW_OPS:
+            return Support.yes()
+        kind = kernel_kind(node)
+        gen, why = find_generator(kind, node)
+        return Support.yes() if gen is not None else Support.no(why)
+
+    def fusable(self, node: Node) -> bool:
+        if node.domain == "" and node.op in INJECTIVE_OPS or node.domain == "nnc" and node.op in (
+                "ToBlocked", "FromBlocked"):
+            return injective_support(node) is None
+        if node.schema.kind in ("elementwise", "broadcast"):
+            return elementwise_support(node) is None
+        return self.supports(node).ok
+
+    def compile(self, graph: Graph, options: CompileOptions) -> Executable:
+        self.check_supported(graph)
+        kb = KernelBuilder(self.target_info, graph.name)
+        lowered = lower(graph, kb)
+        return build_executable(lowered, self.target_info, int(options.extra.get("threads", 0)))
+
+    def load(self, directory: Path) -> Executable:
+        return CpuExecutable.load(directory, self.target_info, int(self.options.get("threads", 0)))
+
+
+register_backend("cpu", CpuBackend)

@@ -1,0 +1,201 @@
+"""JIT-compiled CPU modules: optimize with LLVM at -O3, load in-process, call through ctypes.
+
+A call passes the weights blob, arrays of input and output pointers, the
+arena and the thread pool to ``nnc_run``; ctypes releases the GIL for it.
+An executable saves as an object file plus the weights blob and a small
+JSON description, and loads back without running LLVM's optimizer again.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import threading
+import time
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Optional
+
+import llvmlite.binding as llvm
+import numpy as np
+
+from backends.base import Executable
+from backends.target import TargetInfo
+from ir.dtypes import DType
+from ir.errors import ArtifactError, BackendError
+from runtime.native import ThreadPool, runtime_library
+
+from .lower import ENTRY, ENTRY_PROFILED, Lowered
+
+OBJECT_FILE = "model.o"
+DESCRIPTION = "cpu_module.json"
+ALIGN = 64
+
+
+@lru_cache(maxsize=None)
+def _init_llvm() -> None:
+    try:
+        llvm.initialize_native_target()
+        llvm.initialize_native_asmprinter()
+    except Exception:  # noqa: BLE001 - newer llvmlite initializes itself
+        pass
+
+
+def target_machine(target: TargetInfo, reloc: str = "pic") -> llvm.TargetMachine:
+    """An LLVM target machine for ``target`` (the ISA option can narrow the host's features)."""
+    _init_llvm()
+    features = dict(llvm.get_host_cpu_features())
+    if target.isa != "avx512":
+        for name in list(features):
+            if name.startswith("avx512") or name.startswith("amx") or name.startswith("avx10"):
+                features[name] = False
+    if target.isa == "generic":
+        for name in ("avx", "avx2", "fma", "f16c"):
+            features[name] = False
+    feature_text = ",".join(("+" if on else "-") + name for name, on in sorted(features.items()))
+    t = llvm.Target.from_default_triple()
+    return t.create_target_machine(cpu=target.cpu_name or llvm.get_host_cpu_name(), features=feature_text,
+                                   opt=3, reloc=reloc, codemodel="default")
+
+
+def optimize(module_text: str, tm: llvm.TargetMachine) -> llvm.ModuleRef:
+    """Parse, verify and optimize (O3) an LLVM module."""
+    _init_llvm()
+    mod = llvm.parse_assembly(module_text)
+    mod.triple = llvm.get_process_triple()
+    try:
+        mod.verify()
+    except RuntimeError as exc:
+        raise BackendError(f"generated LLVM IR is invalid: {str(exc).splitlines()[0]}") from exc
+    pto = llvm.create_pipeline_tuning_options(speed_level=3)
+    pto.loop_vectorization = True
+    pto.slp_vectorization = True
+    pb = llvm.create_pass_builder(tm, pto)
+    pb.getModulePassManager().run(mod, pb)
+    return mod
+
+
+def aligned_buffer(nbytes: int, fill: Optional[np.ndarray] = None) -> np.ndarray:
+    """A uint8 array of ``nbytes`` whose data pointer is 64-byte aligned."""
+    raw = np.zeros(nbytes + ALIGN, np.uint8)
+    start = (-raw.ctypes.data) % ALIGN
+    buf = raw[start:start + nbytes]
+    if fill is not None:
+        buf[:] = fill
+    return buf
+
+
+_ENTRY_TYPE = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                               ctypes.c_void_p, ctypes.c_void_p)
+_PROFILED_TYPE = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                                  ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
+
+
+class CpuExecutable(Executable):
+    """A compiled graph loaded in this process."""
+
+    def __init__(self, engine: llvm.ExecutionEngine, description: dict[str, Any], weights: np.ndarray,
+                 target: TargetInfo, threads: int = 0, object_code: Optional[bytes] = None) -> None:
+        self.engine = engine
+        self.description = description
+        self.weights = weights
+        self.target = target
+        self.object_code = object_code
+        self._run = _ENTRY_TYPE(engine.get_function_address(ENTRY))
+        self._run_profiled = _PROFILED_TYPE(engine.get_function_address(ENTRY_PROFILED))
+        self.arena = aligned_buffer(int(description["arena_bytes"]))
+        self.pool = ThreadPool(threads)
+        self._lock = threading.Lock()  # the arena is shared: one run at a time
+        self.outputs = [(DType.from_short(o["dtype"]).np, tuple(o["shape"])) for o in description["outputs"]]
+
+    # --------------------------------------------------------------- running
+    @property
+    def threads(self) -> int:
+        return self.pool.threads
+
+    def set_threads(self, threads: int) -> None:
+        if threads != self.pool.threads:
+            self.pool.close()
+            self.pool = ThreadPool(threads)
+
+    def _prepare(self, inputs: Sequence[np.ndarray]):
+        arrays = [np.ascontiguousarray(x) for x in inputs]
+        outs = [np.empty(shape, dtype) for dtype, shape in self.outputs]
+        in_ptrs = (ctypes.c_void_p * max(1, len(arrays)))(*[a.ctypes.data for a in arrays])
+        out_ptrs = (ctypes.c_void_p * max(1, len(outs)))(*[o.ctypes.data for o in outs])
+        return arrays, outs, in_ptrs, out_ptrs
+
+    def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        arrays, outs, in_ptrs, out_ptrs = self._prepare(inputs)
+        with self._lock:
+            rc = self._run(self.weights.ctypes.data, in_ptrs, out_ptrs, self.arena.ctypes.data, self.pool.handle)
+        if rc != 0:
+            raise BackendError("compiled model reported an error", found=f"code {rc}")
+        return outs
+
+    def profile(self, inputs: Sequence[np.ndarray]) -> list[tuple[str, float]]:
+        arrays, outs, in_ptrs, out_ptrs = self._prepare(inputs)
+        labels = self.description["kernels"]
+        times = np.zeros(max(1, len(labels)), np.int64)
+        with self._lock:
+            self._run_profiled(self.weights.ctypes.data, in_ptrs, out_ptrs, self.arena.ctypes.data,
+                               self.pool.handle, times.ctypes.data)
+        return [(label, ns * 1e-9) for label, ns in zip(labels, times.tolist())]
+
+    # ---------------------------------------------------------- save / load
+    def save(self, directory: Path) -> None:
+        if self.object_code is None:
+            raise ArtifactError("this executable has no object code to save")
+        (directory / OBJECT_FILE).write_bytes(self.object_code)
+        self.weights.tofile(directory / "weights.bin")
+        (directory / DESCRIPTION).write_text(json.dumps(self.description, indent=1) + "\n")
+
+    @staticmethod
+    def load(directory: Path, target: TargetInfo, threads: int = 0) -> CpuExecutable:
+        for name in (OBJECT_FILE, DESCRIPTION, "weights.bin"):
+            if not (directory / name).exists():
+                raise ArtifactError("cpu artifact is incomplete", subject=str(directory), expected=name)
+        description = json.loads((directory / DESCRIPTION).read_text())
+        if description.get("isa") and description["isa"] != target.isa:
+            raise ArtifactError("artifact was built for another instruction set", subject=str(directory),
+                                expected=target.isa, found=description["isa"],
+                                hint="rebuild it on this machine or with --option isa=" + target.isa)
+        obj = (directory / OBJECT_FILE).read_bytes()
+        raw = np.fromfile(directory / "weights.bin", dtype=np.uint8)
+        engine = _engine_from_object(obj, target)
+        return CpuExecutable(engine, description, aligned_buffer(raw.size, raw), target, threads, obj)
+
+
+def _engine_from_object(obj: bytes, target: TargetInfo) -> llvm.ExecutionEngine:
+    runtime_library()  # the runtime's symbols must be loaded before linking
+    tm = target_machine(target)
+    empty = llvm.parse_assembly("")
+    empty.triple = llvm.get_process_triple()
+    engine = llvm.create_mcjit_compiler(empty, tm)
+    engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+    engine.finalize_object()
+    return engine
+
+
+def build_executable(lowered: Lowered, target: TargetInfo, threads: int = 0) -> CpuExecutable:
+    """Optimize and JIT a lowered graph."""
+    t0 = time.perf_counter()
+    tm = target_machine(target)
+    mod = optimize(str(lowered.module), tm)
+    obj = tm.emit_object(mod)
+    engine = _engine_from_object(obj, target)
+    description = {
+        "isa": target.isa,
+        "arena_bytes": lowered.arena_bytes,
+        "kernels": [k.label for k in lowered.kernels],
+        "tasks": [k.n_tasks for k in lowered.kernels],
+        "inputs": [{"name": v.name, "dtype": v.type.dtype.short, "shape": list(v.type.shape)}
+                   for v in lowered.inputs],
+        "outputs": [{"name": v.name, "dtype": v.type.dtype.short, "shape": list(v.type.shape)}
+                    for v in lowered.outputs],
+        "weights": lowered.weights_index,
+        "llvm_seconds": round(time.perf_counter() - t0, 3),
+    }
+    return CpuExecutable(engine, description, aligned_buffer(lowered.weights.size, lowered.weights),
+                         target, threads, obj)

@@ -1,0 +1,204 @@
+"""Lowering a scheduled, planned graph to one LLVM module.
+
+Every top-level node becomes a kernel (task function) unless the memory plan
+made it a view.  Every value gets a location: the i-th input or output buffer
+the caller passes, the weights blob (constants, those of fused bodies
+included), or an offset in the arena (the memory plan).  The entry point
+
+    i32 nnc_run(i8* weights, i8** inputs, i8** outputs, i8* arena, i8* pool)
+
+runs the kernels in order through ``nnc_parallel_for``; ``nnc_run_profiled``
+does the same and writes each kernel's nanoseconds into an extra i64 array.
+Nothing allocates: all memory comes from the caller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import llvmlite.ir as ir
+import numpy as np
+
+from ir.errors import BackendError
+from ir.graph import Graph, Node, Value
+from ir.types import TensorType
+from passes.memory_plan import MemoryPlan, build_plan
+from passes.scheduling import kernel_kind, schedule_of
+
+from .codegen import I8, I8P, I8PP, I32, I64, KernelBuilder, VOID, const_int
+from .kernels import Kernel, find_generator
+
+ALIGN = 64
+ENTRY = "nnc_run"
+ENTRY_PROFILED = "nnc_run_profiled"
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a tensor lives: ``space`` is input, output, weights or arena; ``offset`` in bytes."""
+
+    space: str
+    index: int = 0
+    offset: int = 0
+
+
+@dataclass
+class Lowered:
+    """What the executable and the C bundle need from a lowered graph."""
+
+    module: ir.Module
+    kernels: list[Kernel]
+    weights: np.ndarray                   # the blob (uint8), 64-byte aligned entries
+    weights_index: list[dict[str, Any]]   # name, dtype, shape, offset, nbytes per constant
+    arena_bytes: int
+    inputs: list[Value]
+    outputs: list[Value]
+    copies: list[tuple[Location, Location, int]] = field(default_factory=list)  # output copies
+
+
+def _nbytes(v: Value) -> int:
+    t = v.type
+    if not isinstance(t, TensorType) or not t.is_static:
+        raise BackendError("the cpu target needs static shapes", subject=f"%{v.name}", found=str(t))
+    return int(t.numel) * t.dtype.itemsize  # type: ignore[operator]
+
+
+def pack_weights(graph: Graph) -> tuple[np.ndarray, list[dict[str, Any]], dict[int, int]]:
+    """All constants (fused bodies' too) in one blob; returns (blob, index, id(value) -> offset)."""
+    chunks, index, offsets, pos = [], [], {}, 0
+    for key, v in graph.all_constants():
+        arr = np.ascontiguousarray(v.const)
+        if arr.dtype == object:
+            continue
+        pad = (-pos) % ALIGN
+        chunks.append(np.zeros(pad, np.uint8))
+        pos += pad
+        offsets[id(v)] = pos
+        index.append({"name": key, "dtype": v.type.dtype.short, "shape": list(arr.shape),
+                      "offset": pos, "nbytes": arr.nbytes})
+        chunks.append(arr.view(np.uint8).reshape(-1))
+        pos += arr.nbytes
+    blob = np.concatenate(chunks) if chunks else np.zeros(0, np.uint8)
+    return blob, index, offsets
+
+
+def current_plan(graph: Graph) -> MemoryPlan:
+    """The graph's memory plan, made now if the pipeline did not (or a rewrite made it stale)."""
+    plan = graph.meta.get("memory_plan")
+    names = {o.name for n in graph.nodes for o in n.outputs if not o.is_graph_output}
+    if isinstance(plan, MemoryPlan) and names <= set(plan.entries):
+        return plan
+    plan, _ = build_plan(graph)
+    graph.meta["memory_plan"] = plan
+    return plan
+
+
+class Lowering:
+    def __init__(self, graph: Graph, kb: KernelBuilder) -> None:
+        self.graph = graph
+        self.kb = kb
+        self.plan = current_plan(graph)
+        self.weights, self.weights_index, self.const_offsets = pack_weights(graph)
+        self.locations: dict[int, Location] = {}
+
+    # ------------------------------------------------------------ locations
+    def _locate_all(self) -> None:
+        g = self.graph
+        for i, v in enumerate(g.inputs):
+            self.locations[id(v)] = Location("input", i)
+        for k, v in enumerate(g.outputs):
+            if v.producer is not None and id(v) not in self.locations:
+                self.locations[id(v)] = Location("output", k)
+        for key, v in g.all_constants():
+            if id(v) in self.const_offsets:
+                self.locations[id(v)] = Location("weights", offset=self.const_offsets[id(v)])
+        by_name = {o.name: o for n in g.nodes for o in n.outputs}
+        for name, entry in self.plan.entries.items():
+            v = by_name.get(name)
+            if v is not None and id(v) not in self.locations:
+                self.locations[id(v)] = Location("arena", offset=entry.offset)
+
+    def location(self, v: Value) -> Location:
+        loc = self.locations.get(id(v))
+        if loc is None:
+            raise BackendError("value has no memory location (is the memory plan stale?)",
+                               subject=f"%{v.name}")
+        return loc
+
+    def is_view(self, node: Node) -> bool:
+        """A node the plan turned into a view: its output shares its input's bytes."""
+        if len(node.outputs) != 1:
+            return False
+        entry = self.plan.entries.get(node.outputs[0].name)
+        return entry is not None and entry.kind.startswith("view-of:")
+
+    # -------------------------------------------------------------- kernels
+    def lower(self) -> Lowered:
+        self._locate_all()
+        kernels: list[tuple[Kernel, Node]] = []
+        missing = []
+        for node in self.graph.nodes:
+            if self.is_view(node):
+                continue
+            kind = kernel_kind(node)
+            gen, why = find_generator(kind, node)
+            if gen is None:
+                missing.append(f"{node.describe()}: {why}")
+                continue
+            kernel = gen.emit(self.kb, node, schedule_of(self.graph, node))
+            kernels.append((kernel, node))
+        if missing:
+            raise BackendError("the cpu target cannot compile these nodes", found="; ".join(missing[:5]))
+        copies = self._output_copies()
+        self._entry(kernels, copies, profiled=False)
+        self._entry(kernels, copies, profiled=True)
+        return Lowered(self.kb.module, [k for k, _ in kernels], self.weights, self.weights_index,
+                       self.plan.arena_bytes, list(self.graph.inputs), list(self.graph.outputs), copies)
+
+    def _output_copies(self) -> list[tuple[Location, Location, int]]:
+        """Outputs that are inputs, constants, views or repeated outputs are copied at the end."""
+        copies = []
+        for k, v in enumerate(self.graph.outputs):
+            loc = self.location(v)
+            if loc != Location("output", k):
+                copies.append((loc, Location("output", k), _nbytes(v)))
+        return copies
+
+    # ---------------------------------------------------------------- entry
+    def _entry(self, kernels: list[tuple[Kernel, Node]], copies, profiled: bool) -> None:
+        kb = self.kb
+        args = [I8P, I8PP, I8PP, I8P, I8P] + ([I64.as_pointer()] if profiled else [])
+        fn = ir.Function(kb.module, ir.FunctionType(I32, args), ENTRY_PROFILED if profiled else ENTRY)
+        weights, inputs, outputs, arena, pool = fn.args[:5]
+        b = ir.IRBuilder(fn.append_basic_block("entry"))
+        task_ty = ir.FunctionType(VOID, [I8P, I64]).as_pointer()
+        pfor = kb.declare("nnc_parallel_for", VOID, [I8P, task_ty, I8P, I64])
+        now = kb.declare("nnc_now_ns", I64, []) if profiled else None
+        max_slots = max([len(k.buffers) for k, _ in kernels] + [1])
+        slots = b.alloca(I8P, size=const_int(max_slots, I32), name="buffers")
+
+        def pointer(loc: Location) -> ir.Value:
+            if loc.space == "input":
+                return b.load(b.gep(inputs, [const_int(loc.index)]))
+            if loc.space == "output":
+                return b.load(b.gep(outputs, [const_int(loc.index)]))
+            base = weights if loc.space == "weights" else arena
+            return b.gep(base, [const_int(loc.offset)])
+
+        for i, (kernel, node) in enumerate(kernels):
+            for slot, key in enumerate(kernel.buffers):
+                b.store(pointer(self.location(key)), b.gep(slots, [const_int(slot)]))
+            t0 = b.call(now, []) if profiled else None
+            task = kb.module.globals[kernel.name]
+            b.call(pfor, [pool, b.bitcast(task, task_ty), b.bitcast(slots, I8P), const_int(kernel.n_tasks)])
+            if profiled:
+                b.store(b.sub(b.call(now, []), t0), b.gep(fn.args[5], [const_int(i)]))
+        memcpy = kb.declare("llvm.memcpy.p0i8.p0i8.i64", VOID, [I8P, I8P, I64, ir.IntType(1)])
+        for src, dst, nbytes in copies:
+            b.call(memcpy, [pointer(dst), pointer(src), const_int(nbytes), ir.Constant(ir.IntType(1), 0)])
+        b.ret(const_int(0, I32))
+
+
+def lower(graph: Graph, kb: KernelBuilder) -> Lowered:
+    return Lowering(graph, kb).lower()
