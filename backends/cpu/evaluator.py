@@ -220,7 +220,7 @@ class Evaluator:
             if n:
                 pieces.append((inp, offset, n))
             offset += n
-        for inp, start, n in reversed(pieces):
+        for inp, start, n in pieces:  # later pieces take over from their start on
             local = b.sub(idx[axis], const_int(start))
             clamped = b.select(b.icmp_signed("<", local, const_int(0)), const_int(0),
                                b.select(b.icmp_signed(">=", local, const_int(n)), const_int(n - 1), local))

@@ -1,0 +1,105 @@
+"""The cpu target's elementwise and injective kernels against the reference interpreter."""
+
+import numpy as np
+import pytest
+
+from tests.cpu.helpers import compare_cpu, one_op
+from tests.ops.ortcheck import Const
+
+rng = np.random.default_rng(0)
+X = rng.standard_normal((3, 5, 37)).astype(np.float32)
+Y = rng.standard_normal((5, 37)).astype(np.float32)
+POS = np.abs(X) + 0.1
+
+UNARY = ["Relu", "Neg", "Abs", "Sigmoid", "Tanh", "Exp", "Floor", "Ceil", "Round", "Sign", "Softsign",
+         "Softplus", "Erf", "Sin", "Cos", "Atan", "HardSwish", "Mish", "Gelu", "Reciprocal"]
+
+
+@pytest.mark.parametrize("op", UNARY)
+def test_unary_float(op):
+    compare_cpu(*one_op(op, [X]), rtol=2e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("op", ["Log", "Sqrt"])
+def test_unary_positive(op):
+    compare_cpu(*one_op(op, [POS]))
+
+
+@pytest.mark.parametrize("op, attrs", [("LeakyRelu", {"alpha": 0.3}), ("Elu", {"alpha": 0.7}),
+                                       ("Selu", {}), ("Celu", {"alpha": 1.5}), ("HardSigmoid", {}),
+                                       ("ThresholdedRelu", {"alpha": 0.2}), ("Shrink", {"lambd": 0.4, "bias": 0.1})])
+def test_unary_with_attributes(op, attrs):
+    compare_cpu(*one_op(op, [X], attrs))
+
+
+@pytest.mark.parametrize("op", ["Add", "Sub", "Mul", "Div", "Max", "Min", "Pow"])
+def test_binary_broadcast_float(op):
+    a = POS if op == "Pow" else X
+    compare_cpu(*one_op(op, [a, Y]), rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.uint8, np.int8])
+@pytest.mark.parametrize("op", ["Add", "Sub", "Mul", "Div", "Mod", "Max", "Min"])
+def test_binary_int(op, dtype):
+    a = rng.integers(-50 if np.dtype(dtype).kind == "i" else 0, 50, (4, 19)).astype(dtype)
+    b = rng.integers(1, 9, (19,)).astype(dtype)
+    compare_cpu(*one_op(op, [a, b]))
+
+
+@pytest.mark.parametrize("op", ["Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual"])
+def test_comparisons(op):
+    compare_cpu(*one_op(op, [np.round(X), np.round(Y)]))
+
+
+def test_logic_and_where():
+    c = X > 0
+    d = Y < 0.3
+    compare_cpu(*one_op("And", [c, d]))
+    compare_cpu(*one_op("Not", [c]))
+    compare_cpu(*one_op("Where", [c, X, Y]))
+
+
+@pytest.mark.parametrize("to", [1, 6, 7, 9, 11])
+def test_cast(to):
+    compare_cpu(*one_op("Cast", [X * 10], {"to": to}))
+
+
+def test_clip_with_constant_bounds():
+    compare_cpu(*one_op("Clip", [X, Const(np.float32(-0.5)), Const(np.float32(0.25))]))
+
+
+def test_variadic_sum_and_mean():
+    compare_cpu(*one_op("Sum", [X, Y, X]))
+    compare_cpu(*one_op("Mean", [X, Y]))
+
+
+@pytest.mark.parametrize("op, inputs, attrs", [
+    ("Transpose", [X], {"perm": [2, 0, 1]}),
+    ("Reshape", [X, Const(np.array([15, 37], np.int64))], {}),
+    ("Flatten", [X], {"axis": 2}),
+    ("Squeeze", [X[:, :1], Const(np.array([1], np.int64))], {}),
+    ("Unsqueeze", [Y, Const(np.array([0, 3], np.int64))], {}),
+    ("Expand", [Y[:, :1], Const(np.array([2, 5, 9], np.int64))], {}),
+    ("Tile", [Y, Const(np.array([2, 3], np.int64))], {}),
+    ("Slice", [X, Const(np.array([1, -30], np.int64)), Const(np.array([3, 100], np.int64)),
+               Const(np.array([0, 2], np.int64)), Const(np.array([1, 3], np.int64))], {}),
+    ("Concat", [X, X[:, :2], X[:, 3:]], {"axis": 1}),
+    ("Pad", [Y, Const(np.array([1, 2, 0, 3], np.int64)), Const(np.float32(0.5))], {"mode": "constant"}),
+    ("Pad", [Y, Const(np.array([1, 2, 2, 3], np.int64))], {"mode": "reflect"}),
+    ("Pad", [Y, Const(np.array([1, 2, 0, 3], np.int64))], {"mode": "edge"}),
+    ("Gather", [X, Const(np.array([[2, 0], [-1, 1]], np.int64))], {"axis": 1}),
+    ("DepthToSpace", [rng.standard_normal((1, 8, 3, 2)).astype(np.float32)], {"blocksize": 2}),
+    ("SpaceToDepth", [rng.standard_normal((1, 2, 4, 6)).astype(np.float32)], {"blocksize": 2}),
+])
+def test_injective(op, inputs, attrs):
+    compare_cpu(*one_op(op, inputs, attrs), rtol=0, atol=0)
+
+
+def test_gather_with_runtime_indices():
+    idx = np.array([4, 0, -2], np.int64)
+    compare_cpu(*one_op("Gather", [X, idx], {"axis": 2}), rtol=0, atol=0)
+
+
+def test_float16_and_float64():
+    compare_cpu(*one_op("Add", [X.astype(np.float16), Y.astype(np.float16)]), rtol=1e-3)
+    compare_cpu(*one_op("Tanh", [X.astype(np.float64)]))
