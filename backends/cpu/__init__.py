@@ -66,6 +66,11 @@ class CpuBackend(Backend):
         lowered = lower(graph, kb)
         return build_executable(lowered, self.target_info, int(options.extra.get("threads", 0)))
 
+    def measure(self, graph: Graph, node: Node, schedule) -> float:
+        """Seconds ``node`` takes with ``schedule`` (for measured tuning)."""
+        from .measure import measure
+        return measure(self, graph, node, schedule)
+
     def load(self, directory: Path) -> Executable:
         return CpuExecutable.load(directory, self.target_info, int(self.options.get("threads", 0)))
 
