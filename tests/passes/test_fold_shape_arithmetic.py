@@ -9,7 +9,7 @@ from onnx import TensorProto, helper, numpy_helper
 from ir import run_graph
 from passes import run_pipeline
 from tests.passes.golden import assert_pass, run_on_text
-from tests.passes.test_fold_batchnorm import assert_close, run_differential
+from tests.passes.differential import assert_close, run_differential
 
 FLATTEN = """
         graph @main(%x: f32[N,512,1,1]) {

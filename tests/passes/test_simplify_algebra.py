@@ -8,7 +8,7 @@ import pytest
 from ir import parse_graph, run_graph
 from passes import run_pipeline
 from tests.passes.golden import assert_pass
-from tests.passes.test_fold_batchnorm import assert_same_outputs, run_differential
+from tests.passes.differential import assert_same_outputs, run_differential
 
 
 def test_removes_neutral_arithmetic():

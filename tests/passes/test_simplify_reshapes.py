@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.passes.golden import assert_pass
-from tests.passes.test_fold_batchnorm import assert_same_outputs, run_differential
+from tests.passes.differential import assert_same_outputs, run_differential
 
 
 def test_canonicalizes_flatten_squeeze_unsqueeze_as_reshape():
