@@ -122,9 +122,12 @@ class Evaluator:
             return self._injective(node, idx)
         out_shape = shape_of(v)
         operands = []
-        for inp in node.inputs:
+        for k, inp in enumerate(node.inputs):
             if inp is None:
                 operands.append(None)
+            elif node.op == "BatchNormalization" and k > 0:
+                # Per-channel parameters [C] follow the channel axis (1), not numpy broadcasting.
+                operands.append(self.value_at(inp, [idx[1]], False))
             elif vector:
                 operands.append(self._vector_operand(inp, idx, out_shape))
             else:
@@ -292,8 +295,10 @@ class Evaluator:
         n, c, h, w = idx
         if node.op == "SpaceToDepth":
             oc = in_shape[1]
-            ci = b.srem(c, const_int(oc))
-            blk = b.sdiv(c, const_int(oc))
+            if node.attr("mode") == "CRD":
+                ci, blk = b.sdiv(c, const_int(bs * bs)), b.srem(c, const_int(bs * bs))
+            else:  # DCR
+                ci, blk = b.srem(c, const_int(oc)), b.sdiv(c, const_int(oc))
             return [n, ci, b.add(b.mul(h, const_int(bs)), b.sdiv(blk, const_int(bs))),
                     b.add(b.mul(w, const_int(bs)), b.srem(blk, const_int(bs)))]
         oc = out_shape[1]
@@ -364,8 +369,13 @@ def vector_ok(body: Optional[Graph], outputs: Sequence[Value], provided: Sequenc
         if node.op in INJECTIVE_OPS and node.op != "Identity" or node.domain == "nnc":
             return False
         out_shape = shape_of(v)
-        for inp in node.inputs:
+        for k, inp in enumerate(node.inputs):
             if inp is None:
+                continue
+            if node.op == "BatchNormalization" and k > 0:
+                if len(out_shape) < 3:
+                    return False  # the channel axis is the vector axis
+                stack.append(inp)
                 continue
             ishape = shape_of(inp)
             aligned_last = ishape[-1] if ishape and len(ishape) >= 1 else 1

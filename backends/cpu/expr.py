@@ -481,7 +481,16 @@ def _(kb, b, node, xs):
 
 @_op("BitShift")
 def _(kb, b, node, xs):
-    return b.shl(xs[0], xs[1]) if node.attr("direction") == "LEFT" else b.lshr(xs[0], xs[1])
+    """Shifts as numpy computes them: amounts out of [0, width) give 0 (or the sign fill)."""
+    x, s = xs
+    width = elem_of(x.type).width
+    oob = b.icmp_unsigned(">=", s, constant(s, width))
+    safe = b.select(oob, constant(s, 0), s)
+    if node.attr("direction") == "LEFT":
+        return b.select(oob, constant(x, 0), b.shl(x, safe))
+    if node.inputs[0].type.dtype.is_signed:
+        return b.select(oob, b.ashr(x, constant(x, width - 1)), b.ashr(x, safe))
+    return b.select(oob, constant(x, 0), b.lshr(x, safe))
 
 
 @_op("Shrink")

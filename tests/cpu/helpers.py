@@ -10,7 +10,7 @@ import compiler
 from tests.ops.ortcheck import make_model
 
 # The cpu pipeline without the simplification passes (used until every pass exists everywhere).
-CPU_PIPELINE: Optional[str] = "fold-constants,remove-identity,cse,dce,layout-nchwc,fold-constants,dce,fuse,dce,schedule,plan-memory"
+CPU_PIPELINE: Optional[str] = None  # the cpu target's default pipeline
 
 
 def compare_cpu(model, feeds: dict[str, np.ndarray], rtol: float = 1e-4, atol: float = 1e-5,

@@ -103,3 +103,17 @@ def test_gather_with_runtime_indices():
 def test_float16_and_float64():
     compare_cpu(*one_op("Add", [X.astype(np.float16), Y.astype(np.float16)]), rtol=1e-3)
     compare_cpu(*one_op("Tanh", [X.astype(np.float64)]))
+
+
+def test_batchnorm_with_runtime_parameters():
+    x = rng.standard_normal((2, 3, 4, 5)).astype(np.float32)
+    params = [rng.standard_normal(3).astype(np.float32) for _ in range(3)] + [rng.random(3).astype(np.float32) + 0.5]
+    compare_cpu(*one_op("BatchNormalization", [x, *params], {"epsilon": 1e-3}))
+
+
+@pytest.mark.parametrize("direction", ["LEFT", "RIGHT"])
+@pytest.mark.parametrize("dtype", [np.int32, np.uint8, np.int8])
+def test_bitshift_out_of_range_amounts(direction, dtype):
+    x = np.array([5, 100, 7, 1], dtype)
+    s = np.array([1, 8, 40, 3], dtype)
+    compare_cpu(*one_op("BitShift", [x, s], {"direction": direction}))
