@@ -108,6 +108,18 @@ def test_light_model_matches_onnxruntime(model):
         np.testing.assert_allclose(ours[name], ref, rtol=1e-3, atol=1e-5)
 
 
+@pytest.mark.parametrize("model", LIGHT)
+def test_light_model_with_random_weights_matches_onnxruntime(model):
+    """Random weights make the check sharp (the shipped weights are one constant)."""
+    from tests.model_zoo import light_input, randomized_light_model
+    proto = randomized_light_model(model)
+    feeds = light_input(proto)
+    ours = list(compiler.compile(proto).run(feeds).values())[0]
+    theirs = run_ort(proto, feeds)[0]
+    scale = float(np.abs(theirs).max())
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-5 * scale)
+
+
 def _all_model_paths():
     paths = [os.path.join(LIGHT_DIR, f"light_{m}.onnx") for m in LIGHT]
     shared = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))

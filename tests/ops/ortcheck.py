@@ -96,7 +96,7 @@ def run_ort(model: onnx.ModelProto, feeds: dict[str, np.ndarray], *, optimize: b
     """onnxruntime's outputs; ``optimize=False`` runs its unfused reference kernels."""
     import onnxruntime as ort
     opts = ort.SessionOptions()
-    opts.log_severity_level = 3
+    opts.log_severity_level = 3  # no warnings about unused initializers
     if not optimize:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
