@@ -108,7 +108,8 @@ def test_light_model_matches_onnxruntime(model):
         np.testing.assert_allclose(ours[name], ref, rtol=1e-3, atol=1e-5)
 
 
-@pytest.mark.parametrize("model", LIGHT)
+@pytest.mark.parametrize("model", [m if m in ("squeezenet", "shufflenet") else
+                                   pytest.param(m, marks=pytest.mark.slow) for m in LIGHT])
 def test_light_model_with_random_weights_matches_onnxruntime(model):
     """Random weights make the check sharp (the shipped weights are one constant)."""
     from tests.model_zoo import light_input, randomized_light_model
