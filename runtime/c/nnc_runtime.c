@@ -12,36 +12,60 @@ int64_t nnc_now_ns(void) {
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* How a job runs.  The caller opens it (generation becomes odd), takes tasks
+ * like any worker, waits until `done` counts them all, closes it (generation
+ * even again), then waits for the workers still inside it (`active`) to
+ * leave before the fields may be reused.  A worker enters a job by counting
+ * itself in `active` and then checking that the job is still open: if the
+ * check sees it open, the caller's close comes later in the seq_cst order
+ * and its wait on `active` sees the worker; if not, the worker leaves
+ * without touching the job.  So the caller waits only for tasks and for
+ * workers that are inside, never for a worker that is asleep or not
+ * scheduled: on a busy machine the job finishes with whoever is running. */
 static void run_tasks(nnc_pool *pool) {
     for (;;) {
         int64_t t = __atomic_fetch_add(&pool->next_task, 1, __ATOMIC_ACQ_REL);
         if (t >= pool->n_tasks) return;
         pool->fn(pool->args, t);
+        __atomic_fetch_add(&pool->done, 1, __ATOMIC_RELEASE);
     }
+}
+
+static void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/* Wait (spin, then sleep) until the generation differs from `seen` or the pool stops. */
+static int64_t wait_for_change(nnc_pool *pool, int64_t seen) {
+    /* Spin a while (kernels come in quick succession), then sleep. */
+    for (int64_t spins = 0; spins < pool->spin; spins++) {
+        int64_t g = __atomic_load_n(&pool->generation, __ATOMIC_ACQUIRE);
+        if (g != seen || __atomic_load_n(&pool->stop, __ATOMIC_ACQUIRE)) return g;
+        cpu_relax();
+    }
+    pthread_mutex_lock(&pool->lock);
+    while (__atomic_load_n(&pool->generation, __ATOMIC_ACQUIRE) == seen &&
+           !__atomic_load_n(&pool->stop, __ATOMIC_ACQUIRE))
+        pthread_cond_wait(&pool->wake, &pool->lock);
+    pthread_mutex_unlock(&pool->lock);
+    return __atomic_load_n(&pool->generation, __ATOMIC_ACQUIRE);
 }
 
 static void *worker_main(void *arg) {
     nnc_pool *pool = (nnc_pool *)arg;
     int64_t seen = 0;
     for (;;) {
-        /* Spin a while for the next job (kernels come in quick succession), then sleep. */
-        int64_t spins = 0;
-        while (__atomic_load_n(&pool->generation, __ATOMIC_ACQUIRE) == seen &&
-               !__atomic_load_n(&pool->stop, __ATOMIC_ACQUIRE) && spins < pool->spin) {
-            __builtin_ia32_pause();
-            spins++;
-        }
-        if (__atomic_load_n(&pool->generation, __ATOMIC_ACQUIRE) == seen &&
-            !__atomic_load_n(&pool->stop, __ATOMIC_ACQUIRE)) {
-            pthread_mutex_lock(&pool->lock);
-            while (pool->generation == seen && !pool->stop)
-                pthread_cond_wait(&pool->wake, &pool->lock);
-            pthread_mutex_unlock(&pool->lock);
-        }
+        int64_t g = wait_for_change(pool, seen);
         if (__atomic_load_n(&pool->stop, __ATOMIC_ACQUIRE)) return NULL;
-        seen = __atomic_load_n(&pool->generation, __ATOMIC_ACQUIRE);
-        run_tasks(pool);
-        __atomic_fetch_sub(&pool->active, 1, __ATOMIC_ACQ_REL);
+        seen = g;
+        if (!(g & 1)) continue; /* that job is over already */
+        __atomic_fetch_add(&pool->active, 1, __ATOMIC_SEQ_CST);
+        if (__atomic_load_n(&pool->generation, __ATOMIC_SEQ_CST) == g) run_tasks(pool);
+        __atomic_fetch_sub(&pool->active, 1, __ATOMIC_SEQ_CST);
     }
 }
 
@@ -57,6 +81,7 @@ int nnc_pool_init(nnc_pool *pool, int threads) {
     pool->n_tasks = 0;
     pool->next_task = 0;
     pool->active = 0;
+    pool->done = 0;
     pool->spin = 20000; /* about a millisecond */
     pthread_mutex_init(&pool->lock, NULL);
     pthread_cond_init(&pool->wake, NULL);
@@ -88,18 +113,20 @@ void nnc_parallel_for(nnc_pool *pool, nnc_task_fn fn, void *args, int64_t n_task
         for (int64_t t = 0; t < n_tasks; t++) fn(args, t);
         return;
     }
+    /* No worker is inside a job here (the previous call waited), so the fields are ours. */
     pool->fn = fn;
     pool->args = args;
     pool->n_tasks = n_tasks;
-    __atomic_store_n(&pool->next_task, 0, __ATOMIC_RELEASE);
-    __atomic_store_n(&pool->active, pool->threads - 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&pool->next_task, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&pool->done, 0, __ATOMIC_RELAXED);
     pthread_mutex_lock(&pool->lock);
-    __atomic_fetch_add(&pool->generation, 1, __ATOMIC_ACQ_REL);
+    __atomic_fetch_add(&pool->generation, 1, __ATOMIC_SEQ_CST); /* open */
     pthread_cond_broadcast(&pool->wake);
     pthread_mutex_unlock(&pool->lock);
     run_tasks(pool);
-    /* Wait until every worker has left this job, so the next one can reuse the fields. */
-    while (__atomic_load_n(&pool->active, __ATOMIC_ACQUIRE) > 0) __builtin_ia32_pause();
+    while (__atomic_load_n(&pool->done, __ATOMIC_ACQUIRE) < n_tasks) cpu_relax();
+    __atomic_fetch_add(&pool->generation, 1, __ATOMIC_SEQ_CST); /* close */
+    while (__atomic_load_n(&pool->active, __ATOMIC_SEQ_CST) > 0) cpu_relax();
 }
 
 nnc_pool *nnc_pool_create(int threads) {

@@ -2,6 +2,9 @@
  *
  * A compiled model splits each kernel into tasks and calls nnc_parallel_for;
  * the pool's workers and the calling thread take tasks until none are left.
+ * The call returns once every task has finished: it never waits for a worker
+ * that has not started (an idle or descheduled worker just misses the job),
+ * so a busy machine slows a model down but does not stall it.
  * The pool lives in caller-provided storage (no malloc): declare an
  * nnc_pool, call nnc_pool_init, pass it to the model, nnc_pool_destroy at
  * the end.  A NULL pool runs every task on the calling thread.
@@ -25,14 +28,15 @@ typedef struct nnc_pool {
     pthread_t workers[NNC_MAX_THREADS];
     pthread_mutex_t lock;
     pthread_cond_t wake;
-    volatile int64_t generation;    /* bumped for every parallel_for */
+    volatile int64_t generation;    /* odd while a job is open; +1 to open, +1 to close */
     volatile int stop;
     nnc_task_fn fn;
     void *args;
     int64_t n_tasks;
     volatile int64_t next_task;     /* atomic: the next task to take */
-    volatile int64_t active;        /* atomic: workers still inside the current job */
+    volatile int64_t active;        /* atomic: workers inside the open job */
     int64_t spin;                   /* spin iterations before a worker sleeps */
+    volatile int64_t done;          /* atomic: tasks of the open job finished */
 } nnc_pool;
 
 /* Start a pool of `threads` threads in all (<= 0: one per online CPU). 0 on success. */

@@ -1,0 +1,465 @@
+"""The C bundle: the files a C program needs to run a compiled model without Python.
+
+``write_bundle(executable, directory, name)`` writes, for ``name="model"``:
+
+    model.o             the model's machine code (PIC), its symbols renamed (below)
+    libmodel.a          model.o + the C runtime (runtime/c/nnc_runtime.c) [+ the C array]
+    model.h             sizes, names, shapes and dtypes of everything; the entry point
+    nnc_runtime.h       the runtime's header (the thread pool), included by model.h
+    model_weights.bin   the weights blob: the same bytes the JIT runs with
+    model_weights.c     with c_array=True: the blob as a 64-byte aligned const array
+
+so that ``cc app.c -I out/ -L out/ -lmodel -lpthread -lm`` builds a program.
+The model never allocates: the caller passes the weights, the inputs, the
+outputs, a scratch arena (``MODEL_ARENA_BYTES``) and optionally a thread pool.
+
+Symbols.  The lowering names its entry points ``nnc_run``/``nnc_run_profiled``
+and its kernels after the nodes, all global, so two models would clash in one
+program.  The bundle's object gets them renamed with objcopy: the entry
+points become ``<name>_nnc_run``/``<name>_nnc_run_profiled`` and every other
+symbol the object defines gets the prefix ``<name>__``; the symbols it
+imports (``nnc_parallel_for``, ``nnc_now_ns``, libm) keep their names.  The
+header wraps ``<name>_nnc_run`` in ``<name>_run``, which checks alignment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+
+from backends.target import TargetInfo
+from ir.dtypes import DType
+from ir.errors import ArtifactError, BackendError
+from runtime.native import C_DIR, CFLAGS, SOURCES, cache_dir, compile_c
+
+from .lower import ENTRY, ENTRY_PROFILED, Lowered
+
+ALIGN = 64
+RUNTIME_HEADER = "nnc_runtime.h"
+
+# C type of one element, per dtype (for the header's comments and typedef-free use).
+_C_TYPES = {"f32": "float", "f64": "double", "i8": "int8_t", "u8": "uint8_t", "i16": "int16_t",
+            "u16": "uint16_t", "i32": "int32_t", "u32": "uint32_t", "i64": "int64_t", "u64": "uint64_t",
+            "bool": "uint8_t", "f16": "uint16_t", "bf16": "uint16_t"}
+
+
+@dataclass
+class BundleSource:
+    """What a bundle is made of, taken from a CpuExecutable or a Lowered graph."""
+
+    object_code: bytes
+    weights: np.ndarray                 # uint8 blob
+    inputs: list[dict[str, Any]]        # name, dtype (short), shape
+    outputs: list[dict[str, Any]]
+    arena_bytes: int
+    kernels: list[str]                  # labels, in the order nnc_run_profiled times them
+    isa: str
+    cpu: str = ""
+
+
+@dataclass
+class Bundle:
+    """The files written (role -> file name in ``directory``) and the C symbols to call."""
+
+    directory: Path
+    name: str
+    files: dict[str, str] = field(default_factory=dict)
+    symbols: dict[str, str] = field(default_factory=dict)
+
+    def path(self, role: str) -> Path:
+        return self.directory / self.files[role]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "files": dict(self.files), "symbols": dict(self.symbols)}
+
+
+# ------------------------------------------------------------------ sources
+def bundle_source(source: Any, target: Optional[TargetInfo] = None) -> BundleSource:
+    """Accept a CpuExecutable (has ``object_code``) or a ``Lowered`` (compiled here for ``target``)."""
+    if isinstance(source, BundleSource):
+        return source
+    if isinstance(source, Lowered):
+        if target is None:
+            raise BackendError("a C bundle from a lowered graph needs the target", subject="write_bundle")
+        from .executable import optimize, target_machine
+        tm = target_machine(target, reloc="pic")
+        obj = tm.emit_object(optimize(str(source.module), tm))
+        spec = lambda v: {"name": v.name, "dtype": v.type.dtype.short, "shape": list(v.type.shape)}
+        return BundleSource(obj, np.asarray(source.weights, np.uint8), [spec(v) for v in source.inputs],
+                            [spec(v) for v in source.outputs], int(source.arena_bytes),
+                            [k.label for k in source.kernels], target.isa, target.cpu_name)
+    obj = getattr(source, "object_code", None)
+    desc = getattr(source, "description", None)
+    if hasattr(source, "executable_for"):
+        raise ArtifactError("a model with dynamic shapes has no C bundle", subject="write_bundle",
+                            hint="fix the shapes, e.g. --input-shape input=1,3,224,224")
+    if obj is None or desc is None:
+        raise ArtifactError("this executable has no object code to bundle", subject="write_bundle",
+                            hint="bundle a CpuExecutable built by the cpu target")
+    target = target or getattr(source, "target", None)
+    return BundleSource(obj, np.asarray(source.weights, np.uint8), list(desc["inputs"]), list(desc["outputs"]),
+                        int(desc["arena_bytes"]), list(desc.get("kernels", [])), str(desc.get("isa", "")),
+                        getattr(target, "cpu_name", "") or "")
+
+
+def check_name(name: str) -> str:
+    """The bundle name prefixes C symbols and file names: it must be a C identifier."""
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name or ""):
+        raise BackendError("bad C bundle name", subject=repr(name), expected="a C identifier, e.g. model",
+                           hint="pass --option bundle_name=NAME")
+    return name
+
+
+def truthy(value: Any) -> bool:
+    """Option values from the CLI arrive as JSON (true) or text ("yes")."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
+# ------------------------------------------------------------------ tools
+def _tool(*names: str) -> str:
+    for n in names:
+        path = shutil.which(n)
+        if path:
+            return path
+    raise BackendError(f"the C bundle needs {names[0]}", subject="cpu target",
+                       hint="install binutils (or LLVM's " + "/".join(n for n in names if n.startswith("llvm")) + ")")
+
+
+def _run(cmd: list[str]) -> str:
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise BackendError("a bundle tool failed", subject=" ".join(Path(c).name for c in cmd[:2]) + " ...",
+                           found=(proc.stderr.strip().splitlines() or ["?"])[0])
+    return proc.stdout
+
+
+def defined_globals(obj_path: Path) -> list[str]:
+    """Names of the global symbols ``obj_path`` defines (not the ones it imports)."""
+    out = _run([_tool("nm", "llvm-nm"), "-P", "-g", "--defined-only", str(obj_path)])
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+def symbol_map(symbols: list[str], name: str) -> dict[str, str]:
+    """New names: entry points -> ``<name>_nnc_run[_profiled]``, the rest -> ``<name>__sym``.
+
+    Works on fresh objects (``nnc_run``) and on bundled ones (``<old>_nnc_run``,
+    ``<old>__sym``, e.g. an artifact loaded back and saved under another name).
+    """
+    profiled = [s for s in symbols if s == ENTRY_PROFILED or s.endswith("_" + ENTRY_PROFILED)]
+    if len(profiled) != 1:
+        raise ArtifactError("the object code has no single entry point", expected=ENTRY_PROFILED,
+                            found=", ".join(profiled) or "none")
+    old = profiled[0][:-len(ENTRY_PROFILED)]            # "" or "<old>_"
+    internal = old + "_" if old else ""                  # "" or "<old>__"
+    mapping = {}
+    for s in symbols:
+        if s in (old + ENTRY, old + ENTRY_PROFILED):
+            mapping[s] = f"{name}_{s[len(old):]}"
+        else:
+            mapping[s] = f"{name}__{s[len(internal):] if s.startswith(internal) else s}"
+    return mapping
+
+
+def rename_symbols(obj_path: Path, name: str, work: Path) -> dict[str, str]:
+    """Rename the object's defined symbols in place (see the module docstring); returns the map."""
+    mapping = symbol_map(defined_globals(obj_path), name)
+    if f"{name}_{ENTRY}" not in mapping.values():
+        raise ArtifactError("the object code has no entry point", subject=obj_path.name, expected=ENTRY)
+    table = work / "redefine.txt"
+    table.write_text("".join(f"{old} {new}\n" for old, new in mapping.items()))
+    _run([_tool("objcopy", "llvm-objcopy"), f"--redefine-syms={table}", str(obj_path)])
+    return mapping
+
+
+# ------------------------------------------------------------------ C text
+def c_string(text: str) -> str:
+    """A C string literal for any text (labels hold %, quotes, non-ASCII)."""
+    out = []
+    for ch in text.encode("utf-8"):
+        c = chr(ch)
+        if c in '"\\':
+            out.append("\\" + c)
+        elif 32 <= ch < 127 and c != "?":  # '?' avoids trigraphs
+            out.append(c)
+        else:
+            out.append(f"\\{ch:03o}")
+    return '"' + "".join(out) + '"'
+
+
+def c_array_text(blob: np.ndarray, name: str) -> str:
+    """``<name>_weights.c``: the blob as a const array (for flash/ROM), vectorized formatting."""
+    data = np.ascontiguousarray(blob, np.uint8).reshape(-1)
+    n = data.size
+    lut = np.array([f"0x{i:02x},".encode() for i in range(256)], dtype="S5")
+    per_line = 16
+    full = (n // per_line) * per_line
+    rows = lut[data[:full]].view(np.uint8).reshape(-1, 5 * per_line)
+    text = np.hstack([np.full((rows.shape[0], 1), ord(" "), np.uint8), rows,
+                      np.full((rows.shape[0], 1), ord("\n"), np.uint8)]).tobytes().decode()
+    if full < n:
+        text += " " + lut[data[full:]].tobytes().decode() + "\n"
+    if n == 0:
+        text = " 0\n"  # C has no empty arrays
+    upper = name.upper()
+    return (f"/* Generated by nncompiler: the weights blob of {name}.h as a const array (for flash/ROM).\n"
+            f" * Pass {name}_weights to {name}_run.  {n} bytes, 64-byte aligned. */\n"
+            f'#include "{name}.h"\n\n'
+            f"const unsigned char {name}_weights[{upper}_WEIGHTS_BYTES > 0 ? {upper}_WEIGHTS_BYTES : 1]"
+            f" __attribute__((aligned({ALIGN}))) = {{\n{text}}};\n")
+
+
+def _tensor_block(upper: str, kind: str, i: int, t: dict[str, Any]) -> list[str]:
+    dt = DType.from_short(t["dtype"])
+    shape = [int(d) for d in t["shape"]]
+    numel = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    p = f"{upper}_{kind}_{i}"
+    return [f"/* {kind.lower()} {i}: {t['name']} {t['dtype']}[{','.join(map(str, shape))}]"
+            f" ({_C_TYPES.get(t['dtype'], 'bytes')}) */",
+            f"#define {p}_NAME {c_string(t['name'])}",
+            f"#define {p}_DTYPE {c_string(t['dtype'])}",
+            f"#define {p}_ELEM_BYTES {dt.itemsize}",
+            f"#define {p}_RANK {len(shape)}",
+            f"#define {p}_NUMEL {numel}",
+            f"#define {p}_BYTES {numel * dt.itemsize}",
+            ""]
+
+
+def _tensor_table(name: str, kind: str, tensors: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for i, t in enumerate(tensors):
+        if t["shape"]:
+            dims = ", ".join(str(int(d)) for d in t["shape"])
+            lines.append(f"static const int64_t {name}_{kind}_{i}_shape[] NNC_UNUSED = {{{dims}}};")
+    rows = []
+    upper = name.upper()
+    for i, t in enumerate(tensors):
+        p = f"{upper}_{kind.upper()}_{i}"
+        shape = f"{name}_{kind}_{i}_shape" if t["shape"] else "NULL"
+        rows.append(f"    {{{p}_NAME, {p}_DTYPE, {p}_ELEM_BYTES, {p}_RANK, {shape}, {p}_BYTES}},")
+    size = f"{upper}_NUM_{kind.upper()}S"
+    lines.append(f"static const nnc_tensor_info {name}_{kind}s[{size} > 0 ? {size} : 1] NNC_UNUSED = {{")
+    lines += rows or ["    {NULL, NULL, 0, 0, NULL, 0},"]
+    lines.append("};")
+    return lines
+
+
+_CPU_CHECKS = {"avx512": ["avx512f", "avx512bw", "avx512vl", "avx512dq"], "avx2": ["avx2", "fma"]}
+
+
+def header_text(src: BundleSource, name: str, manifest: Optional[dict[str, Any]] = None) -> str:
+    """``<name>.h``: everything about the model's buffers, and ``<name>_run``."""
+    upper, guard = name.upper(), f"NNC_BUNDLE_{name.upper()}_H"
+    origin = ""
+    if manifest:
+        model = manifest.get("model", {})
+        origin = f" * Model: {model.get('source', '?')} {model.get('sha256', '')}\n"
+    checks = " && ".join(f'__builtin_cpu_supports("{f}")' for f in _CPU_CHECKS.get(src.isa, [])) or "1"
+    labels = ",\n".join(f"    {c_string(k)}" for k in src.kernels) or "    NULL"
+    lines = [
+        f"/* Generated by nncompiler: the C interface of the compiled model \"{name}\".",
+        origin.rstrip("\n") if origin else " *",
+        f" * Machine code for x86-64 {src.isa or 'generic'}"
+        + (f" (built on {src.cpu})" if src.cpu else "") + f"; link with -l{name} -lpthread -lm.",
+        " *",
+        f" * Usage: weights = {name}_weights.bin read into {upper}_WEIGHTS_BYTES bytes (or the",
+        f" * {name}_weights array of {name}_weights.c); an arena of {upper}_ARENA_BYTES bytes; one",
+        f" * buffer per input and output ({upper}_INPUT_i_BYTES, {upper}_OUTPUT_i_BYTES), dense,",
+        " * row-major, little-endian; then",
+        f" *     {name}_run(weights, inputs, outputs, arena, pool);   (pool: NULL = one thread)",
+        " * Weights and arena must be 64-byte aligned; 64 is recommended for inputs and outputs.",
+        " * The model allocates nothing.  Calls may run concurrently only with distinct arenas,",
+        " * outputs and pools; a pool runs one call at a time.",
+        " */",
+        f"#ifndef {guard}", f"#define {guard}", "",
+        "#include <stddef.h>", "#include <stdint.h>", "", f'#include "{RUNTIME_HEADER}"', "",
+        '#ifdef __cplusplus', 'extern "C" {', '#endif', "",
+        "#ifndef NNC_TENSOR_INFO_DEFINED", "#define NNC_TENSOR_INFO_DEFINED",
+        "/* One input or output: element type, shape and size in bytes. */",
+        "typedef struct nnc_tensor_info {",
+        "    const char *name;",
+        '    const char *dtype;          /* "f32", "i64", "u8", "bool", ... */',
+        "    int elem_bytes;",
+        "    int rank;",
+        "    const int64_t *shape;       /* rank entries (NULL when rank is 0) */",
+        "    size_t bytes;",
+        "} nnc_tensor_info;",
+        "typedef int (*nnc_run_fn)(const void *weights, const void *const *inputs, void *const *outputs,",
+        "                          void *arena, nnc_pool *pool);",
+        "typedef int (*nnc_run_profiled_fn)(const void *weights, const void *const *inputs,",
+        "                                   void *const *outputs, void *arena, nnc_pool *pool,",
+        "                                   int64_t *kernel_ns);",
+        "/* Everything about one model, for code that serves any model (see example.c). */",
+        "typedef struct nnc_model_info {",
+        "    const char *name;",
+        "    const char *isa;",
+        "    size_t alignment;           /* of weights and arena, in bytes */",
+        "    size_t weights_bytes;",
+        "    size_t arena_bytes;",
+        "    int num_inputs, num_outputs, num_kernels;",
+        "    const nnc_tensor_info *inputs;",
+        "    const nnc_tensor_info *outputs;",
+        "    const char *const *kernel_labels;",
+        "    nnc_run_fn run;",
+        "    nnc_run_profiled_fn run_profiled;",
+        "    int (*cpu_supported)(void);",
+        "} nnc_model_info;",
+        "#define NNC_ERR_ALIGNMENT (-2) /* weights or arena not aligned as required */",
+        "#if defined(__GNUC__) || defined(__clang__)",
+        "#define NNC_UNUSED __attribute__((unused))",
+        "#else", "#define NNC_UNUSED", "#endif",
+        "#endif", "",
+        f"#define {upper}_ALIGNMENT {ALIGN}",
+        f"#define {upper}_ISA {c_string(src.isa)}",
+        f"#define {upper}_WEIGHTS_BYTES {int(src.weights.size)}",
+        f"#define {upper}_ARENA_BYTES {int(src.arena_bytes)}",
+        f"#define {upper}_NUM_INPUTS {len(src.inputs)}",
+        f"#define {upper}_NUM_OUTPUTS {len(src.outputs)}",
+        f"#define {upper}_NUM_KERNELS {len(src.kernels)}", "",
+    ]
+    for i, t in enumerate(src.inputs):
+        lines += _tensor_block(upper, "INPUT", i, t)
+    for i, t in enumerate(src.outputs):
+        lines += _tensor_block(upper, "OUTPUT", i, t)
+    lines += _tensor_table(name, "input", src.inputs) + _tensor_table(name, "output", src.outputs)
+    lines += [
+        f"/* Kernel labels, in the order {name}_run_profiled reports their times. */",
+        f"static const char *const {name}_kernel_labels[{upper}_NUM_KERNELS > 0 ? {upper}_NUM_KERNELS : 1]"
+        " NNC_UNUSED = {", labels, "};", "",
+        f"/* The weights blob as a const array: defined by {name}_weights.c (built with c_array=true). */",
+        f"extern const unsigned char {name}_weights[];", "",
+        "/* The generated code (in the object file); call the wrappers below. */",
+        f"int {name}_{ENTRY}(const void *weights, const void *const *inputs, void *const *outputs,",
+        "        void *arena, nnc_pool *pool);",
+        f"int {name}_{ENTRY_PROFILED}(const void *weights, const void *const *inputs, void *const *outputs,",
+        "        void *arena, nnc_pool *pool, int64_t *kernel_ns);", "",
+        "/* Run the model once: 0 on success, NNC_ERR_ALIGNMENT when weights or arena is misaligned.",
+        f" * inputs[i] holds {upper}_INPUT_i_BYTES bytes, outputs[i] receives {upper}_OUTPUT_i_BYTES. */",
+        f"static inline int {name}_run(const void *weights, const void *const *inputs, void *const *outputs,",
+        "        void *arena, nnc_pool *pool) {",
+        f"    if ((uintptr_t)weights % {upper}_ALIGNMENT || (uintptr_t)arena % {upper}_ALIGNMENT)",
+        "        return NNC_ERR_ALIGNMENT;",
+        f"    return {name}_{ENTRY}(weights, inputs, outputs, arena, pool);", "}", "",
+        f"/* The same, also writing each kernel's nanoseconds into kernel_ns[{upper}_NUM_KERNELS]. */",
+        f"static inline int {name}_run_profiled(const void *weights, const void *const *inputs,",
+        "        void *const *outputs, void *arena, nnc_pool *pool, int64_t *kernel_ns) {",
+        f"    if ((uintptr_t)weights % {upper}_ALIGNMENT || (uintptr_t)arena % {upper}_ALIGNMENT)",
+        "        return NNC_ERR_ALIGNMENT;",
+        f"    return {name}_{ENTRY_PROFILED}(weights, inputs, outputs, arena, pool, kernel_ns);", "}", "",
+        f"/* 1 when this CPU has the instruction set the code was compiled for ({src.isa}). */",
+        f"static inline int {name}_cpu_supported(void) {{",
+        "#if defined(__GNUC__) || defined(__clang__)",
+        "    __builtin_cpu_init();",
+        f"    return {checks};",
+        "#else", "    return 1;", "#endif", "}", "",
+        f"static const nnc_model_info {name}_info NNC_UNUSED = {{",
+        f"    {c_string(name)}, {upper}_ISA, {upper}_ALIGNMENT, {upper}_WEIGHTS_BYTES, {upper}_ARENA_BYTES,",
+        f"    {upper}_NUM_INPUTS, {upper}_NUM_OUTPUTS, {upper}_NUM_KERNELS,",
+        f"    {name}_inputs, {name}_outputs, {name}_kernel_labels,",
+        f"    {name}_run, {name}_run_profiled, {name}_cpu_supported,", "};", "",
+        '#ifdef __cplusplus', '}', '#endif', f"#endif /* {guard} */", "",
+    ]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ writing
+def write_bundle(source: Union[Any, Lowered, BundleSource], directory: Union[str, Path], name: str = "model",
+                 *, c_array: bool = False, target: Optional[TargetInfo] = None,
+                 manifest: Optional[dict[str, Any]] = None) -> Bundle:
+    """Write the C bundle of a compiled model into ``directory`` (see the module docstring).
+
+    ``source`` is a CpuExecutable, or a ``Lowered`` graph with its ``target``.
+    ``manifest`` (optional) adds the model's provenance to the header.
+    """
+    name = check_name(name)
+    src = bundle_source(source, target)
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    bundle = Bundle(d, name)
+    files = bundle.files
+    files.update(object=f"{name}.o", library=f"lib{name}.a", header=f"{name}.h",
+                 runtime_header=RUNTIME_HEADER, weights=f"{name}_weights.bin")
+    with tempfile.TemporaryDirectory(prefix="nnc_bundle_") as tmp:
+        work = Path(tmp)
+        obj = work / files["object"]
+        obj.write_bytes(src.object_code)
+        rename_symbols(obj, name, work)
+        bundle.symbols = {"entry": f"{name}_{ENTRY}", "entry_profiled": f"{name}_{ENTRY_PROFILED}"}
+        shutil.copyfile(C_DIR / RUNTIME_HEADER, d / RUNTIME_HEADER)
+        (d / files["header"]).write_text(header_text(src, name, manifest))
+        _write_weights(src.weights, d / files["weights"])
+        members = [obj]
+        members.append(runtime_object(work))
+        if c_array:
+            files["weights_c"] = f"{name}_weights.c"
+            (d / files["weights_c"]).write_text(c_array_text(src.weights, name))
+            members.append(weights_object(src.weights, name, d / files["weights_c"], work))
+        shutil.copyfile(obj, d / files["object"])
+        library = d / files["library"]
+        library.unlink(missing_ok=True)  # `ar r` would keep stale members
+        _run([_tool("ar", "llvm-ar"), "rcs", str(library), *map(str, members)])
+    return bundle
+
+
+def runtime_object(work: Path) -> Path:
+    """The C runtime compiled to an object (cached like the runtime library, by source digest)."""
+    h = hashlib.sha256(" ".join(CFLAGS).encode())
+    for n in [*SOURCES, RUNTIME_HEADER]:
+        h.update((C_DIR / n).read_bytes())
+    cached = cache_dir() / f"nnc_runtime-{h.hexdigest()[:16]}.o"
+    if not cached.exists():
+        tmp = work / "nnc_runtime.o"
+        compile_c([C_DIR / n for n in SOURCES], tmp, [*CFLAGS, "-c", "-I", str(C_DIR)])
+        staged = cached.with_suffix(f".{os.getpid()}.tmp")
+        shutil.copyfile(tmp, staged)
+        os.replace(staged, cached)  # atomic: concurrent builds never see a partial file
+    out = work / "nnc_runtime.o"
+    shutil.copyfile(cached, out)
+    return out
+
+
+def weights_object(blob: np.ndarray, name: str, c_source: Path, work: Path) -> Path:
+    """``<name>_weights`` as an object for the library.
+
+    Assembled with ``.incbin`` from the blob: a C compiler takes minutes on a
+    large array (30 s for 10 MB), the assembler no time at all.  The C source
+    stays the portable form, compiled here only if the assembler refuses.
+    """
+    out, raw = work / f"{name}_weights.o", work / "weights.raw"
+    _write_weights(blob, raw)
+    path = str(raw).replace("\\", "\\\\").replace('"', '\\"')
+    asm = work / f"{name}_weights.s"  # .s: no C preprocessor
+    asm.write_text(f"""\
+    .section .rodata.{name}_weights,"a",@progbits
+    .globl {name}_weights
+    .type {name}_weights, @object
+    .balign {ALIGN}
+{name}_weights:
+    .incbin "{path}"
+    {".zero 1" if blob.size == 0 else ""}
+    .size {name}_weights, {max(1, int(blob.size))}
+    .section .note.GNU-stack,"",@progbits
+""")
+    try:
+        compile_c([asm], out, ["-c"])
+    except BackendError:
+        compile_c([c_source], out, ["-O0", "-fPIC", "-c", "-I", str(c_source.parent)])
+    return out
+
+
+def _write_weights(blob: np.ndarray, path: Path) -> None:
+    np.ascontiguousarray(blob, np.uint8).tofile(path)
+
+
+__all__ = ["Bundle", "BundleSource", "write_bundle", "header_text", "c_array_text", "symbol_map",
+           "check_name", "truthy"]
