@@ -18,6 +18,7 @@ from passes.scheduling import kernel_kind
 
 from ..base import Backend, CompileOptions, Executable, Support, register_backend
 from ..target import TargetInfo, host_cpu
+from .bundle import truthy
 from .codegen import KernelBuilder
 from .evaluator import INJECTIVE_OPS, injective_support
 from .executable import CpuExecutable, build_executable
@@ -64,7 +65,11 @@ class CpuBackend(Backend):
         self.check_supported(graph)
         kb = KernelBuilder(self.target_info, graph.name)
         lowered = lower(graph, kb)
-        return build_executable(lowered, self.target_info, int(options.extra.get("threads", 0)))
+        exe = build_executable(lowered, self.target_info, int(options.extra.get("threads", 0)))
+        # What CpuExecutable.save needs to write the C bundle (--option bundle_name=..., c_array=true).
+        exe.description["bundle_options"] = {"name": str(options.extra.get("bundle_name", "model")),
+                                             "c_array": truthy(options.extra.get("c_array", False))}
+        return exe
 
     def measure(self, graph: Graph, node: Node, schedule) -> float:
         """Seconds ``node`` takes with ``schedule`` (for measured tuning)."""

@@ -129,6 +129,7 @@ class KernelBuilder:
         """Start ``void name(i8** buffers, i64 task)``; the builder sits in its body."""
         fn = ir.Function(self.module, ir.FunctionType(VOID, [I8PP, I64]), self.unique(name))
         fn.attributes.add("nounwind")
+        fn.linkage = "internal"  # only the entry points are exported (two models can link together)
         entry = fn.append_basic_block("entry")
         body = fn.append_basic_block("body")
         b = ir.IRBuilder(entry)

@@ -102,8 +102,10 @@ class CpuExecutable(Executable):
         self.weights = weights
         self.target = target
         self.object_code = object_code
-        self._run = _ENTRY_TYPE(engine.get_function_address(ENTRY))
-        self._run_profiled = _PROFILED_TYPE(engine.get_function_address(ENTRY_PROFILED))
+        symbols = description.get("bundle", {}).get("symbols", {})  # saved objects are renamed
+        self._run = _ENTRY_TYPE(engine.get_function_address(symbols.get("entry", ENTRY)))
+        self._run_profiled = _PROFILED_TYPE(engine.get_function_address(
+            symbols.get("entry_profiled", ENTRY_PROFILED)))
         self.arena = aligned_buffer(int(description["arena_bytes"]))
         self.pool = ThreadPool(threads)
         self._lock = threading.Lock()  # the arena is shared: one run at a time
@@ -147,22 +149,30 @@ class CpuExecutable(Executable):
     def save(self, directory: Path) -> None:
         if self.object_code is None:
             raise ArtifactError("this executable has no object code to save")
-        (directory / OBJECT_FILE).write_bytes(self.object_code)
-        self.weights.tofile(directory / "weights.bin")
-        (directory / DESCRIPTION).write_text(json.dumps(self.description, indent=1) + "\n")
+        from .bundle import truthy, write_bundle
+        # The artifact is the C bundle (object, static library, header, weights); loading reads
+        # the same renamed object back.
+        options = self.description.get("bundle_options", {})
+        bundle = write_bundle(self, directory, str(options.get("name", "model")),
+                              c_array=truthy(options.get("c_array", False)))
+        description = dict(self.description, bundle=bundle.to_json())
+        (directory / DESCRIPTION).write_text(json.dumps(description, indent=1) + "\n")
 
     @staticmethod
     def load(directory: Path, target: TargetInfo, threads: int = 0) -> CpuExecutable:
-        for name in (OBJECT_FILE, DESCRIPTION, "weights.bin"):
+        if not (directory / DESCRIPTION).exists():
+            raise ArtifactError("cpu artifact is incomplete", subject=str(directory), expected=DESCRIPTION)
+        description = json.loads((directory / DESCRIPTION).read_text())
+        files = description.get("bundle", {}).get("files", {"object": OBJECT_FILE, "weights": "weights.bin"})
+        for name in (files["object"], files["weights"]):
             if not (directory / name).exists():
                 raise ArtifactError("cpu artifact is incomplete", subject=str(directory), expected=name)
-        description = json.loads((directory / DESCRIPTION).read_text())
         if description.get("isa") and description["isa"] != target.isa:
             raise ArtifactError("artifact was built for another instruction set", subject=str(directory),
                                 expected=target.isa, found=description["isa"],
                                 hint="rebuild it on this machine or with --option isa=" + target.isa)
-        obj = (directory / OBJECT_FILE).read_bytes()
-        raw = np.fromfile(directory / "weights.bin", dtype=np.uint8)
+        obj = (directory / files["object"]).read_bytes()
+        raw = np.fromfile(directory / files["weights"], dtype=np.uint8)
         engine = _engine_from_object(obj, target)
         return CpuExecutable(engine, description, aligned_buffer(raw.size, raw), target, threads, obj)
 
