@@ -130,9 +130,20 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         _print_onnx_coverage(args.model, proto, exc)
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    if args.passes:
-        from passes.manager import run_pipeline
-        run_pipeline(graph, args.passes)
+    if args.passes or args.explain:
+        from backends.base import get_backend
+        from passes.manager import PassContext, PassManager
+        from .explain import summarize
+        backend = get_backend(args.target)
+        backend.configure(_parse_options(args.option))
+        before = len(graph.nodes)
+        ctx = PassContext(target=backend.target_info, backend=backend)
+        pm = PassManager(args.passes if args.passes is not None else backend.default_pipeline)
+        pm.run(graph, ctx)
+        if args.explain:
+            print(f"pipeline ({args.target}): {pm.pipeline_text}")
+            print(summarize(ctx.log, ctx.stats, before, len(graph.nodes), full=args.explain == "full"))
+            return 0
     if args.ir:
         print(print_graph(graph, locations=args.locations))
         return 0
@@ -306,6 +317,10 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--ir", action="store_true", help="print the imported IR instead")
     p.add_argument("--locations", action="store_true", help="with --ir: show ONNX node names")
     p.add_argument("--passes", help="run this pipeline before printing (e.g. fold-constants,dce)")
+    p.add_argument("-t", "--target", default="ref", help="target whose pipeline --explain runs (default ref)")
+    p.add_argument("--explain", nargs="?", const="summary", choices=["summary", "full"],
+                   help="run the target's pipeline (or --passes) and print what it decided and saved")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE", help="target option (repeatable)")
     p.add_argument("--targets", help="comma-separated targets for the coverage table (default: all)")
     p.add_argument("--nodes", action="store_true", help="coverage per node, not only per op")
     p.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,..",

@@ -19,11 +19,11 @@ def summarize(decisions: list[dict[str, Any]], stats: dict[str, Any], nodes_befo
             lines.append(f"  {n:4d} x {pattern}")
     if "layout_conversions" in stats:
         lines.append(f"layout conversions left: {stats['layout_conversions']}")
-    plan = stats.get("memory_plan")
-    if plan:
-        ratio = plan["arena_bytes"] / plan["naive_bytes"] if plan.get("naive_bytes") else 0.0
-        lines.append(f"memory: arena {plan['arena_bytes'] / 1e6:.2f} MB vs naive "
-                     f"{plan['naive_bytes'] / 1e6:.2f} MB ({ratio:.1%})")
+    if stats.get("memory_planned"):
+        arena, naive = stats["memory_arena_bytes"], stats["memory_naive_bytes"]
+        lines.append(f"memory: arena {arena / 1e6:.2f} MB vs naive sum of intermediates {naive / 1e6:.2f} MB "
+                     f"({arena / naive if naive else 0:.1%}); {stats.get('memory_views', 0)} views, "
+                     f"{stats.get('memory_inplace', 0)} in-place")
     schedules = [d for d in decisions if d.get("decision") == "schedule"]
     if schedules:
         kinds = Counter(d["kind"] for d in schedules)
