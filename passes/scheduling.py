@@ -124,7 +124,7 @@ def _gemm_candidates(anchor: Node, t: TargetInfo) -> Iterator[Schedule]:
     if a is None or b is None or out is None:
         return
     m = math.prod(out[:-1]) if len(out) > 1 else 1
-    ncols = out[-1]
+    ncols = out[-1] if out else 1  # a 1-D x 1-D MatMul gives a scalar
     k = a[-1] if not (anchor.op == "Gemm" and anchor.attr("transA")) else a[0]
     lanes = t.vector_lanes_f32
     for nr_vecs in (1, 2, 3, 4):
