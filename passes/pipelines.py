@@ -14,7 +14,10 @@ PIPELINES = {
     "ref": CLEANUP,
     # Shape-free passes (run on graphs whose shapes are only known per call).
     "generic": SIMPLIFY,
-    "cpu": SIMPLIFY + ",layout-nchwc,fold-constants,dce,fuse,dce,schedule,plan-memory",
+    # expand-functions runs on static graphs only (after specialization), where run-time
+    # shape values are constants: e.g. Range folds instead of expanding into a Loop.
+    "cpu": SIMPLIFY + ",expand-functions,fold-constants,simplify-algebra,cse,dce,"
+                      "layout-nchwc,fold-constants,dce,fuse,dce,schedule,plan-memory",
 }
 
 
