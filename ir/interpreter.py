@@ -71,7 +71,8 @@ class Interpreter:
             if not self.keep_all:
                 for v in self._last_use.get(i, ()):
                     env.pop(id(v), None)
-        return [env[id(v)] for v in self.graph.outputs]
+        # Constants are read-only and shared: hand out copies.
+        return [np.array(env[id(v)]) if v.const is not None else env[id(v)] for v in self.graph.outputs]
 
     def run_node(self, node: Node, inputs: Sequence[Any]) -> list[Any]:
         """Compute one node's outputs from its input arrays."""

@@ -72,15 +72,13 @@ def _fold_once(graph: Graph, max_elements: int) -> int:
     interp = Interpreter(graph, check_types=False)
     folded = 0
     for node in list(graph.nodes):
-        if any(out.is_graph_output for out in node.outputs):
-            continue
         values = _static_shape_value(node)
         if values is None:
             if not _foldable(node, max_elements):
                 continue
             values = interp.run_node(node, [None if v is None else v.const for v in node.inputs])
         for out, arr in zip(node.outputs, values):
-            name = out.name
+            name = out.name  # the constant takes the name (graph outputs keep theirs)
             graph.rename(out, name + "_folded")
             const = graph.add_constant(np.asarray(arr), name, dtype=out.type.dtype)
             if out.type.layout is not None:  # keep a blocked layout tag (e.g. a re-laid-out constant)
