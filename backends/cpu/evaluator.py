@@ -36,7 +36,7 @@ Provider = Callable[[Index, bool], ir.Value]
 
 INJECTIVE_OPS = {"Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Expand", "Slice", "Concat",
                  "Pad", "Tile", "Gather", "DepthToSpace", "SpaceToDepth", "ToBlocked", "FromBlocked",
-                 "Identity"}
+                 "Identity", "Trilu", "OneHot", "EyeLike"}  # the last three compute from the index
 INLINE_CONSTANT_LIMIT = 1  # scalar constants become immediates
 
 
@@ -69,6 +69,10 @@ def injective_support(node: Node) -> Optional[str]:
             return "Pad with a run-time constant value"
     if op == "Gather" and node.inputs[1].type.dtype not in (DType.I32, DType.I64):
         return "Gather indices must be int32 or int64"
+    if op == "Trilu" and node.input(1) is not None and node.input(1).const is None:
+        return "Trilu with a run-time k (specialize first)"
+    if op == "OneHot" and (node.input(1).const is None or node.inputs[0].type.dtype.is_float):
+        return "OneHot needs a constant depth and integer indices"
     for v in list(node.inputs[:1]) + list(node.outputs):
         t = v.type
         if not getattr(t, "is_static", False):
@@ -188,12 +192,46 @@ class Evaluator:
             return self.value_at(src, self._depth_space(node, idx, in_shape, out_shape))
         if op == "ToBlocked":
             return self._to_blocked(node, idx, in_shape)
+        if op == "Trilu":
+            return self._trilu(node, idx)
+        if op == "OneHot":
+            return self._one_hot(node, idx)
+        if op == "EyeLike":
+            k = node.attr("k") or 0
+            on = b.icmp_signed("==", b.sub(idx[1], idx[0]), const_int(k))
+            dtype = node.outputs[0].type.dtype
+            one = constant(ir.Constant(compute_type(dtype), 0), 1)
+            return b.select(on, one, constant(one, 0))
         if op == "FromBlocked":
             blk = in_shape[-1]
             c = idx[1]
             src_idx = [idx[0], b.sdiv(c, const_int(blk)), *idx[2:], b.srem(c, const_int(blk))]
             return self.value_at(src, src_idx)
         raise BackendError("internal: unhandled injective op", subject=node.describe())
+
+    def _trilu(self, node: Node, idx: Index) -> ir.Value:
+        b = self.b
+        k = _const_ints(node.input(1))[0] if node.input(1) is not None else 0
+        diff = b.sub(idx[-1], idx[-2])  # column - row
+        keep = b.icmp_signed(">=", diff, const_int(k)) if node.attr("upper") else \
+            b.icmp_signed("<=", diff, const_int(k))
+        val = self.value_at(node.inputs[0], idx)
+        return b.select(keep, val, constant(val, 0))
+
+    def _one_hot(self, node: Node, idx: Index) -> ir.Value:
+        b = self.b
+        rank = len(idx)
+        axis = node.attr("axis")
+        axis = axis + rank if axis < 0 else axis
+        depth = int(np.asarray(node.input(1).const).reshape(-1)[0])
+        where = list(idx[:axis]) + list(idx[axis + 1:])
+        raw = self.value_at(node.inputs[0], where)
+        raw = b.sext(raw, I64) if raw.type.width < 64 else raw
+        fixed = b.select(b.icmp_signed("<", raw, const_int(0)), b.add(raw, const_int(depth)), raw)
+        hit = b.icmp_signed("==", fixed, idx[axis])
+        off = self.value_at(node.inputs[2], [const_int(0)])
+        on = self.value_at(node.inputs[2], [const_int(1)])
+        return b.select(hit, on, off)
 
     def _slice_index(self, node: Node, idx: Index, in_shape: Sequence[int]) -> Index:
         rank = len(in_shape)

@@ -117,3 +117,14 @@ def test_bitshift_out_of_range_amounts(direction, dtype):
     x = np.array([5, 100, 7, 1], dtype)
     s = np.array([1, 8, 40, 3], dtype)
     compare_cpu(*one_op("BitShift", [x, s], {"direction": direction}))
+
+
+@pytest.mark.parametrize("op, inputs, attrs", [
+    ("Trilu", [X, Const(np.array(1, np.int64))], {"upper": 1}),
+    ("Trilu", [X, Const(np.array(-2, np.int64))], {"upper": 0}),
+    ("OneHot", [np.array([[1, 4], [-1, 0]], np.int64), Const(np.array(5, np.int64)),
+                Const(np.array([0.5, 2.0], np.float32))], {"axis": 1}),
+    ("EyeLike", [Y], {"k": 2}),
+])
+def test_index_computed_ops(op, inputs, attrs):
+    compare_cpu(*one_op(op, inputs, attrs), rtol=0, atol=0)

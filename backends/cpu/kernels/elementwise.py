@@ -45,7 +45,7 @@ def support(node: Node) -> Optional[str]:
     return None
 
 
-@generator("elementwise", "injective", supports=support)
+@generator("elementwise", "injective", "opaque", supports=support)
 def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
     body, keys, outputs = body_and_keys(node)
     tf = kb.task_function(f"k_{node.outputs[0].name}")
