@@ -71,8 +71,8 @@ def injective_support(node: Node) -> Optional[str]:
         return "Gather indices must be int32 or int64"
     if op == "Trilu" and node.input(1) is not None and node.input(1).const is None:
         return "Trilu with a run-time k (specialize first)"
-    if op == "OneHot" and (node.input(1).const is None or node.inputs[0].type.dtype.is_float):
-        return "OneHot needs a constant depth and integer indices"
+    if op == "OneHot" and node.input(1).const is None:
+        return "OneHot needs a constant depth (specialize first)"
     for v in list(node.inputs[:1]) + list(node.outputs):
         t = v.type
         if not getattr(t, "is_static", False):
@@ -226,6 +226,8 @@ class Evaluator:
         depth = int(np.asarray(node.input(1).const).reshape(-1)[0])
         where = list(idx[:axis]) + list(idx[axis + 1:])
         raw = self.value_at(node.inputs[0], where)
+        if not isinstance(raw.type, ir.IntType):  # OneHot accepts float indices: truncated
+            raw = b.fptosi(raw, I64)
         raw = b.sext(raw, I64) if raw.type.width < 64 else raw
         fixed = b.select(b.icmp_signed("<", raw, const_int(0)), b.add(raw, const_int(depth)), raw)
         hit = b.icmp_signed("==", fixed, idx[axis])
