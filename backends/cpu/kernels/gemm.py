@@ -1,3 +1,51 @@
-"""(kernels to be written)"""
+"""Gemm and MatMul kernels (kind "gemm"), with fused elementwise epilogues.
+
+One generator, two kernel templates:
+
+* ``gemm_blocked`` (the general case): a BLIS/GotoBLAS-style blocked GEMM.
+  B is packed panel by panel (kc x nr) into a stack buffer, an mr x nr
+  register micro-kernel (nr = a few vectors, fma with broadcast A elements)
+  sweeps the rows, and tasks split N panels and M blocks.  Small M with B
+  contiguous along N reads B in place (no packing).
+* ``gemm_dot``: few rows of A against B stored N x K (Gemm transB=1, the
+  fully connected layers of VGG, AlexNet, ResNet), or a single column:
+  dot products along K.  Batch-1 layers stream each B row once, every task a
+  contiguous slab of B.
+
+``gemm_problem`` normalizes Gemm (transA, transB, alpha, beta, C) and MatMul
+(batch broadcast, 1-D operands) into sizes and strides, and evaluates the
+epilogue (alpha/beta*C, then the group's elementwise ops) on the
+accumulators before the store.
+
+The tile sizes come from the Schedule (``passes.scheduling._gemm_candidates``:
+mr, nr, kc); ``gemm_blocked.refine`` adjusts them to the problem (M == 1
+gets 8 accumulator vectors; K blocks are evened out).  Only float32 operands
+are supported; other types are refused with the reason.
+"""
 
 from __future__ import annotations
+
+from typing import Any, Optional
+
+from ir.graph import Node
+from passes.scheduling import anchor_of, model_schedule
+
+from ..codegen import KernelBuilder
+from . import Kernel, generator
+from .gemm_blocked import emit_blocked
+from .gemm_dot import dot_applies, emit_dot
+from .gemm_problem import make_problem, problem_support
+
+
+def support(node: Node) -> Optional[str]:
+    return problem_support(node)
+
+
+@generator("gemm", supports=support)
+def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
+    p = make_problem(anchor_of(node))
+    if dot_applies(p):
+        return emit_dot(kb, node, p)
+    if schedule is None or schedule.kind != "gemm":
+        schedule = model_schedule(node, kb.target)
+    return emit_blocked(kb, node, p, dict(schedule.params), tuned=schedule.source == "tuned")
