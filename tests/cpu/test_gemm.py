@@ -68,8 +68,7 @@ SHAPES = [(1, 7, 17), (7, 17, 1), (17, 100, 257), (100, 257, 17), (1, 1, 1), (3,
           (64, 64, 64), (33, 300, 65), (9, 1000, 40), (257, 17, 7), (2, 130, 300)]
 
 
-@pytest.mark.parametrize("m,k,n", SHAPES)
-@pytest.mark.parametrize("const_b", [False, True])
+@pytest.mark.parametrize("m,k,n,const_b", [(*s, False) for s in SHAPES] + [(*s, True) for s in SHAPES[2:6]])
 def test_matmul_2d(m, k, n, const_b):
     rng = np.random.default_rng(m * 1000 + k + n)
     a, b = rand(rng, m, k), rand(rng, k, n)
@@ -92,8 +91,9 @@ def test_gemm_transposes(trans_a, trans_b, m, k, n):
     check([node], {"a": a, "b": b}, {"c": c})
 
 
-@pytest.mark.parametrize("c_shape", [None, (), (1,), (33,), (1, 33), (19, 1), (19, 33)])
-@pytest.mark.parametrize("alpha,beta", [(1.0, 1.0), (0.5, 2.0), (1.0, 0.0)])
+@pytest.mark.parametrize("c_shape,alpha,beta", [
+    (None, 0.5, 1.0), ((), 0.5, 2.0), ((1,), 1.0, 1.0), ((33,), 0.5, 2.0), ((1, 33), 1.0, 1.0),
+    ((19, 1), 0.5, 2.0), ((19, 33), 2.0, -1.0), ((19, 33), 1.0, 0.0)])
 def test_gemm_alpha_beta_bias(c_shape, alpha, beta):
     rng = np.random.default_rng(11)
     a, b = rand(rng, 19, 70), rand(rng, 70, 33)
@@ -207,3 +207,39 @@ def test_large(m, k, n, trans_b):
     nodes = [helper.make_node("Gemm", ["a", "b", "c"], ["h"], transB=trans_b),
              helper.make_node("Relu", ["h"], ["y"])]
     check(nodes, {"a": rand(rng, m, k)}, {"b": b, "c": rand(rng, n)}, rtol=1e-3, atol=1e-4)
+
+
+# --------------------------------------------------------------- model parts
+def _fc_head(rng, dims: list[int]):
+    """Flatten -> (Gemm transB=1 + bias -> Relu -> Dropout) x n, the classifier of VGG/AlexNet/ZFNet."""
+    nodes, consts, x = [], {}, "x"
+    nodes.append(helper.make_node("Flatten", ["x"], ["f"]))
+    x = "f"
+    for i, (k, n) in enumerate(zip(dims, dims[1:])):
+        consts[f"w{i}"] = rand(rng, n, k) * np.float32(1.0 / np.sqrt(k))
+        consts[f"b{i}"] = rand(rng, n)
+        last = i == len(dims) - 2
+        nodes.append(helper.make_node("Gemm", [x, f"w{i}", f"b{i}"], ["y" if last else f"g{i}"], transB=1))
+        if not last:
+            nodes.append(helper.make_node("Relu", [f"g{i}"], [f"r{i}"]))
+            nodes.append(helper.make_node("Dropout", [f"r{i}"], [f"d{i}"]))
+            x = f"d{i}"
+    return nodes, consts
+
+
+def test_classifier_head():
+    """A VGG-style classifier (batch 1) at a tenth of the size: fused Gemm+Relu kernels, Dropout removed."""
+    rng = np.random.default_rng(19)
+    nodes, consts = _fc_head(rng, [512 * 7, 409, 409, 100])
+    x = rand(rng, 1, 512, 7, 1)
+    cpu = check(nodes, {"x": x}, consts)
+    kernels = [k for k in cpu.executable.description["kernels"] if k.startswith("Gemm")]
+    assert kernels == ["Gemm+Relu %r0", "Gemm+Relu %r1", "Gemm %y"], kernels
+
+
+@pytest.mark.slow
+def test_vgg19_classifier_full_size():
+    """VGG-19's fc6/fc7/fc8 at full size (25088 -> 4096 -> 4096 -> 1000), batch 1."""
+    rng = np.random.default_rng(6)
+    nodes, consts = _fc_head(rng, [25088, 4096, 4096, 1000])
+    check(nodes, {"x": rand(rng, 1, 512, 7, 7)}, consts, rtol=1e-3, atol=1e-4)

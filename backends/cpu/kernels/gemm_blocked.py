@@ -4,7 +4,7 @@ One task owns a batch index, rows [u0, u1) in units of ``mr`` and columns
 [p0, p1) in panels of ``nr`` = ``nv`` vectors.  Its loop nest::
 
     for each K block (kc):                     # first / middle / last, sizes static
-        pack A[task rows, K block] -> apack    # [unit][k][mr]: one mr-row strip per unit
+        pack A[task rows, K block] -> apack    # one contiguous mr-row strip per unit
         for each panel of nr columns:          # the last one may be narrower
             pack B[K block, panel] -> bpack    # [k][nr], zero-padded to whole vectors
             for each unit of mr rows:          # the last one may have fewer rows
