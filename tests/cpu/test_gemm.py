@@ -40,7 +40,9 @@ def rand(rng: np.random.Generator, *shape: int) -> np.ndarray:
 
 
 def make_model(nodes, inputs: dict[str, np.ndarray], consts: dict[str, np.ndarray], outputs: list[str],
-               dtype=TensorProto.FLOAT):
+               dtype=None):
+    if dtype is None:
+        dtype = TensorProto.DOUBLE if next(iter(inputs.values())).dtype == np.float64 else TensorProto.FLOAT
     vis = [helper.make_tensor_value_info(n, dtype, list(a.shape)) for n, a in inputs.items()]
     outs = [helper.make_tensor_value_info(o, dtype, None) for o in outputs]
     inits = [numpy_helper.from_array(a, n) for n, a in consts.items()]
@@ -190,11 +192,24 @@ def test_epilogue_broadcast_along_rows():
 
 # -------------------------------------------------------------------- refusals
 def test_unsupported_dtype_is_refused_with_reason():
-    a = np.ones((4, 4), np.float64)
+    a = np.ones((4, 4), np.int32)
     model = make_model([helper.make_node("MatMul", ["a", "b"], ["y"])], {"a": a, "b": a}, {}, ["y"],
-                       dtype=TensorProto.DOUBLE)
-    with pytest.raises(CompilerError, match="float32"):
+                       dtype=TensorProto.INT32)
+    with pytest.raises(CompilerError, match="float32 and float64 only"):
         compiler.compile(model, target="cpu", passes=PASSES)
+
+
+# --------------------------------------------------------------------- float64
+@pytest.mark.parametrize("m,k,n,trans_b", [(1, 300, 37, 0), (5, 70, 9, 0), (33, 700, 41, 0), (70, 33, 100, 0),
+                                           (1, 300, 37, 1), (33, 700, 41, 1)])
+def test_float64(m, k, n, trans_b):
+    """Doubles: half as many lanes per vector; blocked (both B layouts), direct and dot kernels."""
+    rng = np.random.default_rng(m + k)
+    a = rng.standard_normal((m, k))
+    b = rng.standard_normal((n, k) if trans_b else (k, n))
+    nodes = [helper.make_node("Gemm", ["a", "b", "c"], ["h"], transB=trans_b, alpha=0.5),
+             helper.make_node("Relu", ["h"], ["y"])]
+    check(nodes, {"a": a}, {"b": b, "c": rng.standard_normal(n)}, rtol=1e-10, atol=1e-12)
 
 
 # ------------------------------------------------------------------ heavy ones

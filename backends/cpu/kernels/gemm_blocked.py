@@ -39,13 +39,12 @@ from typing import Optional
 
 import llvmlite.ir as ir
 
-from ir.dtypes import DType
 from ir.graph import Node
 
-from ..codegen import F32, I1, I32, I8P, VOID, KernelBuilder, TaskFunction, const_int, fma, for_range, load_vector, \
+from ..codegen import I1, I32, I8P, VOID, KernelBuilder, TaskFunction, const_int, fma, for_range, load_vector, \
     masked_load, masked_store, splat, store_vector
 from . import Kernel, body_and_keys, label_of
-from .gemm_loops import TaskGrid, choose_grid, loop_carry
+from .gemm_loops import MIN_TASK_MACS, TaskGrid, choose_grid, loop_carry
 from .gemm_problem import Epilogue, GemmProblem, batch_offsets
 
 UNROLL = 4
@@ -53,6 +52,7 @@ APACK_BYTES = 128 * 1024     # packed A block of one task (rows x kc)
 SCRATCH_BYTES = 128 * 1024   # partial-sum block when the output cannot hold them
 PREFETCH_ROWS = 8           # direct path: rows of B fetched ahead of use
 DIRECT_MAX_M = 8             # at most this many rows (and B contiguous along N): no packing
+DIRECT_MIN_TASK_MACS = 256 * 1024  # the direct path streams B from memory: ~1 MB per task
 
 
 @dataclass
@@ -65,25 +65,27 @@ class BlockedPlan:
     grid: TaskGrid
 
 
-def make_plan(p: GemmProblem, params: dict[str, int], lanes: int, registers: int,
+def make_plan(p: GemmProblem, params: dict[str, int], f32_lanes: int, registers: int,
               acc_in_output: bool, tuned: bool = False) -> BlockedPlan:
     """Register tile, K block and task grid from the schedule (``refine``) and the buffer budgets."""
-    mr, nv, kc = refine(p, params, lanes, registers, tuned)
+    lanes = f32_lanes * 4 // p.itemsize
+    mr, nv, kc = refine(p, params, f32_lanes, lanes, registers, tuned)
     nr = nv * lanes
     direct = p.sbn == 1 and not p.b_k_contiguous and p.m <= DIRECT_MAX_M
     if direct:
         kc = p.k
     m_units, n_units = math.ceil(p.m / mr), math.ceil(p.n / nr)
-    max_m = 0 if direct else max(1, APACK_BYTES // (4 * kc * mr))
+    max_m = 0 if direct else max(1, APACK_BYTES // (p.itemsize * kc * mr))
     max_n = 0
     if kc < p.k and not acc_in_output:
         rows = min(max_m, m_units) * mr
-        max_n = max(1, SCRATCH_BYTES // (4 * rows * nr))
-    grid = choose_grid(p.batch_count, p.m, p.n, p.k, mr, nr, max_m, max_n)
+        max_n = max(1, SCRATCH_BYTES // (p.itemsize * rows * nr))
+    grid = choose_grid(p.batch_count, p.m, p.n, p.k, mr, nr, max_m, max_n,
+                       DIRECT_MIN_TASK_MACS if direct else MIN_TASK_MACS)
     return BlockedPlan(mr, nv, kc, direct, acc_in_output, grid)
 
 
-def refine(p: GemmProblem, params: dict[str, int], lanes: int, registers: int,
+def refine(p: GemmProblem, params: dict[str, int], f32_lanes: int, lanes: int, registers: int,
            tuned: bool = False) -> tuple[int, int, int]:
     """(mr, nv, kc) from the schedule's mr/nr/kc, fitted to the registers and to small problems.
 
@@ -93,9 +95,10 @@ def refine(p: GemmProblem, params: dict[str, int], lanes: int, registers: int,
     1024^3 runs favour filling the registers, so mr is re-scored here with
     saturation at 2.4 (6 x 4 vectors) against the M tail's idle rows.
     M == 1 gets 8 accumulator vectors (independent FMAs in flight).
-    K blocks are evened out to multiples of UNROLL.
+    K blocks are evened out to multiples of UNROLL.  (The schedule counts nr
+    in float32 lanes; ``lanes`` is the element count of a vector.)
     """
-    nv = max(1, params.get("nr", 4 * lanes) // lanes)
+    nv = max(1, params.get("nr", 4 * f32_lanes) // f32_lanes)
     nv = min(nv, math.ceil(p.n / lanes))
     if p.m == 1:
         nv = min(8, math.ceil(p.n / lanes))
@@ -129,8 +132,8 @@ class BlockedGemm:
 
     def __init__(self, kb: KernelBuilder, node: Node, p: GemmProblem, plan: BlockedPlan) -> None:
         self.kb, self.node, self.p, self.plan = kb, node, p, plan
-        self.lanes = kb.lanes
-        self.nr = plan.nv * kb.lanes
+        self.lanes = p.lanes(kb)
+        self.nr = plan.nv * self.lanes
         self.tf: TaskFunction = kb.task_function(f"gemm_{node.outputs[0].name}")
         self.b = self.tf.builder
         _, keys, _ = body_and_keys(node)
@@ -138,7 +141,7 @@ class BlockedGemm:
         self.b_ptr = self.tf.value_pointer(keys.get(id(p.anchor.inputs[1]), p.anchor.inputs[1]))
         self.out_ptr = self.tf.value_pointer(node.outputs[0])
         self.epilogue = Epilogue(kb, self.tf, node, p)
-        self.vty = ir.VectorType(F32, self.lanes)
+        self.vty = ir.VectorType(p.elem, self.lanes)
 
     # ---------------------------------------------------------------- task
     def emit(self) -> Kernel:
@@ -161,11 +164,13 @@ class BlockedGemm:
         b.ret_void()
         return Kernel(self.tf.fn.name, grid.n_tasks, self.tf.buffers, label_of(self.node))
 
-    def _alloca(self, floats: int) -> ir.Value:
+    def _alloca(self, count: int) -> ir.Value:
+        """A 64-byte aligned stack buffer of ``count`` elements, allocated once per task call."""
+        elem = self.p.elem
         with self.b.goto_block(self.tf._entry):
-            buf = self.b.alloca(ir.ArrayType(F32, floats), name="buf")
+            buf = self.b.alloca(ir.ArrayType(elem, count), name="buf")
             buf.align = 64
-            return self.b.bitcast(buf, F32.as_pointer())
+            return self.b.bitcast(buf, elem.as_pointer())
 
     def _kblocks(self):
         """The K blocks as static variants: first, a loop of middle ones, last."""
@@ -448,10 +453,10 @@ def transpose(b: ir.IRBuilder, rows: list[ir.Value]) -> list[ir.Value]:
 
 
 def accumulate_in_output(node: Node, p: GemmProblem) -> bool:
-    """May partial sums live in the output?  Not when it is not float32, or when it may share
+    """May partial sums live in the output?  Not when its type differs from A's, or when it may share
     memory with another input of the kernel (a residual Add planned in place reads it last)."""
     out = node.outputs[0]
-    if len(node.outputs) != 1 or out.type.dtype is not DType.F32:
+    if len(node.outputs) != 1 or out.type.dtype is not p.dtype:
         return False
     _, keys, _ = body_and_keys(node)
     operands = {id(keys.get(id(v), v)) for v in p.anchor.inputs[:2]}
@@ -459,7 +464,7 @@ def accumulate_in_output(node: Node, p: GemmProblem) -> bool:
     for v in node.inputs:
         if v is None or v.const is not None or id(v) in operands:
             continue
-        if math.prod(v.type.shape) == numel and v.type.dtype.itemsize == 4:
+        if math.prod(v.type.shape) == numel and v.type.dtype.itemsize == p.itemsize:
             return False
     return True
 

@@ -25,12 +25,13 @@ import llvmlite.ir as ir
 
 from ir.graph import Node
 
-from ..codegen import F32, I1, I32, KernelBuilder, const_int, fma, for_range, load_vector, masked_load
+from ..codegen import I1, I32, KernelBuilder, const_int, fma, for_range, load_vector, masked_load
 from . import Kernel, body_and_keys, label_of
 from .gemm_loops import choose_grid, loop_carry
 from .gemm_problem import Epilogue, GemmProblem, batch_offsets
 
-DOT_MAX_M = 4   # more rows than this: the blocked kernel (packing B pays off)
+DOT_MAX_M = 4                 # more rows than this: the blocked kernel (packing B pays off)
+MIN_TASK_MACS = 256 * 1024    # memory-bound: ~1 MB of B per task keeps every core streaming
 
 
 def dot_applies(p: GemmProblem) -> bool:
@@ -64,15 +65,15 @@ def hsum(b: ir.IRBuilder, v: ir.Value) -> ir.Value:
 def emit_dot(kb: KernelBuilder, node: Node, p: GemmProblem) -> Kernel:
     tf = kb.task_function(f"gemm_{node.outputs[0].name}")
     b = tf.builder
-    lanes = kb.lanes
-    vty = ir.VectorType(F32, lanes)
+    lanes = p.lanes(kb)
+    vty = ir.VectorType(p.elem, lanes)
     _, keys, _ = body_and_keys(node)
     a_ptr = tf.value_pointer(keys.get(id(p.anchor.inputs[0]), p.anchor.inputs[0]))
     b_ptr = tf.value_pointer(keys.get(id(p.anchor.inputs[1]), p.anchor.inputs[1]))
     epi = Epilogue(kb, tf, node, p)
     rd, cd = tile_shape(p)
     m_units, n_units = math.ceil(p.m / rd), math.ceil(p.n / cd)
-    grid = choose_grid(p.batch_count, p.m, p.n, p.k, rd, cd)
+    grid = choose_grid(p.batch_count, p.m, p.n, p.k, rd, cd, min_task_macs=MIN_TASK_MACS)
     bt, u0, u1, w0, w1 = grid.decode(b, tf.task)
     batch_idx, a_off, b_off = batch_offsets(b, bt, p)
     a_base, b_base = b.gep(a_ptr, [a_off]), b.gep(b_ptr, [b_off])

@@ -18,7 +18,7 @@ import llvmlite.ir as ir
 
 from ..codegen import I64, const_int
 
-MIN_TASK_MACS = 1 << 20   # ~10 us of work: smaller tasks cost more to schedule than they gain
+MIN_TASK_MACS = 8 << 20     # ~60 us of work: smaller tasks repack more than they gain
 MAX_TASKS = 32
 
 Body = Callable[[ir.Value, list[ir.Value]], list[ir.Value]]
@@ -110,17 +110,17 @@ class TaskGrid:
 
 
 def choose_grid(batch: int, m: int, n: int, k: int, mr: int, nr: int, max_m_units: int = 0,
-                max_n_units: int = 0) -> TaskGrid:
+                max_n_units: int = 0, min_task_macs: int = MIN_TASK_MACS) -> TaskGrid:
     """Split (batch, M, N) into tasks of whole mr-row units and nr-column panels.
 
-    Aim for ``total / MIN_TASK_MACS`` tasks (at most MAX_TASKS) and among the
+    Aim for ``total / min_task_macs`` tasks (at most MAX_TASKS) and among the
     splits reaching it take the one that packs the least: a task packs its
     rows of A and its columns of B, so splitting M in tm parts and N in tn
     parts packs ``tn*M*K + tm*N*K`` elements.  ``max_m_units`` and
     ``max_n_units`` cap one task's rows and columns (its buffers).
     """
     m_units, n_units = math.ceil(m / mr), math.ceil(n / nr)
-    target = max(1, min(MAX_TASKS, batch * m * n * k // MIN_TASK_MACS))
+    target = max(1, min(MAX_TASKS, batch * m * n * k // min_task_macs))
     tm_min = math.ceil(m_units / max_m_units) if max_m_units else 1
     tn_min = math.ceil(n_units / max_n_units) if max_n_units else 1
     best = None

@@ -30,10 +30,13 @@ import llvmlite.ir as ir
 from ir.dtypes import DType
 from ir.graph import Node, Value
 
-from ..codegen import F32, I32, I64, KernelBuilder, TaskFunction, const_int, splat, supported_dtype
+from ..codegen import I32, KernelBuilder, TaskFunction, const_int, llvm_type, splat, supported_dtype
 from ..evaluator import Evaluator, broadcast_index, delinearize, shape_of, vector_ok
 from ..expr import elementwise_support, store_convert
 from . import body_and_keys, nodes_of
+
+
+GEMM_DTYPES = (DType.F32, DType.F64)
 
 
 @dataclass
@@ -58,6 +61,19 @@ class GemmProblem:
     row_shape: tuple[int, ...]        # the output dims a row index m walks (folded batch dims + M)
     a_is_vector: bool                 # MatMul with 1-D A: the output has no M dim
     b_is_vector: bool                 # MatMul with 1-D B: the output has no N dim
+    dtype: DType = DType.F32          # of A, B, C and the accumulators (f32 or f64)
+
+    @property
+    def elem(self) -> ir.Type:
+        return llvm_type(self.dtype)
+
+    @property
+    def itemsize(self) -> int:
+        return self.dtype.itemsize
+
+    def lanes(self, kb: KernelBuilder) -> int:
+        """Elements per vector register (``kb.lanes`` counts f32)."""
+        return max(1, kb.lanes * 4 // self.itemsize)
 
     @property
     def batch_count(self) -> int:
@@ -86,8 +102,8 @@ def _matrix_input(v: Optional[Value], what: str) -> Optional[str]:
     t = v.type
     if not getattr(t, "is_static", False):
         return "the cpu target needs static shapes here"
-    if t.dtype is not DType.F32:
-        return f"gemm on the cpu target supports float32 only ({what} is {t.dtype.short})"
+    if t.dtype not in GEMM_DTYPES:
+        return f"gemm on the cpu target supports float32 and float64 only ({what} is {t.dtype.short})"
     if getattr(t, "layout", None) is not None:
         return f"gemm operand {what} has a blocked layout ({t.layout})"
     return None
@@ -131,7 +147,13 @@ def problem_support(node: Node) -> Optional[str]:
 
 
 def make_problem(anchor: Node) -> GemmProblem:
-    """Normalize a Gemm or MatMul (shapes checked by ``problem_support``)."""
+    """Normalize a Gemm or MatMul (shapes and types checked by ``problem_support``)."""
+    p = _normalize(anchor)
+    p.dtype = anchor.inputs[0].type.dtype
+    return p
+
+
+def _normalize(anchor: Node) -> GemmProblem:
     a_shape, b_shape = shape_of(anchor.inputs[0]), shape_of(anchor.inputs[1])
     out_shape = shape_of(anchor.outputs[0])
     if anchor.op == "Gemm":
@@ -184,7 +206,8 @@ class Epilogue:
         self.outputs = list(zip(outputs, node.outputs))  # (body value, node value)
         self.anchor_out = p.anchor.outputs[0]
         self._current: Optional[ir.Value] = None
-        self.ev = Evaluator(kb, tf, body, kb.lanes, provided={id(self.anchor_out): self._provide},
+        self.lanes = p.lanes(kb)
+        self.ev = Evaluator(kb, tf, body, self.lanes, provided={id(self.anchor_out): self._provide},
                             leaf_keys=keys, members=nodes_of(node))
         self.vector = body is None or vector_ok(body, outputs, provided=[self.anchor_out],
                                                 members=nodes_of(node))
@@ -196,7 +219,7 @@ class Epilogue:
         b, p = self.b, self.p
         acc = self._current
         if vector and not isinstance(acc.type, ir.VectorType):
-            acc = splat(b, acc, self.kb.lanes)
+            acc = splat(b, acc, self.lanes)
         if p.alpha != 1.0:
             acc = b.fmul(acc, _const_like(acc, p.alpha))
         if p.c is not None and p.beta != 0.0:
@@ -205,7 +228,7 @@ class Epilogue:
             along_n = vector and len(c_shape) > 0 and c_shape[-1] != 1
             cv = self.ev.value_at(p.c, sub, along_n)
             if vector and not along_n:
-                cv = splat(b, cv, self.kb.lanes)
+                cv = splat(b, cv, self.lanes)
             if p.beta != 1.0:
                 cv = b.fmul(cv, _const_like(cv, p.beta))
             acc = b.fadd(acc, cv)
@@ -250,7 +273,7 @@ class Epilogue:
 def _const_like(v: ir.Value, x: float) -> ir.Value:
     if isinstance(v.type, ir.VectorType):
         return ir.Constant(v.type, [x] * v.type.count)
-    return ir.Constant(F32, x)
+    return ir.Constant(v.type, x)
 
 
 def batch_offsets(b: ir.IRBuilder, bt: ir.Value, p: GemmProblem) -> tuple[list[ir.Value], ir.Value, ir.Value]:
