@@ -1,12 +1,14 @@
 """Benchmark the cpu target's gemm kernels against NumPy (OpenBLAS) and onnxruntime.
 
-    python tests/cpu/bench_gemm.py [--threads 1 2] [--rounds 15] [--quick]
+    python tests/cpu/bench_gemm.py [--threads 1 2] [--rounds 8] [--quick]
 
 For each thread count a worker process is started with OPENBLAS_NUM_THREADS
 set (NumPy reads it at import; threadpoolctl is used instead when
 installed), and in it NumPy, our compiled module (``threads=`` option) and
-onnxruntime (``intra_op_num_threads``) are timed in interleaved rounds, the
-best time of each kept, so that a busy machine slows all three alike.
+onnxruntime (``intra_op_num_threads``) are timed in alternating bursts, the
+best time of each kept, so that a busy (shared) machine slows all three
+alike; a pause before each burst lets the previous library's spinning
+worker threads go idle.
 
 Cases: the acceptance case, a 1024 x 1024 x 1024 MatMul with both operands
 as inputs (GFLOP/s and the ratio to NumPy), and VGG-19's fc6 layer, batch 1
@@ -26,6 +28,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+SETTLE_S = 0.3  # OpenBLAS workers spin ~0.1 s after a call
 FALLBACK_PIPELINE = ("fold-constants,remove-identity,cse,dce,layout-nchwc,fold-constants,dce,fuse,dce,"
                      "schedule,plan-memory")
 
@@ -80,9 +83,17 @@ def _ort(model, threads: int):
 
 
 def _best(fns: dict, rounds: int, per_round: int) -> dict[str, float]:
+    """Best time of each function over ``rounds`` bursts of ``per_round`` calls.
+
+    Each burst starts after a pause: OpenBLAS, onnxruntime and our pool spin
+    their idle workers for a while after a call, which would steal the cores
+    from the next library timed.
+    """
     best = {name: float("inf") for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
+            time.sleep(SETTLE_S)
+            fn()
             for _ in range(per_round):
                 t0 = time.perf_counter()
                 fn()
@@ -107,7 +118,7 @@ def worker(threads: int, rounds: int, quick: bool) -> dict:
     ours, sess = _compile(model, threads), _ort(model, threads)
     err = float(np.abs(ours.run([a, b])[0] - a.astype(np.float64) @ b).max())
     times = _best({"numpy": lambda: a @ b, "ours": lambda: ours.run([a, b]),
-                   "onnxruntime": lambda: sess.run(None, {"a": a, "b": b})}, rounds, 3)
+                   "onnxruntime": lambda: sess.run(None, {"a": a, "b": b})}, rounds, 5)
     flops = 2.0 * m * n * k
     report["matmul_1024"] = {name: {"ms": t * 1e3, "gflops": flops / t / 1e9} for name, t in times.items()}
     report["matmul_1024"]["ratio_vs_numpy"] = times["numpy"] / times["ours"]
@@ -141,7 +152,7 @@ def worker(threads: int, rounds: int, quick: bool) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--quick", action="store_true", help="only the 1024^3 MatMul")
     ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
