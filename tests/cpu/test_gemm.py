@@ -146,6 +146,16 @@ def test_matmul_vector_dot_vector():
     np.testing.assert_allclose(cpu.run(inputs)["y"], inputs["a"] @ inputs["b"], rtol=RTOL, atol=1e-4)
 
 
+def test_without_schedule_pass():
+    """No schedule attribute: the kernel asks the analytical model itself."""
+    rng = np.random.default_rng(4)
+    inputs = {"a": rand(rng, 33, 300), "b": rand(rng, 300, 65)}
+    model = make_model([helper.make_node("MatMul", ["a", "b"], ["y"])], inputs, {}, ["y"])
+    cpu = compiler.compile(model, target="cpu", passes=FALLBACK_PIPELINE.replace("schedule,", ""))
+    want = inputs["a"].astype(np.float64) @ inputs["b"]
+    np.testing.assert_allclose(cpu.run(inputs)["y"], want, rtol=RTOL, atol=1e-4)
+
+
 # ------------------------------------------------------------------ epilogues
 def test_gemm_relu_fused():
     rng = np.random.default_rng(3)
@@ -180,6 +190,19 @@ def test_epilogue_with_two_outputs():
     nodes = [helper.make_node("MatMul", ["a", "b"], ["h"]),
              helper.make_node("Sigmoid", ["h"], ["y"])]
     check(nodes, {"a": rand(rng, 20, 130), "b": rand(rng, 130, 40)}, outputs=("h", "y"))
+
+
+def test_epilogue_changes_type():
+    """A Cast to float16 after the product: partial sums of the K blocks cannot live in the output."""
+    rng = np.random.default_rng(21)
+    nodes = [helper.make_node("MatMul", ["a", "b"], ["h"]),
+             helper.make_node("Cast", ["h"], ["y"], to=TensorProto.FLOAT16)]
+    model = make_model(nodes, {"a": rand(rng, 30, 900)}, {"b": rand(rng, 900, 50)}, ["y"])
+    inputs = {"a": rand(rng, 30, 900)}
+    got = compiler.compile(model, target="cpu", passes=PASSES).run(inputs)["y"]
+    want = compiler.compile(model, target="ref").run(inputs)["y"]
+    assert got.dtype == np.float16
+    np.testing.assert_allclose(got.astype(np.float32), want.astype(np.float32), rtol=2e-3, atol=2e-2)
 
 
 def test_epilogue_broadcast_along_rows():

@@ -3,10 +3,11 @@
 One generator, two kernel templates:
 
 * ``gemm_blocked`` (the general case): a BLIS/GotoBLAS-style blocked GEMM.
-  B is packed panel by panel (kc x nr) into a stack buffer, an mr x nr
-  register micro-kernel (nr = a few vectors, fma with broadcast A elements)
-  sweeps the rows, and tasks split N panels and M blocks.  Small M with B
-  contiguous along N reads B in place (no packing).
+  Per K block a task packs its rows of A, then B panel by panel (kc x nr),
+  into stack buffers; an mr x nr register micro-kernel (nr = a few vectors,
+  fma with broadcast A elements) sweeps the rows; tasks split M blocks and N
+  panels, shaped to pack the least.  Small M with B contiguous along N
+  reads both in place (no packing, B prefetched ahead).
 * ``gemm_dot``: few rows of A against B stored N x K (Gemm transB=1, the
   fully connected layers of VGG, AlexNet, ResNet), or a single column:
   dot products along K.  Batch-1 layers stream each B row once, every task a
@@ -18,9 +19,14 @@ epilogue (alpha/beta*C, then the group's elementwise ops) on the
 accumulators before the store.
 
 The tile sizes come from the Schedule (``passes.scheduling._gemm_candidates``:
-mr, nr, kc); ``gemm_blocked.refine`` adjusts them to the problem (M == 1
-gets 8 accumulator vectors; K blocks are evened out).  Only float32 operands
-are supported; other types are refused with the reason.
+mr, nr, kc; the analytical model when the schedule pass did not run);
+``gemm_blocked.refine`` adjusts them to the problem (mr re-scored to fill
+the registers, M == 1 gets 8 accumulator vectors, K blocks are evened out).
+float32 and float64 operands are supported (a vector holds half as many
+doubles); other types are refused with the reason.
+
+Stack use: a task of the blocked kernel allocates at most APACK_BYTES +
+BPACK_BYTES + SCRATCH_BYTES (320 KB) on its thread's stack.
 """
 
 from __future__ import annotations

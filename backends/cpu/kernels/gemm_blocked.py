@@ -49,6 +49,7 @@ from .gemm_problem import Epilogue, GemmProblem, batch_offsets
 
 UNROLL = 4
 APACK_BYTES = 128 * 1024     # packed A block of one task (rows x kc)
+BPACK_BYTES = 64 * 1024      # packed B panel (kc x nr): bounds kc
 SCRATCH_BYTES = 128 * 1024   # partial-sum block when the output cannot hold them
 PREFETCH_ROWS = 8           # direct path: rows of B fetched ahead of use
 DIRECT_MAX_M = 8             # at most this many rows (and B contiguous along N): no packing
@@ -112,7 +113,7 @@ def refine(p: GemmProblem, params: dict[str, int], f32_lanes: int, lanes: int, r
             return min(1.0, intensity / 2.4) / waste
         mr = max(range(1, max_mr + 1), key=lambda r: (score(r), -r))
     mr = max(1, min(mr, p.m))
-    kc = max(UNROLL, params.get("kc", 128))
+    kc = max(UNROLL, min(params.get("kc", 128), BPACK_BYTES // (p.itemsize * nv * lanes)))
     if kc >= p.k:
         return mr, nv, p.k
     blocks = math.ceil(p.k / kc)
