@@ -146,6 +146,19 @@ def test_matmul_vector_dot_vector():
     np.testing.assert_allclose(cpu.run(inputs)["y"], inputs["a"] @ inputs["b"], rtol=RTOL, atol=1e-4)
 
 
+@pytest.mark.parametrize("m,k,n", [(5, 0, 7), (0, 4, 7), (5, 4, 0)])
+def test_empty_dimensions(m, k, n):
+    """K == 0 stores beta*C; an empty result compiles to a kernel doing nothing.  (The schedule
+    pass's gemm model divides by M and N, so the empty results compile without it.)"""
+    rng = np.random.default_rng(8)
+    inputs = {"a": rand(rng, m, k), "b": rand(rng, k, n)}
+    c = rand(rng, n)
+    model = make_model([helper.make_node("Gemm", ["a", "b", "c"], ["y"], beta=2.0)], inputs, {"c": c}, ["y"])
+    passes = PASSES if m * n else FALLBACK_PIPELINE.replace("schedule,", "")
+    got = compiler.compile(model, target="cpu", passes=passes).run(inputs)["y"]
+    np.testing.assert_allclose(got, inputs["a"] @ inputs["b"] + 2.0 * c, rtol=RTOL, atol=ATOL)
+
+
 def test_without_schedule_pass():
     """No schedule attribute: the kernel asks the analytical model itself."""
     rng = np.random.default_rng(4)

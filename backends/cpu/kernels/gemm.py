@@ -37,7 +37,7 @@ from ir.graph import Node
 from passes.scheduling import anchor_of, model_schedule
 
 from ..codegen import KernelBuilder
-from . import Kernel, generator
+from . import Kernel, generator, label_of
 from .gemm_blocked import emit_blocked
 from .gemm_dot import dot_applies, emit_dot
 from .gemm_problem import make_problem, problem_support
@@ -50,7 +50,11 @@ def support(node: Node) -> Optional[str]:
 @generator("gemm", supports=support)
 def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
     p = make_problem(anchor_of(node))
-    if dot_applies(p):
+    if p.batch_count * p.m * p.n == 0:  # an empty result: nothing to compute
+        tf = kb.task_function(f"gemm_{node.outputs[0].name}")
+        tf.builder.ret_void()
+        return Kernel(tf.fn.name, 1, tf.buffers, label_of(node))
+    if p.k == 0 or dot_applies(p):  # (K == 0: the dot kernel's loop is empty, the epilogue stores beta*C)
         return emit_dot(kb, node, p)
     if schedule is None or schedule.kind != "gemm":
         schedule = model_schedule(node, kb.target)
