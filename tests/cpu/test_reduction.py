@@ -94,7 +94,7 @@ def reduce_model(op: str, shape, axes: Optional[list], keepdims: int, dtype=T.FL
 
 # ------------------------------------------------------------- Reduce*
 REDUCE_CASES = [((2, 5, 7), [1]), ((3, 40), [-1]), ((4, 33, 19), [0, 2]), ((3, 40), [0]),
-                ((2, 3, 5, 17), [2, 3]), ((2, 3, 5, 17), None), ((1, 4, 5, 5, 16), [2, 3])]
+                ((2, 3, 5, 17), [2, 3]), ((2, 3, 5, 17), None), ((1, 4, 5, 5, 16), [2, 3]), ((5, 150), [0])]
 REDUCE_OPS = ["ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
               "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare"]
 
@@ -185,7 +185,7 @@ def test_argmax_nan_and_ints():
 
 # ------------------------------------------------------- softmax family
 SOFTMAX_CASES = [((2, 5, 7), 1), ((3, 40), -1), ((3, 40), 0), ((2, 33, 18), 1), ((2, 3, 17, 5), 1),
-                 ((1, 1000), 1), ((2, 70, 3), -2)]
+                 ((1, 1000), 1), ((2, 70, 3), -2), ((3, 150), 0)]
 
 
 @pytest.mark.parametrize("op", ["Softmax", "LogSoftmax", "Hardmax"])
@@ -256,11 +256,31 @@ def test_lp_normalization(shape, axis, p):
     check(make_model([node], {"x": (shape, T.FLOAT)}, {"y": T.FLOAT}), {"x": x})
 
 
+@pytest.mark.parametrize("shape,axes", [((2, 3, 5, 7), [0, 2, 3]), ((3, 40), [1]), ((2, 33, 18), [0, 1])])
+def test_mean_variance_normalization(shape, axes):
+    node = oh.make_node("MeanVarianceNormalization", ["x"], ["y"], axes=axes)
+    check(make_model([node], {"x": (shape, T.FLOAT)}, {"y": T.FLOAT}), {"x": rand(np.random.default_rng(18), shape)},
+          atol=1e-4)
+
+
+@pytest.mark.parametrize("shape,axis", [((2, 5, 7), -1), ((3, 40), 0), ((2, 6, 64), 1)])
+def test_rms_normalization(shape, axis):
+    rng = np.random.default_rng(19)
+    node = oh.make_node("RMSNormalization", ["x", "s"], ["y"], axis=axis)
+    g = oh.make_graph([node], "g", [oh.make_tensor_value_info("x", T.FLOAT, list(shape))],
+                      [oh.make_tensor_value_info("y", T.FLOAT, None)], [const("s", rand(rng, shape[-1:]))])
+    model = oh.make_model(g, opset_imports=[oh.make_opsetid("", 23)])
+    check(model, {"x": rand(rng, shape)})
+
+
 @pytest.mark.parametrize("shape,axis", [((2, 5, 7), 1), ((3, 40), -1), ((3, 40), 0)])
 @pytest.mark.parametrize("exclusive,reverse", [(0, 0), (1, 0), (0, 1), (1, 1)])
-def test_cumsum(shape, axis, exclusive, reverse):
+@pytest.mark.parametrize("op", ["CumSum", "CumProd"])
+def test_cumulative(op, shape, axis, exclusive, reverse):
     x = rand(np.random.default_rng(14), shape)
-    node = oh.make_node("CumSum", ["x", "ax"], ["y"], exclusive=exclusive, reverse=reverse)
+    if op == "CumProd":
+        x = (1 + 0.05 * x).astype(np.float32)
+    node = oh.make_node(op, ["x", "ax"], ["y"], exclusive=exclusive, reverse=reverse)
     model = make_model([node], {"x": (shape, T.FLOAT)}, {"y": T.FLOAT}, [oh.make_tensor("ax", T.INT64, [], [axis])])
     check(model, {"x": x})
 
@@ -325,6 +345,12 @@ def test_fused_injective_prologue_and_int_epilogue():
     model = make_model(nodes, {"x": ((20, 30), T.FLOAT)}, {"y": T.FLOAT},
                        [oh.make_tensor("axes", T.INT64, [1], [1])])
     fused_check(model, {"x": rand(rng, (20, 30))})
+    # A Transpose in the prologue: H, W must not be walked as one flat axis.
+    nodes = [oh.make_node("Exp", ["x"], ["e"]), oh.make_node("Transpose", ["e"], ["t"], perm=[0, 1, 3, 2]),
+             oh.make_node("ReduceMax", ["t", "axes"], ["y"], keepdims=1)]
+    model = make_model(nodes, {"x": ((2, 5, 4, 4), T.FLOAT)}, {"y": T.FLOAT},
+                       [oh.make_tensor("axes", T.INT64, [2], [2, 3])])
+    fused_check(model, {"x": rand(rng, (2, 5, 4, 4))})
     nodes = [oh.make_node("ArgMax", ["x"], ["a"], axis=1), oh.make_node("Cast", ["a"], ["y"], to=T.FLOAT)]
     fused_check(make_model(nodes, {"x": ((3, 40), T.FLOAT)}, {"y": T.FLOAT}), {"x": rand(rng, (3, 40))})
 

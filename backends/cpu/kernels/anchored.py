@@ -79,7 +79,7 @@ def fused_support(node: Node, anchor_ops: frozenset) -> Optional[str]:
     """Checks shared by every reduction/pool kernel: the group's shape, ops, dtypes and shapes."""
     a = Anchored.of(node)
     if a.anchor.domain != "" or a.anchor.op not in anchor_ops:
-        return f"{a.anchor.qualified_op} is not an op these kernels generate"
+        return f"no cpu kernel for {a.anchor.qualified_op}"
     after = a.downstream()
     for n in a.members:
         if n is a.anchor:

@@ -1,4 +1,4 @@
-"""LRN (local response normalization across channels) and CumSum kernels.
+"""LRN (local response normalization across channels), CumSum and CumProd kernels.
 
 LRN, NCHW (AlexNet, ZFNet, Inception-v1)::
 
@@ -11,7 +11,7 @@ a sum of squares, and the power computed with square roots for the usual
 beta = 0.75 (``t^0.75 = sqrt(t) * sqrt(sqrt(t))``) or 0.5, ``llvm.pow``
 otherwise.
 
-CumSum runs along its axis with a running sum per row, in the order the
+CumSum (CumProd) runs along its axis with a running sum (product) per row, in the order the
 ``reverse`` attribute asks, vectorized across the last axis when the scan
 axis is another one (``rows.RowSpace`` in ``inner`` mode).
 """
@@ -31,11 +31,11 @@ from ..codegen import KernelBuilder, const_int, for_range, task_range
 from ..evaluator import shape_of
 from ..expr import compute_type, constant
 from . import Kernel, label_of
-from .anchored import Anchored, Epilogue, collapsible, fused_support, path_values, task_count
+from .anchored import Anchored, Epilogue, collapsible, fused_support, has_injective, path_values, task_count
 from .rows import Row, RowSpace
 from .vecmath import Var, combine, const_like, like
 
-LRN_OPS = frozenset({"LRN", "CumSum"})
+LRN_OPS = frozenset({"LRN", "CumSum", "CumProd"})
 _FLOATS = {DType.F32, DType.F64, DType.F16}
 _NUMERIC = _FLOATS | {DType.I32, DType.I64, DType.U32, DType.U64}
 
@@ -53,9 +53,9 @@ def support(node: Node) -> Optional[str]:
             return "LRN needs an input with spatial axes (N, C, D1, ...)"
         return None
     if dtype not in _NUMERIC:
-        return f"CumSum on {dtype.short} is not supported by the cpu target"
+        return f"{anchor.op} on {dtype.short} is not supported by the cpu target"
     if anchor.inputs[1].const is None:
-        return "CumSum with a run-time axis (specialize first)"
+        return f"{anchor.op} with a run-time axis (specialize first)"
     return None
 
 
@@ -77,7 +77,8 @@ def _emit_lrn(kb: KernelBuilder, node: Node) -> Kernel:
     lanes = kb.lanes
     # Walk the spatial axes as one when every tensor allows it, else only the last one is vectorized.
     values = path_values([anchor.inputs[0]], a.members) + ep.epilogue_values(ep.direct) + [a.result]
-    flat = len(xs) == 3 or (collapsible(values, xs, range(2, len(xs))) and not ep.expanded)
+    flat = len(xs) == 3 or (collapsible(values, xs, range(2, len(xs))) and not ep.expanded
+                            and not has_injective(values, a.members))
     inner_n = spatial if flat else xs[-1]
     outer_spatial = () if flat else xs[2:-1]
     vec = inner_n >= lanes and ep.input_vector_ok()
@@ -156,20 +157,21 @@ def _emit_cumsum(kb: KernelBuilder, node: Node) -> Kernel:
     dtype = anchor.inputs[0].type.dtype
     ct = compute_type(dtype)
     exclusive, reverse = bool(anchor.attr("exclusive")), bool(anchor.attr("reverse"))
+    kind = "add" if anchor.op == "CumSum" else "mul"
 
     def row(r: Row) -> None:
         b = r.b
         ty = ir.VectorType(ct, r.lanes) if r.vector else ct
         acc = Var(rs.tf, ty, "running")
-        acc.set(const_like(ty, 0))
+        acc.set(const_like(ty, 0 if kind == "add" else 1))
 
         def step(idx, vector, pos):
             v = r.input(idx, vector)
             if exclusive:
                 r.store(idx, acc.get(), vector)
-                acc.set(combine(kb, b, "add", acc.get(), v))
+                acc.set(combine(kb, b, kind, acc.get(), v))
             else:
-                acc.set(combine(kb, b, "add", acc.get(), v))
+                acc.set(combine(kb, b, kind, acc.get(), v))
                 r.store(idx, acc.get(), vector)
 
         r.each(step, reverse=reverse, vectorize=False)

@@ -1,5 +1,5 @@
 """Row-normalizing kernels: Softmax, LogSoftmax, Hardmax, LayerNormalization,
-InstanceNormalization, LpNormalization.
+RMSNormalization, InstanceNormalization, LpNormalization, MeanVarianceNormalization.
 
 Each output element depends on its input element and a few statistics of
 its *row* (the softmax axis, the normalized trailing axes, the spatial axes
@@ -35,8 +35,8 @@ from .anchored import Anchored, Epilogue, fused_support
 from .rows import Row, RowSpace, Stat
 from .vecmath import like, vexp
 
-NORMALIZE_OPS = frozenset({"Softmax", "LogSoftmax", "Hardmax", "LayerNormalization",
-                           "InstanceNormalization", "LpNormalization"})
+NORMALIZE_OPS = frozenset({"Softmax", "LogSoftmax", "Hardmax", "LayerNormalization", "RMSNormalization",
+                           "InstanceNormalization", "LpNormalization", "MeanVarianceNormalization"})
 _FLOATS = {DType.F32, DType.F64, DType.F16}
 
 
@@ -48,6 +48,8 @@ def support(node: Node) -> Optional[str]:
     dtype = anchor.inputs[0].type.dtype
     if dtype not in _FLOATS:
         return f"{anchor.op} on {dtype.short} is not supported by the cpu target"
+    if anchor.op == "RMSNormalization" and anchor.inputs[1].type.dtype != dtype:
+        return "RMSNormalization with a scale of another element type than X"
     if anchor.op == "LayerNormalization":
         if len(anchor.outputs) > 1 and node is not anchor:
             return "LayerNormalization with Mean/InvStdDev outputs inside a fused group"
@@ -61,8 +63,10 @@ def _row_axes(anchor: Node, rank: int) -> list[int]:
     op = anchor.op
     if op == "InstanceNormalization":
         return list(range(2, rank))
+    if op == "MeanVarianceNormalization":
+        return sorted({a % rank for a in anchor.attr("axes")})
     axis = anchor.attr("axis") % rank
-    if op == "LayerNormalization":
+    if op in ("LayerNormalization", "RMSNormalization"):
         return list(range(axis, rank))
     return [axis]
 
@@ -75,7 +79,8 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
     axes = _row_axes(anchor, rank)
     tf = kb.task_function(f"k_{node.outputs[0].name}")
     ep = Epilogue(kb, tf, a, kb.lanes)
-    operands = [v for v in anchor.inputs[1:3] if v is not None] if anchor.op == "LayerNormalization" else []
+    operands = [v for v in anchor.inputs[1:3] if v is not None] \
+        if anchor.op in ("LayerNormalization", "RMSNormalization") else []
     rs = RowSpace(kb, tf, ep, xs, axes, lambda ax: ax, x_operands=operands)
     ct = compute_type(anchor.inputs[0].type.dtype)
     count = 1
@@ -83,7 +88,8 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
         count *= xs[ax]
     builders = {"Softmax": _softmax_row, "LogSoftmax": _softmax_row, "Hardmax": _hardmax_row,
                 "LayerNormalization": _layernorm_row, "InstanceNormalization": _instnorm_row,
-                "LpNormalization": _lpnorm_row}
+                "LpNormalization": _lpnorm_row, "RMSNormalization": _rmsnorm_row,
+                "MeanVarianceNormalization": _mvn_row}
     rs.run(builders[anchor.op](anchor, ct, count, xs))
     tf.builder.ret_void()
     return Kernel(tf.fn.name, rs.n_tasks, tf.buffers, label_of(node))
@@ -247,6 +253,57 @@ def _instnorm_row(anchor: Node, ct: ir.Type, count: int, xs: tuple):
         def write(idx, vector, pos):
             y = b.fmul(b.fsub(r.input(idx, vector), like(b, mean, vector, lanes)), like(b, gain, vector, lanes))
             r.store(idx, b.fadd(y, like(b, h, vector, lanes)), vector)
+
+        r.each(write)
+
+    return row
+
+
+def _rmsnorm_row(anchor: Node, ct: ir.Type, count: int, xs: tuple):
+    """x / sqrt(mean(x^2) + eps) * scale."""
+    eps = float(anchor.attr("epsilon"))
+    scale = anchor.inputs[1]
+
+    def row(r: Row) -> None:
+        b, kb, lanes = r.b, r.kb, r.lanes
+        ep = r.s.ep
+
+        def squares(idx, vector, pos):
+            v = r.input(idx, vector)
+            return [b.fmul(v, v)]
+
+        (ss,) = r.fold([Stat("add", ct)], squares)
+        ms = b.fadd(b.fdiv(ss, constant(ss, float(count))), constant(ss, eps))
+        rms = b.call(kb.intrinsic("sqrt", ms.type), [ms])
+
+        def write(idx, vector, pos):
+            y = b.fdiv(r.input(idx, vector), like(b, rms, vector, lanes))
+            r.store(idx, b.fmul(y, ep.operand(scale, idx, xs, vector)), vector)
+
+        r.each(write)
+
+    return row
+
+
+def _mvn_row(anchor: Node, ct: ir.Type, count: int, xs: tuple):
+    """(x - mean) / (sqrt(E[x^2] - mean^2) + 1e-9), the moments from one pass as the reference."""
+
+    def row(r: Row) -> None:
+        b, kb, lanes = r.b, r.kb, r.lanes
+
+        def moments(idx, vector, pos):
+            v = r.input(idx, vector)
+            return [v, b.fmul(v, v)]
+
+        total, squares = r.fold([Stat("add", ct), Stat("add", ct)], moments)
+        n = constant(total, float(count))
+        mean = b.fdiv(total, n)
+        var = b.fsub(b.fdiv(squares, n), b.fmul(mean, mean))
+        den = b.fadd(b.call(kb.intrinsic("sqrt", var.type), [var]), constant(var, 1e-9))
+
+        def write(idx, vector, pos):
+            d = b.fsub(r.input(idx, vector), like(b, mean, vector, lanes))
+            r.store(idx, b.fdiv(d, like(b, den, vector, lanes)), vector)
 
         r.each(write)
 

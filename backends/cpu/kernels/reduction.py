@@ -2,7 +2,9 @@
 
 Every kernel of the ``reduction`` kind starts here: window pools (LpPool)
 go to ``pool``, the softmax family and the normalizations to
-``normalize``, LRN and CumSum to ``lrn``; the plain reductions are below.
+``normalize``, LRN, CumSum and CumProd to ``lrn``; the plain reductions
+are below.  The shared machinery: ``anchored`` (prologue/epilogue around
+the anchor op), ``rows`` (loop nests), ``vecmath`` (folds, exp).
 
 A reduction is ``post(fold(pre(x)))`` over its axes for each kept index
 (``pre`` = x*x for ReduceSumSquare, ``post`` = sqrt for ReduceL2...),

@@ -10,11 +10,13 @@ loop of 49, a softmax over axis 1 of ``[N, C, H, W]`` vectorizes along
 
 Three loop shapes, decided once per kernel:
 
-* ``inner``: the last axis group is kept.  Each task walks its share of
-  the other kept indices; the last group goes ``lanes`` at a time, every
-  fold runs on whole vectors (one result per lane, no horizontal step),
-  and a scalar loop finishes the tail.  The blocked ``[N, C/16, H, W, 16]``
-  ReduceMean over H, W is this shape.
+* ``inner``: the last axis group is kept.  It is cut into blocks of
+  ``WIDE_VECTORS * lanes`` (one wide IR vector that LLVM splits into
+  registers: that many independent folds, fewer passes down strided
+  columns); tasks share the (other kept index, block) pairs.  The last,
+  partial block goes ``lanes`` at a time, then a scalar tail.  Every fold
+  runs on whole vectors (one result per lane, no horizontal step).  The
+  blocked ``[N, C/16, H, W, 16]`` ReduceMean over H, W is this shape.
 * ``reduce``: the last axis group is reduced: folds run ``lanes`` at a
   time with ``UNROLL`` independent vector accumulators (latency hiding,
   and shorter summation chains), then one horizontal step and a scalar
@@ -39,7 +41,7 @@ from ir.graph import Value
 
 from ..codegen import I64, KernelBuilder, TaskFunction, const_int, for_range, splat, task_range
 from ..evaluator import shape_of
-from .anchored import Epilogue, collapsible, path_values, task_count
+from .anchored import Epilogue, collapsible, has_injective, path_values, task_count
 from .vecmath import Var, combine, const_like, horizontal, identity
 
 UNROLL = 4          # independent accumulators of a vectorized fold
@@ -78,8 +80,11 @@ class RowSpace:
         self.kept_groups = [g for g in self.groups if g[0] not in self.reduced]
         self.outer_groups = self.kept_groups[:-1] if self.mode == "inner" else self.kept_groups
         outer = math.prod(self.extent(g) for g in self.outer_groups) if self.outer_groups else 1
+        # inner mode: the last group splits into blocks of WIDE_VECTORS registers, tasks share them too
+        self.block = WIDE_VECTORS * self.lanes
+        self.blocks = -(-self.extent(self.kept_groups[-1]) // self.block) if self.mode == "inner" else 1
         self.outer = outer
-        self.n_tasks = task_count(math.prod(self.x_shape) if self.x_shape else 1, outer, MIN_TASK)
+        self.n_tasks = task_count(math.prod(self.x_shape) if self.x_shape else 1, outer * self.blocks, MIN_TASK)
 
     # ------------------------------------------------------------ axis groups
     def extent(self, g: tuple[int, ...]) -> int:
@@ -95,9 +100,11 @@ class RowSpace:
                 runs[-1].append(ax)
             else:
                 runs.append([ax])
+        # Index-mapping ops (a Transpose in the prologue) need every index where it belongs.
+        flat_ok = not has_injective(x_side, a.members)
         groups: list[tuple[int, ...]] = []
         for run in runs:
-            if len(run) > 1 and self._run_ok(run, x_side):
+            if len(run) > 1 and flat_ok and self._run_ok(run, x_side):
                 groups.append(tuple(run))
             else:
                 groups.extend((ax,) for ax in run)
@@ -126,8 +133,11 @@ class RowSpace:
     def run(self, row_fn: Callable[["Row"], None]) -> None:
         """Emit the outer loops (this task's share) and call ``row_fn`` for each row."""
         b = self.b
-        start, stop = task_range(b, self.tf.task, self.n_tasks, self.outer)
+        start, stop = task_range(b, self.tf.task, self.n_tasks, self.outer * self.blocks)
         with for_range(b, start, stop, name="outer") as flat:
+            block = None
+            if self.blocks > 1:
+                block, flat = b.srem(flat, const_int(self.blocks)), b.sdiv(flat, const_int(self.blocks))
             vals: dict[tuple, ir.Value] = {}
             rem = flat
             for g in reversed(self.outer_groups):
@@ -135,32 +145,52 @@ class RowSpace:
                 vals[g] = b.srem(rem, const_int(n)) if g is not self.outer_groups[0] else rem
                 rem = b.sdiv(rem, const_int(n))
             if self.mode == "inner":
-                self._columns(row_fn, vals)
+                self._columns(row_fn, vals, block)
             else:
                 row_fn(Row(self, vals, False, self.lanes))
         self.ep.forget()
 
-    def _columns(self, row_fn: Callable[["Row"], None], vals: dict) -> None:
-        """``inner`` mode: the last (kept) group in chunks of WIDE_VECTORS registers, then of one,
-        then one element at a time.  A chunk of several registers is one wide IR vector that LLVM
-        splits: independent folds in flight, and fewer passes over strided rows."""
+    def _columns(self, row_fn: Callable[["Row"], None], vals: dict, block: Optional[ir.Value]) -> None:
+        """``inner`` mode, one block of the last (kept) group: one chunk of WIDE_VECTORS registers
+        (a wide IR vector LLVM splits: independent folds in flight, fewer passes down strided
+        columns), or for the last, partial block, single registers then scalars."""
         b, ep = self.b, self.ep
         g = self.kept_groups[-1]
-        n = self.extent(g)
-        pos = 0
-        for width in (WIDE_VECTORS * self.lanes, self.lanes):
-            stop = pos + (n - pos) // width * width
-            if stop > pos:
-                ep.set_lanes(width)
-                with for_range(b, pos, stop, width, name="col") as col:
-                    row_fn(Row(self, {**vals, g: col}, True, width))
+        n, width = self.extent(g), self.block
+        whole = n // width
+        rest = n - whole * width
+
+        def wide() -> None:
+            ep.set_lanes(width)
+            col = b.mul(block, const_int(width)) if block is not None else const_int(0)
+            row_fn(Row(self, {**vals, g: col}, True, width))
+            ep.set_lanes(self.lanes)
+
+        def partial() -> None:
+            pos = whole * width
+            full = pos + rest // self.lanes * self.lanes
+            if full > pos:
+                with for_range(b, pos, full, self.lanes, name="col") as col:
+                    row_fn(Row(self, {**vals, g: col}, True, self.lanes))
                 ep.forget()
-                pos = stop
-        ep.set_lanes(self.lanes)
-        if pos < n:
-            with for_range(b, pos, n, name="coltail") as col:
-                row_fn(Row(self, {**vals, g: col}, False, self.lanes))
-            ep.forget()
+            if full < n:
+                with for_range(b, full, n, name="coltail") as col:
+                    row_fn(Row(self, {**vals, g: col}, False, self.lanes))
+                ep.forget()
+
+        if not rest:
+            wide()
+        elif not whole:
+            partial()
+        else:
+            with b.if_else(b.icmp_signed("<", block, const_int(whole))) as (then, otherwise):
+                with then:
+                    wide()
+                    ep.forget()
+                with otherwise:
+                    partial()
+                    ep.forget()
+        ep.forget()
 
     def x_index(self, vals: dict) -> list[ir.Value]:
         idx: list[ir.Value] = []
@@ -212,7 +242,8 @@ class Row:
         step = s.lanes if reduce_vec else 1
         vec = reduce_vec or self.vector
         full = n // step * step
-        u = UNROLL if s.unroll and full >= 2 * UNROLL * step else 1
+        # Several accumulators per stat, unless the row's vectors already span several registers.
+        u = UNROLL if s.unroll and full >= 2 * UNROLL * step and self.lanes == s.lanes else 1
         main = full // (u * step) * (u * step)
 
         def vty(st: Stat) -> ir.Type:

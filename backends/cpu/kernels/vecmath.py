@@ -172,10 +172,13 @@ def vexp(kb: KernelBuilder, b: ir.IRBuilder, x: ir.Value) -> ir.Value:
     for coef in _EXP_POLY[1:]:
         p = fma(p, r, c(coef))
     y = b.fadd(fma(p, b.fmul(r, r), r), c(1.0))
+    count = x.type.count if isinstance(x.type, ir.VectorType) else 1
+    if kb.target.isa == "avx512" and count % 16 == 0:
+        return _scalef(kb, b, y, fx)
     safe = b.select(b.fcmp_unordered("uno", fx, fx), c(0.0), fx)  # NaN lanes: n = 0, no poison
-    ity = ir.VectorType(I32, x.type.count) if isinstance(x.type, ir.VectorType) else I32
+    ity = ir.VectorType(I32, count) if count > 1 else I32
     n = b.fptosi(safe, ity)
-    if kb.target.isa == "avx512":  # vscalefps: y * 2^n with correct overflow and denormals
+    if kb.target.isa == "avx512":  # vscalefss: y * 2^n with correct overflow and denormals
         fn = kb.declare(f"llvm.ldexp.{type_suffix(x.type)}.{type_suffix(ity)}", x.type, [x.type, ity])
         return b.call(fn, [y, n])
     # y * 2^n as y * 2^(n/2) * 2^(n - n/2): both factors are normal floats for n in [-152, 128],
@@ -185,6 +188,26 @@ def vexp(kb: KernelBuilder, b: ir.IRBuilder, x: ir.Value) -> ir.Value:
         bits = b.shl(b.add(part, const_like(ity, 127)), const_like(ity, 23))
         y = b.fmul(y, b.bitcast(bits, x.type))
     return y
+
+
+def _scalef(kb: KernelBuilder, b: ir.IRBuilder, y: ir.Value, n: ir.Value) -> ir.Value:
+    """y * 2^n (n integral floats; NaN gives NaN) with vscalefps, 16 lanes at a time."""
+    v16 = ir.VectorType(F32, 16)
+    fn = kb.declare("llvm.x86.avx512.mask.scalef.ps.512", v16, [v16, v16, v16, ir.IntType(16), I32])
+    count = y.type.count
+    if count == 16:
+        return b.call(fn, [y, n, ir.Constant(v16, ir.Undefined), ir.Constant(ir.IntType(16), -1),
+                           const_int(4, I32)])
+    undef = ir.Constant(y.type, ir.Undefined)
+    parts = []
+    for k in range(0, count, 16):
+        pick = ir.Constant(ir.VectorType(I32, 16), list(range(k, k + 16)))
+        parts.append(_scalef(kb, b, b.shuffle_vector(y, undef, pick), b.shuffle_vector(n, undef, pick)))
+    while len(parts) > 1:
+        m = parts[0].type.count
+        join = ir.Constant(ir.VectorType(I32, 2 * m), list(range(2 * m)))
+        parts = [b.shuffle_vector(parts[k], parts[k + 1], join) for k in range(0, len(parts), 2)]
+    return parts[0]
 
 
 def is_signed_dtype(dtype) -> bool:
