@@ -86,7 +86,7 @@ def fused_support(node: Node, anchor_ops: frozenset) -> Optional[str]:
             continue
         if n.op == "Fused":
             return "nested fused groups"
-        injective = n.op in INJECTIVE_OPS or n.domain == "nnc"
+        injective = (n.op in INJECTIVE_OPS and n.op != "Identity") or n.domain == "nnc"
         if injective and id(n) in after:
             return f"{n.qualified_op} after a {a.anchor.op} in one fused kernel"
         why = injective_support(n) if injective else elementwise_support(n)
