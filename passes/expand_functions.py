@@ -153,8 +153,12 @@ def expand_functions(graph: Graph, ctx: PassContext, *, max_rounds: int = 4) -> 
                 continue
             try:
                 body = expansion_graph(node, fn)
+                from .fold_constants import fold_constants
+                fold_constants(body, PassContext())
             except CompilerError:
                 continue  # the body uses something we cannot import: leave the node to be reported
+            if not all(backend.supports(n).ok or function_body(n) is not None for n in body.nodes):
+                continue  # no better off: keep the node, so the error names the op the user wrote
             reason = backend.supports(node).reason
             label = node.describe()
             created = splice(graph, node, body)

@@ -96,18 +96,18 @@ def _dataflow(graph: Graph) -> nx.DiGraph:
 
 
 def _between(flow: nx.DiGraph, src: int, dst: int, kinds: dict[int, str], limit: int) -> Optional[set]:
-    """The nodes on paths src -> dst (both included) if each after src has kind rank <= limit.
+    """The nodes on paths src -> dst (both included) if each strictly between has kind rank <= limit.
 
     ``dst`` post-dominates ``src``, so every node reachable from ``src``
     without passing ``dst`` lies on such a path; a path that reaches the
     graph's end first, or a node of a heavier kind, makes fusion illegal.
     """
     stack, seen = [src], {src, dst}
-    if RANK[kinds[dst]] > limit:
-        return None
     while stack:
         k = stack.pop()
         for nxt in flow.successors(k):
+            if nxt == dst:
+                continue  # the post-dominator's own kind is checked by the caller's rule
             if nxt == _SINK or RANK[kinds[nxt]] > limit:
                 return None
             if nxt not in seen:

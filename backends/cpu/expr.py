@@ -156,15 +156,23 @@ def _nan_of(b: ir.IRBuilder, y: ir.Value, result: ir.Value) -> ir.Value:
     return b.select(b.fcmp_unordered("uno", y, y), y, result)
 
 
+def exp(kb: KernelBuilder, b: ir.IRBuilder, x: ir.Value) -> ir.Value:
+    """e**x: vectorized polynomial for f32 vectors (libm's expf would run lane by lane)."""
+    if isinstance(x.type, ir.VectorType) and isinstance(x.type.element, ir.FloatType):
+        from .kernels.vecmath import vexp
+        return vexp(kb, b, x)
+    return intrinsic(kb, b, "exp", x)
+
+
 def sigmoid(kb: KernelBuilder, b: ir.IRBuilder, x: ir.Value) -> ir.Value:
     one = constant(x, 1.0)
-    return b.fdiv(one, b.fadd(one, intrinsic(kb, b, "exp", b.fsub(constant(x, 0.0), x))))
+    return b.fdiv(one, b.fadd(one, exp(kb, b, b.fsub(constant(x, 0.0), x))))
 
 
 def softplus(kb: KernelBuilder, b: ir.IRBuilder, x: ir.Value) -> ir.Value:
     # log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)), stable for large |x|.
     ax = intrinsic(kb, b, "fabs", x)
-    e = intrinsic(kb, b, "exp", b.fsub(constant(x, 0.0), ax))
+    e = exp(kb, b, b.fsub(constant(x, 0.0), ax))
     return b.fadd(fmax(b, x, constant(x, 0.0)), libm(kb, b, "log1p", e))
 
 
@@ -382,13 +390,18 @@ def _(kb, b, node, xs):
     return b.fmul(b.fmul(half, x), b.fadd(constant(x, 1.0), erf))
 
 
+@_op("Exp")
+def _(kb, b, node, xs):
+    return exp(kb, b, xs[0])
+
+
 @_op("Reciprocal")
 def _(kb, b, node, xs):
     return b.fdiv(constant(xs[0], 1.0), xs[0])
 
 
 for _name, _intr in _INTRINSIC.items():
-    if _name != "Abs":
+    if _name not in ("Abs", "Exp"):
         _OPS[_name] = (lambda intr: lambda kb, b, node, xs: intrinsic(kb, b, intr, xs[0]))(_intr)
 for _name in ("Tanh", "Erf", "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh"):
     _OPS[_name] = (lambda n: lambda kb, b, node, xs: libm(kb, b, n, xs[0]))(_name)
