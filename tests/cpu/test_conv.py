@@ -108,8 +108,10 @@ def conv_relu(x_shape, cout, kernel, kind, group=1, **attrs):
     ((2, 24, 9, 10), 16, 3, dict(pads=[1, 1, 1, 1])),                        # Cin padded to the block, batch 2
     ((1, 16, 5, 5), 48, 5, dict(pads=[2, 2, 2, 2])),                         # row narrower than a tile
     ((1, 16, 40, 3), 16, 3, dict(pads=[1, 1, 1, 1], strides=[1, 2])),        # tall and thin
+    ((1, 512, 13, 13), 32, 1, {}),                    # 1x1 in input-channel chunks, flat row with a tail
+    ((1, 256, 6, 6), 128, 3, dict(pads=[1, 1, 1, 1])),  # weights beyond L2/4: oc groups outermost
 ], ids=["3x3", "3x3s2-odd", "1x1", "1x1s2", "7x7s2-rgb", "dilated", "asym-pads", "cin24-batch2", "narrow",
-        "thin-stride-w"])
+        "thin-stride-w", "1x1-chunked", "big-weights"])
 def test_conv_nchwc(x_shape, cout, k, attrs):
     conv_relu(x_shape, cout, (k, k), "conv2d_nchwc", **attrs)
 
@@ -185,8 +187,10 @@ def test_dwconv_residual():
     ((1, 5, 9, 40), 7, (3, 3), 1, dict(auto_pad="SAME_UPPER", strides=[1, 3])),  # auto_pad, stride 3
     ((1, 3, 20, 37), 24, (3, 3), 1, dict(auto_pad="SAME_LOWER", strides=[2, 2])),
     ((1, 8, 6, 6), 20, (2, 2), 1, dict(auto_pad="VALID")),
+    ((1, 3, 6, 300), 10, (3, 3), 1, dict(pads=[1, 1, 1, 1], strides=[2, 2])),  # stride-2 interior tiles
+    ((1, 2, 5, 400), 6, (3, 3), 1, dict(strides=[1, 3])),                     # stride-3 interior tiles
 ], ids=["1x1-1000", "grouped", "grouped-1x1", "s2-asym", "1d", "3d", "same-upper-s3", "same-lower-s2",
-        "valid"])
+        "valid", "s2-wide", "s3-wide"])
 def test_conv_nchw(x_shape, cout, kernel, group, attrs):
     conv_relu(x_shape, cout, kernel, "conv2d", group=group, **attrs)
 

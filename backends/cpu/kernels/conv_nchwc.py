@@ -46,14 +46,14 @@ from ir.dtypes import DType
 from ir.graph import Node
 from passes.scheduling import anchor_of, model_schedule
 
-from ..codegen import F32, KernelBuilder, const_int, const_vector, for_range, load_vector, splat, \
+from ..codegen import F32, I32, KernelBuilder, const_int, const_vector, for_range, load_vector, splat, \
     task_range, fma
 from ..evaluator import delinearize, shape_of
 from . import Kernel, generator, label_of
 from .conv import Accumulators, Epilogue, RowPlan, emit_chunk, emit_row, epilogue_support, \
     interior_columns, n_tasks_for, operand_pointer, plan_row, schedule_param, tap_range
 
-CHUNK_PIXELS = 256  # columns per task unit of a 1x1 convolution's single long row
+CHUNK_PIXELS = 128  # columns per task unit of a 1x1 convolution's single long row
 
 
 @dataclass
@@ -134,6 +134,39 @@ def choose_tile(kb: KernelBuilder, node: Node, g: Geometry, schedule: Any, vpb: 
     return ow_block, oc_unroll
 
 
+@dataclass
+class Blocking:
+    """Cache blocking of one group-1 conv (see ``choose_blocking``)."""
+
+    icc: int        # input channel blocks per chunk (divides ICB)
+    rows: int       # output rows per work unit (its pixels share each chunk of weights)
+    rows_outer: bool  # units ordered (n, row group, oc group) instead of (n, oc group, row group)
+
+    def chunks(self, g: Geometry) -> int:
+        return g.icb // self.icc
+
+
+def choose_blocking(kb: KernelBuilder, g: Geometry, U: int) -> Blocking:
+    """Keep a chunk of weights in L1 while a whole group of output pixels uses it.
+
+    Without chunking a register tile streams all the weights of its output
+    channels (``U * ICB * KH * KW * ib * ob`` floats: over 1 MB for ResNet's
+    late layers) from L2 or beyond for a handful of pixels.  With chunks of
+    ``icc`` input channel blocks whose weights fill about a third of L1, the
+    tile's partial sums go to a scratch tile on the stack between chunks, and
+    each chunk of weights is reused by every pixel of the unit (about 64
+    pixels: one row, or several short ones).  Units read the input once per
+    oc group; when all the weights fit in L2 the row groups go outermost so
+    the input is read once and the weights stay in L2.
+    """
+    per_icb = U * g.kh * g.kw * g.ib * g.ob * 4
+    limit = max(1, (kb.target.l1d_bytes // 3) // per_icb)
+    icc = max(d for d in range(1, min(g.icb, limit) + 1) if g.icb % d == 0)
+    rows = 1 if g.flat else max(1, min(g.oh, -(-64 // g.ow)))
+    weights = g.ocb * g.icb * g.kh * g.kw * g.ib * g.ob * 4
+    return Blocking(icc, rows, rows_outer=weights <= kb.target.l2_bytes // 4)
+
+
 class ConvNCHWc:
     """Emits one group-1 ConvNCHWc kernel (see the module docstring)."""
 
@@ -144,6 +177,8 @@ class ConvNCHWc:
         self.V = vector_width(kb, g.ob)
         self.vpb = g.ob // self.V
         self.ow_block, self.U = choose_tile(kb, node, g, schedule, self.vpb)
+        self.ic_unroll = max(1, schedule_param(schedule, "ic_unroll", g.ib))
+        self.blk = choose_blocking(kb, g, self.U)
         self.tf = tf = kb.task_function(f"conv_{node.outputs[0].name}")
         self.b = tf.builder
         self.x = operand_pointer(tf, node, anchor.inputs[0])
@@ -154,27 +189,70 @@ class ConvNCHWc:
         self.acc = Accumulators(tf, self.vty, self.ow_block * self.U * self.vpb)
         lo, hi = interior_columns(g.ow, g.w, g.kw, g.sw, g.dw, g.pl)
         self.plan: RowPlan = plan_row(g.ow, self.ow_block, lo, hi)
+        self.chunked = self.blk.chunks(g) > 1
+        self.scratch = None
+        if self.chunked:  # partial sums of the unit between input channel chunks
+            # a flat unit: its tiles and, for the last one, the tail block
+            cols = (self.flat_chunk_tiles() + 1) * self.plan.tile if g.flat else self.blk.rows * g.ow
+            with self.b.goto_block(tf._entry):
+                self.scratch = self.b.alloca(self.vty, size=const_int(cols * self.U * self.vpb, I32),
+                                             name="partial")
+                self.scratch.align = 64
 
     def emit(self) -> Kernel:
-        g, b = self.g, self.b
+        g, b, blk = self.g, self.b, self.blk
         ocg = g.ocb // self.U
         chunk_tiles = n_chunks = 1
         if g.flat:
-            chunk_tiles = max(1, CHUNK_PIXELS // self.plan.tile)
+            chunk_tiles = self.flat_chunk_tiles()
             n_chunks = max(1, -(-self.plan.n_tiles // chunk_tiles))
-        units = g.n * ocg * g.oh * n_chunks
+        groups = -(-g.oh // blk.rows)
+        units = g.n * ocg * groups * n_chunks
         macs = g.n * g.ocb * g.ob * g.oh * g.ow * g.icb * g.ib * g.kh * g.kw
         n_tasks = n_tasks_for(units, macs)
         start, stop = task_range(b, self.tf.task, n_tasks, units)
         with for_range(b, start, stop, name="unit") as unit:
-            self.n, self.ocg, self.oh, chunk = delinearize(b, unit, (g.n, ocg, g.oh, n_chunks))
-            self.kh_lo, self.kh_hi = tap_range(b, self.oh, g.h, g.oh, g.kh, g.sh, g.dh, g.pt)
-            if g.flat:
-                emit_chunk(b, self.plan, chunk, chunk_tiles, n_chunks, self.block)
+            if blk.rows_outer:
+                self.n, group, chunk, self.ocg = delinearize(b, unit, (g.n, groups, n_chunks, ocg))
             else:
-                emit_row(b, self.plan, self.block)
+                self.n, self.ocg, group, chunk = delinearize(b, unit, (g.n, ocg, groups, n_chunks))
+            self.ocbs = [b.add(b.mul(self.ocg, const_int(self.U)), const_int(u)) for u in range(self.U)]
+            if self.chunked:
+                with for_range(b, 0, blk.chunks(g), name="chunk") as c:
+                    self.first = b.icmp_signed("==", c, const_int(0))
+                    self.last = b.icmp_signed("==", c, const_int(blk.chunks(g) - 1))
+                    self.icb0 = b.mul(c, const_int(blk.icc))
+                    self._rows(group, chunk, chunk_tiles, n_chunks)
+            else:
+                self.icb0 = const_int(0)
+                self._rows(group, chunk, chunk_tiles, n_chunks)
         b.ret_void()
         return Kernel(self.tf.fn.name, n_tasks, self.tf.buffers, label_of(self.node))
+
+    def flat_chunk_tiles(self) -> int:
+        """Interior tiles per unit of a flat (pointwise) conv's single row."""
+        return max(1, CHUNK_PIXELS // self.plan.tile)
+
+    def _rows(self, group: ir.Value, chunk: ir.Value, chunk_tiles: int, n_chunks: int) -> None:
+        """The rows of one unit (or its chunk of a flat row), for the current input chunk."""
+        g, b, rows = self.g, self.b, self.blk.rows
+        first_row = b.mul(group, const_int(rows))
+        if g.flat:
+            self.oh, self.row_in_unit = const_int(0), const_int(0)
+            self.kh_lo, self.kh_hi = 0, 1
+            self.col_base = b.mul(chunk, const_int(chunk_tiles * self.plan.tile))
+            emit_chunk(b, self.plan, chunk, chunk_tiles, n_chunks, self.block)
+            return
+        stop = const_int(rows)
+        if g.oh % rows:
+            left = b.sub(const_int(g.oh), first_row)
+            stop = b.select(b.icmp_signed("<", left, stop), left, stop)
+        with for_range(b, 0, stop, name="row") as r:
+            self.row_in_unit = r
+            self.oh = b.add(first_row, r)
+            self.col_base = const_int(0)
+            self.kh_lo, self.kh_hi = tap_range(b, self.oh, g.h, g.oh, g.kh, g.sh, g.dh, g.pt)
+            emit_row(b, self.plan, self.block)
 
     # ---------------------------------------------------------- one block
     def valid(self, start: Optional[int], j: int, kw: int) -> bool:
@@ -185,23 +263,34 @@ class ConvNCHWc:
         iw = (start + j) * g.sw - g.pl + kw * g.dw
         return 0 <= iw < g.w
 
+    def _scratch_index(self, ow0: ir.Value, j: int, u: int, v: int) -> ir.Value:
+        """Element of the partial-sum tile for column ``ow0 + j``, oc block ``u``, vector ``v``."""
+        b = self.b
+        col = b.add(b.sub(ow0, self.col_base), const_int(j))
+        pix = b.add(b.mul(self.row_in_unit, const_int(self.g.ow)), col)
+        return b.add(b.mul(pix, const_int(self.U * self.vpb)), const_int(u * self.vpb + v))
+
     def block(self, ow0: ir.Value, start: Optional[int], size: int) -> None:
         g, b, V, U, vpb = self.g, self.b, self.V, self.U, self.vpb
-        ocbs = [b.add(b.mul(self.ocg, const_int(U)), const_int(u)) for u in range(U)]
+        ocbs = self.ocbs
         init = []
-        for _j in range(size):
+        for j in range(size):
             for u in range(U):
                 for v in range(vpb):
                     if self.bias is None:
-                        init.append(const_vector(F32, V, 0.0))
+                        val = const_vector(F32, V, 0.0)
                     else:
-                        init.append(load_vector(b, self.bias, b.add(b.mul(ocbs[u], const_int(g.ob)),
-                                                                    const_int(v * V)), V))
+                        val = load_vector(b, self.bias, b.add(b.mul(ocbs[u], const_int(g.ob)), const_int(v * V)), V)
+                    if self.chunked:
+                        part = b.load(b.gep(self.scratch, [self._scratch_index(ow0, j, u, v)]), align=64)
+                        val = b.select(self.first, val, part)
+                    init.append(val)
         slots = self.acc.slots[:len(init)]
         for s, val in zip(slots, init):
             b.store(val, s)
         x_col = b.mul(b.sub(b.mul(ow0, const_int(g.sw)), const_int(g.pl)), const_int(g.ib))
-        with for_range(b, 0, g.icb, name="icb") as icb:
+        icb_stop = b.add(self.icb0, const_int(self.blk.icc)) if self.chunked else const_int(g.icb)
+        with for_range(b, self.icb0, icb_stop, name="icb") as icb:
             x_plane = b.mul(b.add(b.mul(self.n, const_int(g.icb)), icb), const_int(g.h))
             w_ic = [b.add(b.mul(o, const_int(g.icb)), icb) for o in ocbs]
             with for_range(b, self.kh_lo, self.kh_hi, name="kh") as kh:
@@ -214,12 +303,46 @@ class ConvNCHWc:
                 for s, val in zip(slots, accs):
                     b.store(val, s)
         accs = [b.load(s) for s in slots]
-        self._store(accs, ocbs, ow0, size)
+        if not self.chunked:
+            self._store(accs, ow0, size)
+            return
+        with b.if_else(self.last) as (last, partial):
+            with last:
+                self._store(accs, ow0, size)
+            with partial:
+                for j in range(size):
+                    for u in range(U):
+                        for v in range(vpb):
+                            ptr = b.gep(self.scratch, [self._scratch_index(ow0, j, u, v)])
+                            b.store(accs[(j * U + u) * vpb + v], ptr, align=64)
 
     def _taps(self, accs: list, x_row: ir.Value, w_row: list, start: Optional[int], size: int) -> None:
-        """The FMAs of one kernel row: every kw and input lane of one input channel block."""
+        """The FMAs of one kernel row: every kw and input lane of one input channel block.
+
+        The input lanes run in a loop of ``ib / ic_unroll`` steps, ``ic_unroll``
+        lanes unrolled per step (the whole block when it does not divide).
+        """
+        g, b = self.g, self.b
+        step = self.ic_unroll if g.ib % self.ic_unroll == 0 else g.ib
+        if step == g.ib:
+            self._lanes(accs, x_row, w_row, const_int(0), step, start, size)
+            return
+        slots = self.acc.slots[:len(accs)]
+        for s, val in zip(slots, accs):
+            b.store(val, s)
+        with for_range(b, 0, g.ib, step, name="icl") as icl:
+            inner = [b.load(s) for s in slots]
+            self._lanes(inner, x_row, w_row, icl, step, start, size)
+            for s, val in zip(slots, inner):
+                b.store(val, s)
+        accs[:] = [b.load(s) for s in slots]
+
+    def _lanes(self, accs: list, x_row: ir.Value, w_row: list, icl0: ir.Value, lanes: int,
+               start: Optional[int], size: int) -> None:
         g, b, V, U, vpb = self.g, self.b, self.V, self.U, self.vpb
-        for icl in range(g.ib):
+        x_row = b.add(x_row, icl0)
+        w_row = [b.add(w, b.mul(icl0, const_int(g.ob))) for w in w_row]
+        for icl in range(lanes):
             for kw in range(g.kw):
                 cols = [j for j in range(size) if self.valid(start, j, kw)]
                 if not cols:
@@ -234,7 +357,7 @@ class ConvNCHWc:
                             k = (j * U + u) * vpb + v
                             accs[k] = fma(self.kb, b, xs, wv[u][v], accs[k])
 
-    def _store(self, accs: list, ocbs: list, ow0: ir.Value, size: int) -> None:
+    def _store(self, accs: list, ow0: ir.Value, size: int) -> None:
         g, b, V, U, vpb = self.g, self.b, self.V, self.U, self.vpb
         for j in range(size):
             col = b.add(ow0, const_int(j))
@@ -243,11 +366,11 @@ class ConvNCHWc:
             else:
                 oh, ow = self.oh, col
             for u in range(U):
-                pix = b.add(b.mul(b.add(b.mul(self.n, const_int(g.ocb)), ocbs[u]), const_int(g.oh * g.ow)),
+                pix = b.add(b.mul(b.add(b.mul(self.n, const_int(g.ocb)), self.ocbs[u]), const_int(g.oh * g.ow)),
                             b.add(b.mul(self.oh, const_int(g.ow)), col))
                 for v in range(vpb):
                     offset = b.add(b.mul(pix, const_int(g.ob)), const_int(v * V))
-                    idx = [self.n, ocbs[u], oh, ow, const_int(v * V)]
+                    idx = [self.n, self.ocbs[u], oh, ow, const_int(v * V)]
                     self.epi.store(accs[(j * U + u) * vpb + v], offset, idx)
 
 
