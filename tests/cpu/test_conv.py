@@ -205,6 +205,17 @@ def test_conv_nchw_residual_and_scale():
     check(m.build(m.op("Relu", [c])), (1, 24, 9, 20), ["conv2d"])
 
 
+@pytest.mark.parametrize("kernel,pads", [((1, 1), [0, 0, 0, 0]), ((3, 3), [1, 1, 1, 1])], ids=["1x1", "3x3"])
+def test_conv_nchw_batchnorm(kernel, pads):
+    """A grouped conv + BatchNormalization left in NCHW: BN's [C] parameters run along the channels."""
+    m = Model((1, 24, 9, 20))
+    c = m.conv("x", 24, 12, kernel, group=4, pads=pads)
+    bn = [m.const(m.rng.standard_normal(12)), m.const(m.rng.standard_normal(12)),
+          m.const(m.rng.standard_normal(12)), m.const(m.rng.uniform(0.5, 2.0, 12))]
+    c = m.op("BatchNormalization", [c] + bn)
+    check(m.build(m.op("Relu", [c])), (1, 24, 9, 20), ["conv2d"])
+
+
 def test_conv_nchw_flat_epilogue_row_constant():
     """A 1x1 conv (one flat row of pixels) whose epilogue reads a per-row constant: lane by lane."""
     m = Model((1, 8, 6, 10))

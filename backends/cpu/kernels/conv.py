@@ -46,7 +46,7 @@ from passes.scheduling import anchor_of
 from ..codegen import I32, KernelBuilder, TaskFunction, const_int, for_range, lane_mask, masked_store, \
     store_vector
 from ..evaluator import INJECTIVE_OPS, Evaluator, injective_support, shape_of, vector_ok
-from ..expr import elementwise_support, store_convert
+from ..expr import elementwise_support, emit_op, store_convert
 from . import body_and_keys, nodes_of
 
 IntOrValue = Union[int, ir.Value]
@@ -246,12 +246,39 @@ class Epilogue:
         if body is not None:
             anchor_out = anchor_of(node).outputs[0]
             members = nodes_of(node)
-            self.ev = Evaluator(kb, tf, body, lanes, provided={id(anchor_out): self._provide},
-                                leaf_keys=keys, members=members)
-            self.vector = vector_ok(body, [self.out_body], provided=[anchor_out], members=members)
+            provided = {id(anchor_out): self._provide}
+            for n in body.nodes:  # (the evaluator would broadcast BN's [C] parameters along the last axis)
+                if n.op == "BatchNormalization" and n.domain == "":
+                    provided[id(n.outputs[0])] = self._batchnorm(n)
+            self.ev = Evaluator(kb, tf, body, lanes, provided=provided, leaf_keys=keys, members=members)
+            norms = [n for n in body.nodes if id(n.outputs[0]) in provided and n.op == "BatchNormalization"]
+            given = [anchor_out] + [n.outputs[0] for n in norms]
+            self.vector = vector_ok(body, [self.out_body] + [n.inputs[0] for n in norms], provided=given,
+                                    members=members)
 
     def _provide(self, idx: list[ir.Value], vector: bool) -> ir.Value:
         return self._current  # the caller sets it to the vector or the lane being computed
+
+    def _batchnorm(self, node: Node) -> Callable[[list[ir.Value], bool], ir.Value]:
+        """Inference BatchNormalization with its parameters read along the channel axis.
+
+        Plain ``[N, C, ...]``: one scalar per channel (splat across the lanes
+        of a vector along the last axis).  Blocked ``[N, C/b, ..., b]``:
+        channel ``c_outer * b + lane``, a vector of parameters in vector mode.
+        """
+        blocked = node.inputs[0].type.layout is not None and shape_of(node.inputs[0])[-1] > 1
+
+        def value(idx: list[ir.Value], vector: bool) -> ir.Value:
+            b = self.b
+            if blocked:
+                block = shape_of(node.inputs[0])[-1]
+                where, vec = [b.add(b.mul(idx[1], const_int(block)), idx[-1])], vector
+            else:
+                where, vec = [idx[1]], False
+            x = self.ev.value_at(node.inputs[0], idx, vector)
+            params = [self.ev.value_at(p, where, vec) for p in node.inputs[1:5]]
+            return emit_op(self.kb, b, node, [x] + params)
+        return value
 
     def store(self, acc: ir.Value, offset: ir.Value, index: Optional[list[ir.Value]],
               count: Optional[int] = None,

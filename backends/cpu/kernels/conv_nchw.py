@@ -50,6 +50,7 @@ from .conv import Accumulators, Epilogue, emit_chunk, emit_row, epilogue_support
     n_tasks_for, operand_pointer, plan_row, tap_range
 
 CHUNK_PIXELS = 512   # columns per task unit of a flattened pointwise conv
+ROW_GROUP_PIXELS = 256  # output pixels (whole rows) per task unit otherwise
 MAX_OC_UNROLL = 8
 MAX_OW_VECS = 4
 
@@ -128,7 +129,10 @@ class ConvNCHW:
         anchor_out = anchor_of(node).outputs[0]
         rank = 2 + len(self.real_out)
         for n in body.nodes:
-            for v in n.inputs:
+            if n is anchor_of(node):
+                continue
+            inputs = n.inputs[:1] if n.op == "BatchNormalization" else n.inputs  # (per-channel parameters)
+            for v in inputs:
                 if v is None or v is anchor_out or (v.producer is not None and id(v.producer) in inside):
                     continue
                 shape = (1,) * (rank - len(shape_of(v))) + tuple(shape_of(v))
@@ -147,23 +151,31 @@ class ConvNCHW:
             chunk_tiles = max(1, CHUNK_PIXELS // self.plan.tile)
             n_chunks = max(1, -(-self.plan.n_tiles // chunk_tiles))
         oc_tiles = self.m // self.U
-        units = self.nb * oc_tiles * rows * n_chunks
+        per_unit = max(1, min(rows, -(-ROW_GROUP_PIXELS // self.ow)))  # rows per unit: amortize its setup
+        groups = -(-rows // per_unit)
+        units = self.nb * oc_tiles * groups * n_chunks
         macs = self.nb * self.m * math.prod(self.out_spatial) * self.cg * math.prod(self.kernel)
         n_tasks = n_tasks_for(units, macs)
         start, stop = task_range(b, self.tf.task, n_tasks, units)
         with for_range(b, start, stop, name="unit") as unit:
-            self.n, tile, row, chunk = delinearize(b, unit, (self.nb, oc_tiles, rows, n_chunks))
+            self.n, tile, group, chunk = delinearize(b, unit, (self.nb, oc_tiles, groups, n_chunks))
             self.m0 = b.mul(tile, const_int(self.U))
             self.ic0 = b.mul(b.sdiv(self.m0, const_int(self.mg)), const_int(self.cg))
-            self.row = row
-            self.out_outer = delinearize(b, row, outer) if outer else []
-            self.tap_ranges = [tap_range(b, o, self.spatial[a], self.out_spatial[a], self.kernel[a],
-                                         self.strides[a], self.dilations[a], self.pads[a])
-                               for a, o in enumerate(self.out_outer)]
-            if self.flat:
-                emit_chunk(b, self.plan, chunk, chunk_tiles, n_chunks, self.block)
-            else:
-                emit_row(b, self.plan, self.block)
+            first = b.mul(group, const_int(per_unit))
+            count = const_int(per_unit)
+            if rows % per_unit:
+                left = b.sub(const_int(rows), first)
+                count = b.select(b.icmp_signed("<", left, count), left, count)
+            with for_range(b, 0, count, name="row") as r:
+                self.row = row = b.add(first, r)
+                self.out_outer = delinearize(b, row, outer) if outer else []
+                self.tap_ranges = [tap_range(b, o, self.spatial[a], self.out_spatial[a], self.kernel[a],
+                                             self.strides[a], self.dilations[a], self.pads[a])
+                                   for a, o in enumerate(self.out_outer)]
+                if self.flat:
+                    emit_chunk(b, self.plan, chunk, chunk_tiles, n_chunks, self.block)
+                else:
+                    emit_row(b, self.plan, self.block)
         b.ret_void()
         return Kernel(self.tf.fn.name, n_tasks, self.tf.buffers, label_of(self.node))
 

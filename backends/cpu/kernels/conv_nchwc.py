@@ -380,6 +380,20 @@ def emit_conv(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
 
 
 # ---------------------------------------------------------------- depthwise
+def dw_ow_block(g: Geometry, budget: int) -> int:
+    """Pixels per register tile of a depthwise conv (used when no schedule was chosen).
+
+    Each tile costs ``OW/ow_block``-independent FMAs (one per tap and pixel,
+    plus the idle ones of a partial last tile) and a fixed overhead (the
+    kernel-row loop, bias, epilogue and stores: about 8 cycles per kernel row
+    and 10 per tile); ``budget`` accumulators fit next to the taps' weights.
+    """
+    def cost(blk: int) -> float:
+        tiles = -(-g.ow // blk)
+        return tiles * (blk * g.kw * g.kh / 2 + 8 * g.kh + 10)
+    return min(range(1, max(1, min(budget, g.ow)) + 1), key=cost)
+
+
 class DepthwiseNCHWc:
     """Emits one depthwise ConvNCHWc kernel: channels in vector lanes, a tile of ow_block pixels."""
 
@@ -389,10 +403,9 @@ class DepthwiseNCHWc:
         self.g = g = geometry(anchor, flatten=False)
         self.V = vector_width(kb, g.ob)
         self.vpb = g.ob // self.V
-        if schedule is None:
-            schedule = model_schedule(node, kb.target)
-        budget = max(1, (kb.target.registers - 2 * self.vpb) // self.vpb)
-        self.ow_block = max(1, min(schedule_param(schedule, "ow_block", 8), budget, g.ow))
+        budget = max(1, (kb.target.registers - (g.kw + 2) * self.vpb) // self.vpb)
+        wanted = dw_ow_block(g, budget) if schedule is None else schedule_param(schedule, "ow_block", 8)
+        self.ow_block = max(1, min(wanted, budget, g.ow))
         self.tf = tf = kb.task_function(f"dwconv_{node.outputs[0].name}")
         self.b = tf.builder
         self.x = operand_pointer(tf, node, anchor.inputs[0])
