@@ -14,7 +14,9 @@ thread count.  Printed per layer:
   profiler) and its whole session run;
 
 as milliseconds and GFLOP/s (2 * MACs), and the ratios conv/conv and
-model/model (below 1: faster than onnxruntime).
+model/model (below 1: faster than onnxruntime).  Times are the best of
+``--repeat`` runs (the machine may be shared: the best run is the one the
+others disturbed least).
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -83,7 +84,7 @@ def time_calls(fn, repeat: int) -> float:
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return min(times)
 
 
 def bench_cpu(model: onnx.ModelProto, x: np.ndarray, threads: int, repeat: int, passes: str | None):
@@ -95,7 +96,7 @@ def bench_cpu(model: onnx.ModelProto, x: np.ndarray, threads: int, repeat: int, 
     for _ in range(repeat):
         prof = exe.profile([x])
         conv.append(sum(s for label, s in prof if "Conv" in label))
-    return statistics.median(conv), model_s, module
+    return min(conv), model_s, module
 
 
 def bench_ort(model: onnx.ModelProto, x: np.ndarray, threads: int, repeat: int):
@@ -126,7 +127,7 @@ def bench_ort(model: onnx.ModelProto, x: np.ndarray, threads: int, repeat: int):
                 and "Conv" in e.get("args", {}).get("op_name", ""):
             runs[-1] += e["dur"] * 1e-6
     conv = [r for r in runs[3:] if r > 0]
-    return statistics.median(conv) if conv else float("nan"), model_s
+    return min(conv) if conv else float("nan"), model_s
 
 
 def main() -> None:

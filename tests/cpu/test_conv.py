@@ -255,3 +255,39 @@ def test_f16_conv_is_refused_with_a_reason():
 ])
 def test_conv_nchwc_resnet_layers(x_shape, cout, k, attrs):
     conv_relu(x_shape, cout, (k, k), "conv2d_nchwc", **attrs)
+
+
+LIGHT_MODELS = ["resnet50", "squeezenet", "shufflenet", "inception_v1", "inception_v2", "densenet121",
+                "vgg19", "bvlc_alexnet", "zfnet512"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", LIGHT_MODELS)
+def test_light_model_convs(name):
+    """Every distinct Conv of onnx's light models (shapes and attributes as in the model, random weights)."""
+    import os
+    from onnx import shape_inference
+    path = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light", f"light_{name}.onnx")
+    if not os.path.exists(path):
+        pytest.skip(f"{path} not found")
+    model = shape_inference.infer_shapes(onnx.load(path))
+    infos = list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output)
+    shapes = {vi.name: [d.dim_value for d in vi.type.tensor_type.shape.dim] for vi in infos}
+    shapes.update({t.name: list(t.dims) for t in model.graph.initializer})
+    seen = set()
+    for node in model.graph.node:
+        if node.op_type != "Conv":
+            continue
+        x_shape, w_shape = shapes[node.input[0]], shapes[node.input[1]]
+        key = (tuple(x_shape), tuple(w_shape), str(node.attribute))
+        if key in seen:
+            continue
+        seen.add(key)
+        m = Model(x_shape)
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        attrs = {k: v.decode() if isinstance(v, bytes) else v for k, v in attrs.items()}
+        group = attrs.pop("group", 1)
+        attrs.pop("kernel_shape", None)
+        c = m.conv("x", x_shape[1], w_shape[0], w_shape[2:], group=group,
+                   bias=len(node.input) > 2 and bool(node.input[2]), **attrs)
+        check(m.build(m.op("Relu", [c])), x_shape)

@@ -54,6 +54,7 @@ from .conv import Accumulators, Epilogue, RowPlan, emit_chunk, emit_row, epilogu
     interior_columns, n_tasks_for, operand_pointer, plan_row, schedule_param, tap_range
 
 CHUNK_PIXELS = 128  # columns per task unit of a 1x1 convolution's single long row
+SCRATCH_LIMIT = 128 * 1024  # bytes of stack for a unit's partial sums
 
 
 @dataclass
@@ -164,6 +165,9 @@ def choose_blocking(kb: KernelBuilder, g: Geometry, U: int) -> Blocking:
     icc = max(d for d in range(1, min(g.icb, limit) + 1) if g.icb % d == 0)
     rows = 1 if g.flat else max(1, min(g.oh, -(-64 // g.ow)))
     weights = g.ocb * g.icb * g.kh * g.kw * g.ib * g.ob * 4
+    pixels = CHUNK_PIXELS + g.ow if g.flat else rows * g.ow
+    if pixels * U * g.ob * 4 > SCRATCH_LIMIT:  # very long rows: no partial-sum tile on the stack
+        icc = g.icb
     return Blocking(icc, rows, rows_outer=weights <= kb.target.l2_bytes // 4)
 
 
