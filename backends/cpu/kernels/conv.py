@@ -32,7 +32,6 @@ Shared here:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
@@ -310,10 +309,6 @@ def operand_pointer(tf: TaskFunction, node: Node, v: Value) -> ir.Value:
     """Typed pointer to an input of the anchor op (a kernel input or a constant of the body)."""
     _, keys, _ = body_and_keys(node)
     return tf.value_pointer(keys.get(id(v), v))
-
-
-def conv_macs(out_shape: Sequence[int], per_output: int) -> int:
-    return math.prod(out_shape) * per_output
 
 
 def schedule_param(schedule: Any, name: str, default: int) -> int:

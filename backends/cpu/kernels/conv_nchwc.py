@@ -8,23 +8,34 @@ Data (``ib``/``ob`` = input/output channel block, ``V`` = vector lanes)::
 
 Group 1 (TVM's / oneDNN's direct NCHWc convolution)::
 
-    parallel for (n, oc_group, oh[, column chunk]):      # units, split into tasks
-      kh_lo, kh_hi = valid kernel rows of oh               # top/bottom padding
-      for each column block (static border blocks, interior tiles):
-        acc[ow_block][oc_unroll][ob/V] = bias             # registers
-        for icb in ICB:                                    # runtime loop
-          for kh in [kh_lo, kh_hi):                        # runtime loop
-            for kw, for icl in ib:                         # unrolled
-              wv[u][v] = w[ocb_u, icb, kh, kw, icl, v*V:]  # oc_unroll*ob/V vector loads
-              for j in block: xs = broadcast(x[n, icb, ih, iw_j, icl])
-                acc[j][u][v] += xs * wv[u][v]              # FMA
-        epilogue(acc) -> one store per vector
+    parallel for units (n, oc group, group of rows [or chunk of a flat row]):
+      for each chunk of icc input channel blocks:          # runtime loop (1 chunk when small)
+        for oh in the unit's rows:
+          kh_lo, kh_hi = valid kernel rows of oh             # top/bottom padding
+          for each column block (static border blocks, interior tiles):
+            acc[ow_block][oc_unroll][ob/V] = bias, or the partial sums of the previous chunk
+            for icb in the chunk:                            # runtime loop
+              for kh in [kh_lo, kh_hi):                      # runtime loop
+                for icl in ib (ic_unroll lanes unrolled), for kw (unrolled):
+                  wv[u][v] = w[ocb_u, icb, kh, kw, icl, v*V:]  # oc_unroll*ob/V vector loads
+                  for j in block: xs = broadcast(x[n, icb, ih, iw_j, icl])
+                    acc[j][u][v] += xs * wv[u][v]            # FMA
+            last chunk: epilogue(acc), one store per vector; else: partial sums -> stack tile
 
 Each broadcast feeds ``oc_unroll * ob/V`` FMAs and each weight vector
-``ow_block`` FMAs; ``ow_block`` and ``oc_unroll`` come from the schedule
-(the analytical model of ``passes.scheduling``) so the tile fills the
-register file.  Border blocks sit at static columns: a tap reading left or
-right of the input row is not emitted at all, so no loop tests a bound.
+``ow_block`` FMAs; ``ow_block``, ``oc_unroll`` and ``ic_unroll`` come from
+the schedule (the analytical model of ``passes.scheduling``) so the tile
+fills the register file.  Border blocks sit at static columns: a tap
+reading left or right of the input row is not emitted at all, so no loop
+tests a bound.
+
+Cache blocking (``choose_blocking``): the weights of a chunk of input
+channels stay in L1 while all the pixels of a unit (about 64: one row or a
+few short ones) use them; partial sums wait in a tile on the stack between
+chunks (the output may share its buffer with the residual input, so it
+cannot hold them).  Units whose weights all fit in L2 run row group by row
+group (the input is read once), the others oc group by oc group (the
+weights are read once).
 
 A 1x1 convolution with stride 1 and no padding reads its input pixel by
 pixel: the H*W pixels are one long row (no row tails), split into column
