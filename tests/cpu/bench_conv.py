@@ -10,8 +10,9 @@ thread count.  Printed per layer:
   the fused Conv+Relu group; the layout conversions of the lone layer's
   NCHW input and output are left out, as inside a network);
 * ``cpu model``: the whole compiled model (with those conversions);
-* ``ort conv`` / ``ort model``: onnxruntime's Conv node(s) (from its
-  profiler) and its whole session run;
+* ``ort conv`` / ``ort model``: onnxruntime's Conv node (from its
+  profiler: its NCHWc Conv with the fused Relu, without its reorders) and
+  its whole session run;
 
 as milliseconds and GFLOP/s (2 * MACs), and the ratios conv/conv and
 model/model (below 1: faster than onnxruntime).  Times are the best of
@@ -76,58 +77,59 @@ def macs_of(cin: int, cout: int, size: int, k: int, stride: int, pad: int, group
     return cout * out * out * (cin // group) * k * k
 
 
-def time_calls(fn, repeat: int) -> float:
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+class OrtConv:
+    """onnxruntime on one model: a plain session, and a profiled one for the Conv node's own time."""
+
+    def __init__(self, model: onnx.ModelProto, threads: int, tmp: str) -> None:
+        import onnxruntime as ort
+
+        def options(profile: bool):
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+            if profile:
+                opts.enable_profiling = True
+                opts.profile_file_prefix = os.path.join(tmp, "ort")
+            return opts
+        data = model.SerializeToString()
+        self.sess = ort.InferenceSession(data, options(False), providers=["CPUExecutionProvider"])
+        self.prof = ort.InferenceSession(data, options(True), providers=["CPUExecutionProvider"])
+
+    def conv_times(self) -> list[float]:
+        """Per profiled run, the summed time of its Conv kernels (seconds)."""
+        events = json.loads(Path(self.prof.end_profiling()).read_text())
+        runs: list[float] = [0.0]
+        for e in sorted(events, key=lambda e: e.get("ts", 0) + e.get("dur", 0)):
+            if e.get("cat") == "Session" and e.get("name") == "model_run":
+                runs.append(0.0)
+            elif e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time") \
+                    and "Conv" in e.get("args", {}).get("op_name", ""):
+                runs[-1] += e["dur"] * 1e-6
+        return [r for r in runs if r > 0]
 
 
-def bench_cpu(model: onnx.ModelProto, x: np.ndarray, threads: int, repeat: int, passes: str | None):
+def bench_layer(model: onnx.ModelProto, x: np.ndarray, threads: int, repeat: int,
+                passes: str | None) -> dict[str, float]:
+    """Best times of the four measurements, taken round by round (interleaved, so a busy
+    spell of the machine hits all of them alike)."""
     kw = {"passes": passes} if passes else {}
-    module = compiler.compile(model, target="cpu", options={"threads": threads}, **kw)
-    exe = module.executable
-    model_s = time_calls(lambda: exe.run([x]), repeat)
-    conv = []
-    for _ in range(repeat):
-        prof = exe.profile([x])
-        conv.append(sum(s for label, s in prof if "Conv" in label))
-    return min(conv), model_s, module
-
-
-def bench_ort(model: onnx.ModelProto, x: np.ndarray, threads: int, repeat: int):
-    import onnxruntime as ort
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    model_s = time_calls(lambda: sess.run(None, {"x": x}), repeat)
-    # The Conv node(s) alone, from onnxruntime's profiler.
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.enable_profiling = True
+    exe = compiler.compile(model, target="cpu", options={"threads": threads}, **kw).executable
+    best = {"cpu_conv": float("inf"), "cpu_model": float("inf"), "ort_model": float("inf")}
     with tempfile.TemporaryDirectory() as tmp:
-        opts.profile_file_prefix = os.path.join(tmp, "ort")
-        sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-        for _ in range(3 + repeat):
-            sess.run(None, {"x": x})
-        path = sess.end_profiling()
-        events = json.loads(Path(path).read_text())
-    # Sum the Conv kernels' times of each run (events between two model_run ends), skip the warm-up.
-    runs: list[float] = [0.0]
-    for e in sorted(events, key=lambda e: e.get("ts", 0) + e.get("dur", 0)):
-        if e.get("cat") == "Session" and e.get("name") == "model_run":
-            runs.append(0.0)
-        elif e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time") \
-                and "Conv" in e.get("args", {}).get("op_name", ""):
-            runs[-1] += e["dur"] * 1e-6
-    conv = [r for r in runs[3:] if r > 0]
-    return min(conv) if conv else float("nan"), model_s
+        ort_conv = OrtConv(model, threads, tmp)
+        for rnd in range(3 + repeat):
+            t0 = time.perf_counter()
+            exe.run([x])
+            t1 = time.perf_counter()
+            ort_conv.sess.run(None, {"x": x})
+            t2 = time.perf_counter()
+            conv = sum(s for label, s in exe.profile([x]) if "Conv" in label)
+            ort_conv.prof.run(None, {"x": x})
+            if rnd >= 3:  # warm-up done
+                for key, t in (("cpu_model", t1 - t0), ("ort_model", t2 - t1), ("cpu_conv", conv)):
+                    best[key] = min(best[key], t)
+        best["ort_conv"] = min(ort_conv.conv_times()[3:], default=float("nan"))
+    return best
 
 
 def main() -> None:
@@ -146,8 +148,9 @@ def main() -> None:
         model = conv_model(*spec)
         x = np.random.default_rng(1).standard_normal((1, spec[0], spec[2], spec[2])).astype(np.float32)
         flops = 2 * macs_of(*spec)
-        cpu_conv, cpu_model, module = bench_cpu(model, x, args.threads, args.repeat, args.passes)
-        ort_conv, ort_model = bench_ort(model, x, args.threads, args.repeat)
+        best = bench_layer(model, x, args.threads, args.repeat, args.passes)
+        cpu_conv, cpu_model, ort_conv, ort_model = (best[k] for k in ("cpu_conv", "cpu_model", "ort_conv",
+                                                                      "ort_model"))
         total["cpu"] += cpu_conv
         total["ort"] += ort_conv
 

@@ -232,15 +232,20 @@ class ConvNCHW:
                 else:
                     valid = [j < size and 0 <= (start + j) * s - pl + kw * d < width for j in lanes]
                 base = b.add(x_row, b.add(col0, const_int(q * V * s + kw * d)))
-                xv.append(self._load_columns(base, s, valid))
+                # A wide stride-2 load also reads the column after the last lane's: it must exist.
+                wide = start is None or (start + q * V + V - 1) * s - pl + kw * d + 1 < width
+                xv.append(self._load_columns(base, s, valid, wide))
             ws = [splat(b, b.load(b.gep(self.w, [b.add(w_row[u], const_int(kw))])), V) for u in range(U)]
             for u in range(U):
                 for q in range(nq):
                     if xv[q] is not None:
                         accs[u * nq + q] = fma(self.kb, b, ws[u], xv[q], accs[u * nq + q])
 
-    def _load_columns(self, base: ir.Value, stride: int, valid: list[bool]) -> Optional[ir.Value]:
-        """Input columns base + lane*stride for the valid lanes (others 0); None when none is valid."""
+    def _load_columns(self, base: ir.Value, stride: int, valid: list[bool], wide: bool) -> Optional[ir.Value]:
+        """Input columns base + lane*stride for the valid lanes (others 0); None when none is valid.
+
+        ``wide``: the 2*V columns from ``base`` may all be read (stride 2: two loads and a shuffle).
+        """
         b, V = self.b, self.V
         if not any(valid):
             return None
@@ -249,7 +254,7 @@ class ConvNCHW:
                 return load_vector(b, self.x, base, V)
             mask = ir.Constant(ir.VectorType(I1, V), [int(v) for v in valid])
             return masked_load(self.kb, b, self.x, base, mask, V)
-        if stride == 2 and all(valid):
+        if stride == 2 and wide and all(valid):
             lo = load_vector(b, self.x, base, V)
             hi = load_vector(b, self.x, b.add(base, const_int(V)), V)
             return b.shuffle_vector(lo, hi, ir.Constant(ir.VectorType(I32, V), list(range(0, 2 * V, 2))))
