@@ -158,7 +158,7 @@ class Blocking:
         return g.icb // self.icc
 
 
-def choose_blocking(kb: KernelBuilder, g: Geometry, U: int) -> Blocking:
+def choose_blocking(kb: KernelBuilder, g: Geometry, U: int, tile: int) -> Blocking:
     """Keep a chunk of weights in L1 while a whole group of output pixels uses it.
 
     Without chunking a register tile streams all the weights of its output
@@ -176,7 +176,7 @@ def choose_blocking(kb: KernelBuilder, g: Geometry, U: int) -> Blocking:
     icc = max(d for d in range(1, min(g.icb, limit) + 1) if g.icb % d == 0)
     rows = 1 if g.flat else max(1, min(g.oh, -(-64 // g.ow)))
     weights = g.ocb * g.icb * g.kh * g.kw * g.ib * g.ob * 4
-    pixels = CHUNK_PIXELS + g.ow if g.flat else rows * g.ow
+    pixels = CHUNK_PIXELS + tile if g.flat else rows * g.ow  # (see ConvNCHWc.__init__)
     if pixels * U * g.ob * 4 > SCRATCH_LIMIT:  # very long rows: no partial-sum tile on the stack
         icc = g.icb
     return Blocking(icc, rows, rows_outer=weights <= kb.target.l2_bytes // 4)
@@ -193,7 +193,7 @@ class ConvNCHWc:
         self.vpb = g.ob // self.V
         self.ow_block, self.U = choose_tile(kb, node, g, schedule, self.vpb)
         self.ic_unroll = max(1, schedule_param(schedule, "ic_unroll", g.ib))
-        self.blk = choose_blocking(kb, g, self.U)
+        self.blk = choose_blocking(kb, g, self.U, self.ow_block)
         self.tf = tf = kb.task_function(f"conv_{node.outputs[0].name}")
         self.b = tf.builder
         self.x = operand_pointer(tf, node, anchor.inputs[0])
