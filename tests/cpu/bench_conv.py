@@ -1,0 +1,166 @@
+"""Convolution speed on the cpu target against onnxruntime (a script, not a test).
+
+    python tests/cpu/bench_conv.py [--threads 2] [--repeat 30] [--layers name,...]
+
+Each layer is a one-Conv ONNX model (with bias, then Relu), compiled alone
+for the cpu target and run by onnxruntime in the same process with the same
+thread count.  Printed per layer:
+
+* ``cpu conv``: the convolution kernel alone (the profiled kernel time of
+  the fused Conv+Relu group; the layout conversions of the lone layer's
+  NCHW input and output are left out, as inside a network);
+* ``cpu model``: the whole compiled model (with those conversions);
+* ``ort conv`` / ``ort model``: onnxruntime's Conv node (from its
+  profiler: its NCHWc Conv with the fused Relu, without its reorders) and
+  its whole session run;
+
+as milliseconds and GFLOP/s (2 * MACs), and the ratios conv/conv and
+model/model (below 1: faster than onnxruntime).  Times are the best of
+``--repeat`` runs (the machine may be shared: the best run is the one the
+others disturbed least).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import compiler  # noqa: E402
+
+# name: (cin, cout, size, kernel, stride, pad, group)
+LAYERS = {
+    "conv1_7x7s2": (3, 64, 224, 7, 2, 3, 1),
+    "3x3_64_56": (64, 64, 56, 3, 1, 1, 1),
+    "1x1_64_256_56": (64, 256, 56, 1, 1, 0, 1),
+    "1x1_256_64_56": (256, 64, 56, 1, 1, 0, 1),
+    "3x3_128_28": (128, 128, 28, 3, 1, 1, 1),
+    "3x3_256_14": (256, 256, 14, 3, 1, 1, 1),
+    "1x1_1024_256_14": (1024, 256, 14, 1, 1, 0, 1),
+    "1x1s2_512_1024_28": (512, 1024, 28, 1, 2, 0, 1),
+    "3x3_512_7": (512, 512, 7, 3, 1, 1, 1),
+    "3x3s2_512_14": (512, 512, 14, 3, 2, 1, 1),
+    "1x1_2048_512_7": (2048, 512, 7, 1, 1, 0, 1),
+    "1x1_512_2048_7": (512, 2048, 7, 1, 1, 0, 1),
+    "dw3x3_256_28": (256, 256, 28, 3, 1, 1, 256),
+}
+DEFAULT = ["conv1_7x7s2", "3x3_64_56", "1x1_64_256_56", "3x3_256_14", "1x1_1024_256_14", "3x3_512_7"]
+
+
+def conv_model(cin: int, cout: int, size: int, k: int, stride: int, pad: int, group: int) -> onnx.ModelProto:
+    rng = np.random.default_rng(0)
+    w = (rng.standard_normal((cout, cin // group, k, k)) * 0.05).astype(np.float32)
+    b = rng.standard_normal(cout).astype(np.float32)
+    out = (size + 2 * pad - k) // stride + 1
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], kernel_shape=[k, k], pads=[pad] * 4,
+                              strides=[stride] * 2, group=group),
+             helper.make_node("Relu", ["c"], ["y"])]
+    graph = helper.make_graph(nodes, "conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                            [1, cin, size, size])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, cout, out, out])],
+                              [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def macs_of(cin: int, cout: int, size: int, k: int, stride: int, pad: int, group: int) -> int:
+    out = (size + 2 * pad - k) // stride + 1
+    return cout * out * out * (cin // group) * k * k
+
+
+class OrtConv:
+    """onnxruntime on one model: a plain session, and a profiled one for the Conv node's own time."""
+
+    def __init__(self, model: onnx.ModelProto, threads: int, tmp: str) -> None:
+        import onnxruntime as ort
+
+        def options(profile: bool):
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+            if profile:
+                opts.enable_profiling = True
+                opts.profile_file_prefix = os.path.join(tmp, "ort")
+            return opts
+        data = model.SerializeToString()
+        self.sess = ort.InferenceSession(data, options(False), providers=["CPUExecutionProvider"])
+        self.prof = ort.InferenceSession(data, options(True), providers=["CPUExecutionProvider"])
+
+    def conv_times(self) -> list[float]:
+        """Per profiled run, the summed time of its Conv kernels (seconds)."""
+        events = json.loads(Path(self.prof.end_profiling()).read_text())
+        runs: list[float] = [0.0]
+        for e in sorted(events, key=lambda e: e.get("ts", 0) + e.get("dur", 0)):
+            if e.get("cat") == "Session" and e.get("name") == "model_run":
+                runs.append(0.0)
+            elif e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time") \
+                    and "Conv" in e.get("args", {}).get("op_name", ""):
+                runs[-1] += e["dur"] * 1e-6
+        return [r for r in runs if r > 0]
+
+
+def bench_layer(model: onnx.ModelProto, x: np.ndarray, threads: int, repeat: int,
+                passes: str | None) -> dict[str, float]:
+    """Best times of the four measurements, taken round by round (interleaved, so a busy
+    spell of the machine hits all of them alike)."""
+    kw = {"passes": passes} if passes else {}
+    exe = compiler.compile(model, target="cpu", options={"threads": threads}, **kw).executable
+    best = {"cpu_conv": float("inf"), "cpu_model": float("inf"), "ort_model": float("inf")}
+    with tempfile.TemporaryDirectory() as tmp:
+        ort_conv = OrtConv(model, threads, tmp)
+        for rnd in range(3 + repeat):
+            t0 = time.perf_counter()
+            exe.run([x])
+            t1 = time.perf_counter()
+            ort_conv.sess.run(None, {"x": x})
+            t2 = time.perf_counter()
+            conv = sum(s for label, s in exe.profile([x]) if "Conv" in label)
+            ort_conv.prof.run(None, {"x": x})
+            if rnd >= 3:  # warm-up done
+                for key, t in (("cpu_model", t1 - t0), ("ort_model", t2 - t1), ("cpu_conv", conv)):
+                    best[key] = min(best[key], t)
+        best["ort_conv"] = min(ort_conv.conv_times()[3:], default=float("nan"))
+    return best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=30)
+    ap.add_argument("--layers", default=",".join(DEFAULT), help="comma-separated, or 'all': " + ", ".join(LAYERS))
+    ap.add_argument("--passes", default=None, help="cpu pipeline override")
+    args = ap.parse_args()
+    names = list(LAYERS) if args.layers == "all" else args.layers.split(",")
+    print(f"{'layer':20s} {'GMAC':>6s} | {'cpu conv':>15s} {'cpu model':>15s} | {'ort conv':>15s} "
+          f"{'ort model':>15s} | conv/ort model/ort")
+    total = {"cpu": 0.0, "ort": 0.0}
+    for name in names:
+        spec = LAYERS[name]
+        model = conv_model(*spec)
+        x = np.random.default_rng(1).standard_normal((1, spec[0], spec[2], spec[2])).astype(np.float32)
+        flops = 2 * macs_of(*spec)
+        best = bench_layer(model, x, args.threads, args.repeat, args.passes)
+        cpu_conv, cpu_model, ort_conv, ort_model = (best[k] for k in ("cpu_conv", "cpu_model", "ort_conv",
+                                                                      "ort_model"))
+        total["cpu"] += cpu_conv
+        total["ort"] += ort_conv
+
+        def cell(s: float) -> str:
+            return f"{s * 1e3:6.3f}ms {flops / s * 1e-9:5.0f}G"
+        print(f"{name:20s} {flops / 2e9:6.3f} | {cell(cpu_conv)} {cell(cpu_model)} | {cell(ort_conv)} "
+              f"{cell(ort_model)} | {cpu_conv / ort_conv:5.2f} {cpu_model / ort_model:5.2f}", flush=True)
+    print(f"sum of conv kernels: cpu {total['cpu'] * 1e3:.3f} ms, onnxruntime {total['ort'] * 1e3:.3f} ms, "
+          f"ratio {total['cpu'] / total['ort']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
