@@ -107,13 +107,14 @@ def _dwconv_nchwc_candidates(anchor: Node, t: TargetInfo) -> Iterator[Schedule]:
     n, c_outer, oh, ow, cb = out
     kh, kw = anchor.attr("kernel_shape")
     lanes = t.vector_lanes_f32
-    for ow_block in (1, 2, 4, 7, 8, 14, 16, 28):
-        if ow_block > ow or ow_block > t.registers - 4:
-            continue
-        waste = math.ceil(ow / ow_block) * ow_block / ow - 1.0
-        macs = n * c_outer * cb * oh * ow * kh * kw
-        # One load of input and weight per FMA at best: load-bound, two loads per cycle.
-        cycles = macs / lanes / 2.0 * (1.0 + waste) / max(1, t.cores)
+    vpb = max(1, cb // lanes)
+    budget = max(1, (t.registers - (kw + 2) * vpb) // vpb)  # accumulators next to a row of taps
+    for ow_block in range(1, min(ow, budget) + 1):
+        tiles = math.ceil(ow / ow_block)
+        # One FMA per tap and pixel (idle columns of the last tile included), two per cycle,
+        # plus a fixed cost per tile and kernel row (loop, bias, epilogue, stores).
+        per_row = tiles * (ow_block * kh * kw * vpb / 2.0 + 8 * kh + 10)
+        cycles = n * c_outer * oh * per_row / max(1, t.cores)
         yield Schedule("dwconv2d_nchwc", {"ow_block": ow_block}, vector_axis="c", vector_width=lanes,
                        parallel=3, est_cycles=int(cycles))
 
