@@ -8,9 +8,10 @@ Reshape, Slice, Concat, Pad, Gather, layout conversions...) map the index to
 their input's index.
 
 In *vector* mode the last index is the first of ``lanes`` consecutive
-elements along the last axis, and every value becomes a vector.  Vector mode
-is only legal when every leaf is contiguous or broadcast along that axis and
-no injective op lies on the way (``vector_ok`` checks).
+elements along the last axis, and every value becomes a vector: indices are
+then carried as lane vectors through the injective maps (``indexmath``), and
+each leaf is read with one vector load (a contiguous run), one load and a
+broadcast (the same element for every lane), or a gather (anything else).
 
 Values a kernel computes itself (a conv's accumulator) are handed in through
 ``provided``: a function of the index returning the compute-type value.
@@ -28,8 +29,10 @@ from ir.dtypes import DType
 from ir.errors import BackendError
 from ir.graph import Graph, Node, Value
 
-from .codegen import I32, I64, KernelBuilder, TaskFunction, const_int, llvm_type, load_vector, splat, strides_of
+from .codegen import I1, I32, I64, KernelBuilder, TaskFunction, const_int, llvm_type, load_vector, splat, \
+    strides_of, type_suffix
 from .expr import compute_type, constant, elementwise_support, emit_op, load_convert
+from .indexmath import IndexMath
 
 Index = list[ir.Value]
 Provider = Callable[[Index, bool], ir.Value]
@@ -95,34 +98,38 @@ class Evaluator:
         self.body = body
         self.lanes = lanes
         self.provided = provided or {}
+        self.ix = IndexMath(self.b, max(1, lanes))
         self._memo: dict[tuple, ir.Value] = {}
 
     # ------------------------------------------------------------- entry
     def value_at(self, v: Value, idx: Index, vector: bool = False) -> ir.Value:
-        key = (id(v), tuple(id(i) for i in idx), vector)
-        hit = self._memo.get(key)
-        if hit is not None:
-            return hit
-        out = self._compute(v, idx, vector)
-        self._memo[key] = out
+        """``v`` at ``idx``; with ``vector``, ``lanes`` elements from ``idx`` along the last axis."""
+        if vector and idx:
+            idx = list(idx[:-1]) + [self.ix.iota(idx[-1])]
+        out = self._at(v, list(idx))
+        if vector and not isinstance(out.type, ir.VectorType):
+            out = splat(self.b, out, self.lanes)
         return out
 
     def forget(self) -> None:
         """Drop memoized values (call when leaving the basic block they were computed in)."""
         self._memo.clear()
 
-    # ------------------------------------------------------------ leaves
-    def _compute(self, v: Value, idx: Index, vector: bool) -> ir.Value:
+    def _at(self, v: Value, idx: Index) -> ir.Value:
+        key = (id(v), tuple(id(i) for i in idx))
+        hit = self._memo.get(key)
+        if hit is None:
+            hit = self._memo[key] = self._compute(v, idx)
+        return hit
+
+    # ------------------------------------------------------------ compute
+    def _compute(self, v: Value, idx: Index) -> ir.Value:
         if id(v) in self.provided:
-            return self.provided[id(v)](idx, vector)
+            return self._provided(v, idx)
         node = v.producer
         if node is None or (self.members is not None and id(node) not in self.members):
-            return self.load(v, idx, vector)  # a leaf: a kernel input or a constant
+            return self.load(v, idx)  # a leaf: a kernel input or a constant
         if node.op in INJECTIVE_OPS or node.domain == "nnc":
-            if node.op == "Identity":
-                return self.value_at(node.inputs[0], idx, vector)
-            if vector:
-                raise BackendError("internal: injective op in vector mode", subject=node.describe())
             return self._injective(node, idx)
         out_shape = shape_of(v)
         operands = []
@@ -131,109 +138,150 @@ class Evaluator:
                 operands.append(None)
             elif node.op == "BatchNormalization" and k > 0:
                 # Per-channel parameters [C] follow the channel axis (1), not numpy broadcasting.
-                operands.append(self.value_at(inp, [idx[1]], False))
-            elif vector:
-                operands.append(self._vector_operand(inp, idx, out_shape))
+                operands.append(self._at(inp, [idx[1]]))
             else:
-                operands.append(self.value_at(inp, broadcast_index(self.b, idx, out_shape, shape_of(inp))))
+                operands.append(self._at(inp, broadcast_index(self.b, idx, out_shape, shape_of(inp))))
         return emit_op(self.kb, self.b, node, operands)
 
-    def _vector_operand(self, inp: Value, idx: Index, out_shape: tuple[int, ...]) -> ir.Value:
-        ishape = shape_of(inp)
-        sub = broadcast_index(self.b, idx, out_shape, ishape)
-        if ishape and ishape[-1] != 1 and len(out_shape) > 0:
-            return self.value_at(inp, sub, True)
-        # Broadcast along the vector axis: one scalar, splat by emit_op.
-        return self.value_at(inp, sub, False)
+    def _provided(self, v: Value, idx: Index) -> ir.Value:
+        """A value the kernel computes itself, asked for at a scalar index or a lane run."""
+        if not idx or not self.ix.is_vector(idx[-1]):
+            if any(self.ix.is_vector(i) for i in idx):
+                raise BackendError("internal: provided value needed at a gathered index", subject=f"%{v.name}")
+            return self.provided[id(v)](idx, False)
+        run = self.ix.affine(idx[-1])
+        if run is None or run[1] != 1 or any(self.ix.is_vector(i) for i in idx[:-1]):
+            raise BackendError("internal: provided value needed at a gathered index", subject=f"%{v.name}")
+        return self.provided[id(v)](list(idx[:-1]) + [run[0]], True)
 
-    def load(self, v: Value, idx: Index, vector: bool) -> ir.Value:
-        """Element(s) of a leaf tensor at ``idx`` (compute type)."""
+    def load(self, v: Value, idx: Index) -> ir.Value:
+        """Element(s) of a leaf tensor at ``idx`` (compute type): load, load+broadcast or gather."""
         dtype = v.type.dtype
         shape = shape_of(v)
         if v.const is not None and v.const.size <= INLINE_CONSTANT_LIMIT:
-            c = constant(ir.Constant(compute_type(dtype), 0), np.asarray(v.const).reshape(-1)[0].item())
-            return splat(self.b, c, self.lanes) if vector else c
+            return constant(ir.Constant(compute_type(dtype), 0), np.asarray(v.const).reshape(-1)[0].item())
         base = self.tf.value_pointer(self.leaf_keys.get(id(v), v))
-        off = linear_offset(self.b, idx, shape)
-        if vector:
-            raw = load_vector(self.b, base, off, self.lanes)
-        else:
+        off = self._offset(idx, shape)
+        if not self.ix.is_vector(off):
             raw = self.b.load(self.b.gep(base, [off]))
+        else:
+            run = self.ix.affine(off)
+            if run is not None and run[1] == 1:
+                raw = load_vector(self.b, base, run[0], self.lanes)
+            elif run is not None and run[1] == 0:
+                raw = self.b.load(self.b.gep(base, [run[0]]))
+            else:
+                raw = self._gather(base, off)
         return load_convert(self.b, raw, dtype)
+
+    def _offset(self, idx: Index, shape: Sequence[int]) -> ir.Value:
+        off = const_int(0)
+        for i, st, d in zip(idx, strides_of(shape), shape):
+            if d != 1:
+                off = self.ix.add(off, self.ix.mul(i, st))
+        return off
+
+    def _gather(self, base: ir.Value, offsets: ir.Value) -> ir.Value:
+        """One element per lane from ``base[offsets[lane]]`` (vgather on x86)."""
+        b, lanes = self.b, self.lanes
+        elem = base.type.pointee
+        size = max(1, elem.width // 8) if isinstance(elem, ir.IntType) else \
+            {"float": 4, "double": 8, "half": 2}[str(elem)]
+        addr = self.ix.add(self.ix.mul(offsets, size), b.ptrtoint(base, I64))
+        ptrs = b.inttoptr(addr, ir.VectorType(elem.as_pointer(), lanes))
+        vty = ir.VectorType(elem, lanes)
+        fn = self.kb.declare(f"llvm.masked.gather.{type_suffix(vty)}.v{lanes}p0{type_suffix(elem)}", vty,
+                             [ptrs.type, I32, ir.VectorType(I1, lanes), vty])
+        zero = [0] * lanes if isinstance(elem, ir.IntType) else [0.0] * lanes
+        return b.call(fn, [ptrs, const_int(size, I32), ir.Constant(ir.VectorType(I1, lanes), [1] * lanes),
+                           ir.Constant(vty, zero)])
 
     # -------------------------------------------------------- injective
     def _injective(self, node: Node, idx: Index) -> ir.Value:
-        b = self.b
+        ix = self.ix
         op = node.op
         src = node.inputs[0]
         in_shape, out_shape = shape_of(src), shape_of(node.outputs[0])
+        if op == "Identity":
+            return self._at(src, idx)
         if op in ("Reshape", "Flatten", "Squeeze", "Unsqueeze"):
-            flat = linear_offset(b, idx, out_shape)
-            return self.value_at(src, delinearize(b, flat, in_shape))
+            return self._at(src, self._reshape_index(idx, out_shape, in_shape))
         if op == "Transpose":
             perm = node.attr("perm") or list(reversed(range(len(in_shape))))
             src_idx: list = [None] * len(in_shape)
             for k, p in enumerate(perm):
                 src_idx[p] = idx[k]
-            return self.value_at(src, src_idx)
+            return self._at(src, src_idx)
         if op == "Expand":
-            return self.value_at(src, broadcast_index(b, idx, out_shape, in_shape))
+            return self._at(src, broadcast_index(self.b, idx, out_shape, in_shape))
         if op == "Tile":
-            return self.value_at(src, [b.srem(i, const_int(d)) for i, d in zip(idx, in_shape)])
+            return self._at(src, [ix.rem(i, d) for i, d in zip(idx, in_shape)])
         if op == "Slice":
-            return self.value_at(src, self._slice_index(node, idx, in_shape))
+            return self._at(src, self._slice_index(node, idx, in_shape))
         if op == "Concat":
             return self._concat(node, idx)
         if op == "Pad":
             return self._pad(node, idx, in_shape)
         if op == "Gather":
-            return self._gather(node, idx, in_shape)
+            return self._gather_op(node, idx, in_shape)
         if op in ("DepthToSpace", "SpaceToDepth"):
-            return self.value_at(src, self._depth_space(node, idx, in_shape, out_shape))
+            return self._at(src, self._depth_space(node, idx, in_shape, out_shape))
         if op == "ToBlocked":
             return self._to_blocked(node, idx, in_shape)
+        if op == "FromBlocked":
+            blk = in_shape[-1]
+            return self._at(src, [idx[0], ix.div(idx[1], blk), *idx[2:], ix.rem(idx[1], blk)])
         if op == "Trilu":
             return self._trilu(node, idx)
         if op == "OneHot":
             return self._one_hot(node, idx)
         if op == "EyeLike":
-            k = node.attr("k") or 0
-            on = b.icmp_signed("==", b.sub(idx[1], idx[0]), const_int(k))
-            dtype = node.outputs[0].type.dtype
-            one = constant(ir.Constant(compute_type(dtype), 0), 1)
-            return b.select(on, one, constant(one, 0))
-        if op == "FromBlocked":
-            blk = in_shape[-1]
-            c = idx[1]
-            src_idx = [idx[0], b.sdiv(c, const_int(blk)), *idx[2:], b.srem(c, const_int(blk))]
-            return self.value_at(src, src_idx)
+            on = ix.cmp("==", ix.sub(idx[1], idx[0]), node.attr("k") or 0)
+            one = constant(ir.Constant(compute_type(node.outputs[0].type.dtype), 0), 1)
+            return self.b.select(on, splat(self.b, one, self.lanes) if isinstance(on.type, ir.VectorType) else one,
+                                 constant(splat(self.b, one, self.lanes) if isinstance(on.type, ir.VectorType)
+                                          else one, 0))
         raise BackendError("internal: unhandled injective op", subject=node.describe())
 
+    def _reshape_index(self, idx: Index, out_shape, in_shape) -> Index:
+        """Index into the reshape's input.  When the last axis is kept, only the others are remapped."""
+        ix = self.ix
+        if out_shape and in_shape and out_shape[-1] == in_shape[-1]:
+            flat = self._linear(idx[:-1], out_shape[:-1])
+            return self._delinearize(flat, in_shape[:-1]) + [idx[-1]]
+        return self._delinearize(self._linear(idx, out_shape), in_shape)
+
+    def _linear(self, idx: Index, shape) -> ir.Value:
+        off = const_int(0)
+        for i, st, d in zip(idx, strides_of(shape), shape):
+            if d != 1:
+                off = self.ix.add(off, self.ix.mul(i, st))
+        return off
+
+    def _delinearize(self, flat: ir.Value, shape) -> Index:
+        return [const_int(0) if d == 1 else self.ix.rem(self.ix.div(flat, st), d)
+                for st, d in zip(strides_of(shape), shape)]
+
     def _trilu(self, node: Node, idx: Index) -> ir.Value:
-        b = self.b
         k = _const_ints(node.input(1))[0] if node.input(1) is not None else 0
-        diff = b.sub(idx[-1], idx[-2])  # column - row
-        keep = b.icmp_signed(">=", diff, const_int(k)) if node.attr("upper") else \
-            b.icmp_signed("<=", diff, const_int(k))
-        val = self.value_at(node.inputs[0], idx)
-        return b.select(keep, val, constant(val, 0))
+        diff = self.ix.sub(idx[-1], idx[-2])  # column - row
+        keep = self.ix.cmp(">=" if node.attr("upper") else "<=", diff, k)
+        val = self._at(node.inputs[0], idx)
+        return _select(self.b, keep, val, constant(val, 0), self.lanes)
 
     def _one_hot(self, node: Node, idx: Index) -> ir.Value:
-        b = self.b
+        b, ix = self.b, self.ix
         rank = len(idx)
         axis = node.attr("axis")
         axis = axis + rank if axis < 0 else axis
         depth = int(np.asarray(node.input(1).const).reshape(-1)[0])
-        where = list(idx[:axis]) + list(idx[axis + 1:])
-        raw = self.value_at(node.inputs[0], where)
-        if not isinstance(raw.type, ir.IntType):  # OneHot accepts float indices: truncated
-            raw = b.fptosi(raw, I64)
-        raw = b.sext(raw, I64) if raw.type.width < 64 else raw
-        fixed = b.select(b.icmp_signed("<", raw, const_int(0)), b.add(raw, const_int(depth)), raw)
-        hit = b.icmp_signed("==", fixed, idx[axis])
-        off = self.value_at(node.inputs[2], [const_int(0)])
-        on = self.value_at(node.inputs[2], [const_int(1)])
-        return b.select(hit, on, off)
+        raw = self._at(node.inputs[0], list(idx[:axis]) + list(idx[axis + 1:]))
+        raw = _to_i64(b, raw)
+        fixed = ix.select(ix.cmp("<", raw, 0), ix.add(raw, depth), raw)
+        hit = ix.cmp("==", fixed, idx[axis])
+        off = self._at(node.inputs[2], [const_int(0)])
+        on = self._at(node.inputs[2], [const_int(1)])
+        return _select(b, hit, on, off, self.lanes)
 
     def _slice_index(self, node: Node, idx: Index, in_shape: Sequence[int]) -> Index:
         rank = len(in_shape)
@@ -247,38 +295,30 @@ class Evaluator:
             dim = in_shape[a]
             s = s + dim if s < 0 else s
             s = max(0, min(dim if st > 0 else dim - 1, s))
-            out[a] = self.b.add(const_int(s), self.b.mul(idx[a], const_int(st)))
+            out[a] = self.ix.add(self.ix.mul(idx[a], st), s)
         return out
 
     def _concat(self, node: Node, idx: Index) -> ir.Value:
-        b = self.b
+        ix = self.ix
         axis = node.attr("axis")
         rank = len(idx)
         axis = axis + rank if axis < 0 else axis
-        result = None
-        offset = 0
-        pieces = []
+        result, offset, pieces = None, 0, []
         for inp in node.inputs:
             n = shape_of(inp)[axis]
             if n:
                 pieces.append((inp, offset, n))
             offset += n
         for inp, start, n in pieces:  # later pieces take over from their start on
-            local = b.sub(idx[axis], const_int(start))
-            clamped = b.select(b.icmp_signed("<", local, const_int(0)), const_int(0),
-                               b.select(b.icmp_signed(">=", local, const_int(n)), const_int(n - 1), local))
             sub = list(idx)
-            sub[axis] = clamped
-            val = self.value_at(inp, sub)
-            if result is None:
-                result = val
-            else:
-                inside = b.icmp_signed(">=", idx[axis], const_int(start))
-                result = b.select(inside, val, result)
+            sub[axis] = ix.clamp(ix.sub(idx[axis], start), 0, n - 1)
+            val = self._at(inp, sub)
+            result = val if result is None else _select(self.b, ix.cmp(">=", idx[axis], start), val, result,
+                                                        self.lanes)
         return result
 
     def _pad(self, node: Node, idx: Index, in_shape: Sequence[int]) -> ir.Value:
-        b = self.b
+        ix = self.ix
         rank = len(in_shape)
         pads = _const_ints(node.input(1))
         axes = _const_ints(node.input(3)) if node.input(3) is not None else list(range(rank))
@@ -289,77 +329,89 @@ class Evaluator:
         mode = node.attr("mode")
         src_idx, inside = [], None
         for a in range(rank):
-            i = b.sub(idx[a], const_int(begin[a]))
+            i = ix.sub(idx[a], begin[a]) if begin[a] else idx[a]
             n = in_shape[a]
             if mode == "constant":
-                ok = b.and_(b.icmp_signed(">=", i, const_int(0)), b.icmp_signed("<", i, const_int(n)))
-                inside = ok if inside is None else b.and_(inside, ok)
-                i = b.select(ok, i, const_int(0))
+                if begin[a] or shape_of(node.outputs[0])[a] != n:
+                    ok = ix.and_(ix.cmp(">=", i, 0), ix.cmp("<", i, n))
+                    inside = ok if inside is None else ix.and_(inside, ok)
+                    i = ix.clamp(i, 0, n - 1)
             elif mode == "edge":
-                i = b.select(b.icmp_signed("<", i, const_int(0)), const_int(0),
-                             b.select(b.icmp_signed(">=", i, const_int(n)), const_int(n - 1), i))
+                i = ix.clamp(i, 0, n - 1)
             elif mode == "reflect":
-                period = 2 * (n - 1) if n > 1 else 1
-                m = b.srem(b.add(b.srem(i, const_int(period)), const_int(period)), const_int(period))
-                i = b.select(b.icmp_signed(">=", m, const_int(n)), b.sub(const_int(period), m), m) if n > 1 \
-                    else const_int(0)
+                if n > 1:
+                    period = 2 * (n - 1)
+                    m = ix.floor_mod(i, period)
+                    i = ix.select(ix.cmp(">=", m, n), ix.sub(period, m), m)
+                else:
+                    i = const_int(0)
             else:  # wrap
-                i = b.srem(b.add(b.srem(i, const_int(n)), const_int(n)), const_int(n))
+                i = ix.floor_mod(i, n)
             src_idx.append(i)
-        val = self.value_at(node.inputs[0], src_idx)
+        val = self._at(node.inputs[0], src_idx)
         if mode != "constant" or inside is None:
             return val
         pad_value = 0
         if node.input(2) is not None:
             pad_value = np.asarray(node.input(2).const).reshape(-1)[0].item()
-        return b.select(inside, val, constant(val, pad_value))
+        return _select(self.b, inside, val, constant(val, pad_value), self.lanes)
 
-    def _gather(self, node: Node, idx: Index, in_shape: Sequence[int]) -> ir.Value:
-        b = self.b
+    def _gather_op(self, node: Node, idx: Index, in_shape: Sequence[int]) -> ir.Value:
+        ix = self.ix
         axis = node.attr("axis")
         rank = len(in_shape)
         axis = axis + rank if axis < 0 else axis
-        indices = node.inputs[1]
-        ishape = shape_of(indices)
-        q = len(ishape)
-        where = idx[axis:axis + q]
-        raw = self.value_at(indices, where)
-        raw = self.b.sext(raw, I64) if raw.type != I64 else raw
-        fixed = b.select(b.icmp_signed("<", raw, const_int(0)), b.add(raw, const_int(in_shape[axis])), raw)
-        src_idx = list(idx[:axis]) + [fixed] + list(idx[axis + q:])
-        return self.value_at(node.inputs[0], src_idx)
+        q = len(shape_of(node.inputs[1]))
+        raw = _to_i64(self.b, self._at(node.inputs[1], idx[axis:axis + q]))
+        fixed = ix.select(ix.cmp("<", raw, 0), ix.add(raw, in_shape[axis]), raw)
+        return self._at(node.inputs[0], list(idx[:axis]) + [fixed] + list(idx[axis + q:]))
 
     def _depth_space(self, node: Node, idx: Index, in_shape, out_shape) -> Index:
-        b = self.b
+        ix = self.ix
         bs = node.attr("blocksize")
         n, c, h, w = idx
         if node.op == "SpaceToDepth":
             oc = in_shape[1]
             if node.attr("mode") == "CRD":
-                ci, blk = b.sdiv(c, const_int(bs * bs)), b.srem(c, const_int(bs * bs))
+                ci, blk = ix.div(c, bs * bs), ix.rem(c, bs * bs)
             else:  # DCR
-                ci, blk = b.srem(c, const_int(oc)), b.sdiv(c, const_int(oc))
-            return [n, ci, b.add(b.mul(h, const_int(bs)), b.sdiv(blk, const_int(bs))),
-                    b.add(b.mul(w, const_int(bs)), b.srem(blk, const_int(bs)))]
+                ci, blk = ix.rem(c, oc), ix.div(c, oc)
+            return [n, ci, ix.add(ix.mul(h, bs), ix.div(blk, bs)), ix.add(ix.mul(w, bs), ix.rem(blk, bs))]
         oc = out_shape[1]
-        hb, wb = b.srem(h, const_int(bs)), b.srem(w, const_int(bs))
+        hb, wb = ix.rem(h, bs), ix.rem(w, bs)
         if node.attr("mode") == "CRD":
-            ci = b.add(b.mul(c, const_int(bs * bs)), b.add(b.mul(hb, const_int(bs)), wb))
+            ci = ix.add(ix.mul(c, bs * bs), ix.add(ix.mul(hb, bs), wb))
         else:  # DCR
-            ci = b.add(b.mul(b.add(b.mul(hb, const_int(bs)), wb), const_int(oc)), c)
-        return [n, ci, b.sdiv(h, const_int(bs)), b.sdiv(w, const_int(bs))]
+            ci = ix.add(ix.mul(ix.add(ix.mul(hb, bs), wb), oc), c)
+        return [n, ci, ix.div(h, bs), ix.div(w, bs)]
 
     def _to_blocked(self, node: Node, idx: Index, in_shape) -> ir.Value:
-        b = self.b
+        ix = self.ix
         blk = shape_of(node.outputs[0])[-1]
-        c = b.add(b.mul(idx[1], const_int(blk)), idx[-1])
         channels = in_shape[1]
-        ok = b.icmp_signed("<", c, const_int(channels))
-        safe = b.select(ok, c, const_int(0))
-        val = self.value_at(node.inputs[0], [idx[0], safe, *idx[2:-1]])
+        c = ix.add(ix.mul(idx[1], blk), idx[-1])
         if channels % blk == 0:
-            return val
-        return b.select(ok, val, constant(val, 0))
+            return self._at(node.inputs[0], [idx[0], c, *idx[2:-1]])
+        ok = ix.cmp("<", c, channels)
+        val = self._at(node.inputs[0], [idx[0], ix.select(ok, c, 0), *idx[2:-1]])
+        return _select(self.b, ok, val, constant(val, 0), self.lanes)
+
+
+def _to_i64(b: ir.IRBuilder, v: ir.Value) -> ir.Value:
+    """Index values as i64 (floats truncate, as OneHot allows)."""
+    elem = v.type.element if isinstance(v.type, ir.VectorType) else v.type
+    target = ir.VectorType(I64, v.type.count) if isinstance(v.type, ir.VectorType) else I64
+    if not isinstance(elem, ir.IntType):
+        return b.fptosi(v, target)
+    return b.sext(v, target) if elem.width < 64 else v
+
+
+def _select(b: ir.IRBuilder, cond: ir.Value, x: ir.Value, y: ir.Value, lanes: int) -> ir.Value:
+    """select() that splats scalars when the condition or a value is a vector."""
+    vec = any(isinstance(v.type, ir.VectorType) for v in (cond, x, y))
+    if vec:
+        cond, x, y = (v if isinstance(v.type, ir.VectorType) else splat(b, v, lanes) for v in (cond, x, y))
+    return b.select(cond, x, y)
 
 
 # ------------------------------------------------------------ index math
@@ -390,14 +442,27 @@ def vector_ok(body: Optional[Graph], outputs: Sequence[Value], provided: Sequenc
               members: Sequence[Node] = ()) -> bool:
     """Can the last axis of every output be computed ``lanes`` at a time?
 
-    True when only elementwise/broadcast ops lie between the outputs and their
-    leaves, and each leaf is either contiguous (full size) or of size 1 along
-    the output's last axis.
+    Leaves can always be read as lane vectors (loads or gathers); a value the
+    kernel provides itself (an accumulator) only at the output's own index.
+    So the answer is no only when an index-mapping op lies between an output
+    and a provided value.
     """
     given = {id(v) for v in provided}
     inside = {id(n) for n in members} if members else None
-    seen: set[int] = set()
+
+    def reaches_provided(v: Value, seen: set) -> bool:
+        if id(v) in given:
+            return True
+        node = v.producer
+        if node is None or id(v) in seen or (inside is not None and id(node) not in inside):
+            return False
+        seen.add(id(v))
+        return any(inp is not None and reaches_provided(inp, seen) for inp in node.inputs)
+
+    if not given:
+        return True
     stack = list(outputs)
+    seen: set[int] = set()
     while stack:
         v = stack.pop()
         if id(v) in seen or id(v) in given:
@@ -406,22 +471,13 @@ def vector_ok(body: Optional[Graph], outputs: Sequence[Value], provided: Sequenc
         node = v.producer
         if node is None or (inside is not None and id(node) not in inside):
             continue
-        if node.op in INJECTIVE_OPS and node.op != "Identity" or node.domain == "nnc":
-            return False
-        out_shape = shape_of(v)
-        for k, inp in enumerate(node.inputs):
+        mapping = node.op in INJECTIVE_OPS and node.op != "Identity" or node.domain == "nnc"
+        for inp in node.inputs:
             if inp is None:
                 continue
-            if node.op == "BatchNormalization" and k > 0:
-                if len(out_shape) < 3:
-                    return False  # the channel axis is the vector axis
-                stack.append(inp)
-                continue
-            ishape = shape_of(inp)
-            aligned_last = ishape[-1] if ishape and len(ishape) >= 1 else 1
-            if out_shape and aligned_last not in (1, out_shape[-1]):
+            if mapping and reaches_provided(inp, set()):
                 return False
-            if ishape and len(ishape) > len(out_shape):
-                return False
+            if shape_of(inp) != shape_of(v) and node.op != "BatchNormalization" and reaches_provided(inp, set()):
+                return False  # broadcasting the accumulator itself
             stack.append(inp)
     return True

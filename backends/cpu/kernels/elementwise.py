@@ -19,7 +19,7 @@ from ir.graph import Node, Value
 
 from ..codegen import I64, KernelBuilder, const_int, for_range, llvm_type, store_vector, supported_dtype, \
     task_range
-from ..evaluator import Evaluator, delinearize, injective_support, linear_offset, shape_of, vector_ok
+from ..evaluator import Evaluator, delinearize, injective_support, shape_of
 from ..expr import elementwise_support, store_convert
 from . import Kernel, body_and_keys, generator, label_of, nodes_of
 
@@ -61,18 +61,48 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
         ev = Evaluator(kb, tf, body, lanes, leaf_keys=keys, members=nodes_of(node))
         dst = tf.value_pointer(out_node)
         dtype = out_node.type.dtype
-        if shape and shape[-1] >= lanes and vector_ok(body, [out_body]) if body is not None else \
-                shape and shape[-1] >= lanes and vector_ok_plain(node):
+        if shape and shape[-1] >= lanes:
             _vector_loop(kb, b, tf, ev, out_body, dst, dtype, shape, n_tasks)
+        elif shape and math.prod(shape) >= lanes and _flat_ok(body, node, out_body, shape):
+            _flat_loop(kb, b, tf, ev, out_body, dst, dtype, shape, n_tasks)
         else:
             _scalar_loop(b, tf, ev, out_body, dst, dtype, shape, n_tasks)
     b.ret_void()
     return Kernel(tf.fn.name, n_tasks, tf.buffers, label_of(node))
 
 
-def vector_ok_plain(node: Node) -> bool:
-    """``vector_ok`` for a plain (unfused) node: treat it as a one-node body."""
-    return vector_ok(None, list(node.outputs), members=[node])
+def _flat_ok(body, node: Node, out: Value, shape) -> bool:
+    """Pure elementwise work whose leaves all have the output's shape (or one element): walk it flat."""
+    for n in nodes_of(node):
+        if n.schema.kind not in ("elementwise", "broadcast") or n.op == "BatchNormalization":
+            return False
+        for v in list(n.inputs) + list(n.outputs):
+            if v is not None and shape_of(v) != tuple(shape) and math.prod(shape_of(v)) != 1:
+                return False
+    return True
+
+
+def _flat_loop(kb, b, tf, ev: Evaluator, out: Value, dst, dtype, shape, n_tasks) -> None:
+    """The output as one long row: every leaf shares its layout, so index [0, ..., 0, flat] is exact."""
+    lanes = kb.lanes
+    total = math.prod(shape)
+    full = total // lanes
+    start, stop = task_range(b, tf.task, n_tasks, full)
+    zeros = [const_int(0)] * (len(shape) - 1)
+    with for_range(b, start, stop, name="vec") as k:
+        ev.forget()
+        col = b.mul(k, const_int(lanes))
+        value = ev.value_at(out, [*zeros, col], vector=True)
+        store_vector(b, store_convert(b, value, dtype), dst, col)
+    ev.forget()
+    if full * lanes < total:  # the tail, in the last task
+        is_last = b.icmp_signed("==", tf.task, const_int(n_tasks - 1))
+        with b.if_then(is_last):
+            with for_range(b, full * lanes, total, name="tail") as col:
+                ev.forget()
+                value = ev.value_at(out, [*zeros, col], vector=False)
+                b.store(store_convert(b, value, dtype), b.gep(dst, [col]))
+        ev.forget()
 
 
 def _rows_for_task(b: ir.IRBuilder, task: ir.Value, n_tasks: int, rows: int):
