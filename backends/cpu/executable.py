@@ -147,6 +147,9 @@ class CpuExecutable(Executable):
 
     # ---------------------------------------------------------- save / load
     def save(self, directory: Path) -> None:
+        if isinstance(self.weights, np.memmap) and Path(self.weights.filename).resolve().parent == \
+                Path(directory).resolve():
+            self.weights = aligned_buffer(self.weights.size, self.weights)  # we are about to rewrite that file
         if self.object_code is None:
             raise ArtifactError("this executable has no object code to save")
         from .bundle import truthy, write_bundle
@@ -172,9 +175,11 @@ class CpuExecutable(Executable):
                                 expected=target.isa, found=description["isa"],
                                 hint="rebuild it on this machine or with --option isa=" + target.isa)
         obj = (directory / files["object"]).read_bytes()
-        raw = np.fromfile(directory / files["weights"], dtype=np.uint8)
+        path = directory / files["weights"]
+        # Memory-mapped: loading costs nothing, pages come in on first use (mmap is page-aligned).
+        weights = np.memmap(path, dtype=np.uint8, mode="r") if path.stat().st_size else np.zeros(0, np.uint8)
         engine = _engine_from_object(obj, target)
-        return CpuExecutable(engine, description, aligned_buffer(raw.size, raw), target, threads, obj)
+        return CpuExecutable(engine, description, weights, target, threads, obj)
 
 
 def _engine_from_object(obj: bytes, target: TargetInfo) -> llvm.ExecutionEngine:
