@@ -100,6 +100,9 @@ class Evaluator:
         self.provided = provided or {}
         self.ix = IndexMath(self.b, max(1, lanes))
         self._memo: dict[tuple, ir.Value] = {}
+        # Flat mode: every value is addressed by one flat position (pure elementwise groups whose
+        # tensors all share one shape, or hold a single element).  Set by the kernel.
+        self.flat = False
 
     # ------------------------------------------------------------- entry
     def value_at(self, v: Value, idx: Index, vector: bool = False) -> ir.Value:
@@ -136,6 +139,8 @@ class Evaluator:
         for k, inp in enumerate(node.inputs):
             if inp is None:
                 operands.append(None)
+            elif self.flat:
+                operands.append(self._at(inp, idx))
             elif node.op == "BatchNormalization" and k > 0:
                 # Per-channel parameters [C] follow the channel axis (1), not numpy broadcasting.
                 operands.append(self._at(inp, [idx[1]]))
@@ -161,7 +166,10 @@ class Evaluator:
         if v.const is not None and v.const.size <= INLINE_CONSTANT_LIMIT:
             return constant(ir.Constant(compute_type(dtype), 0), np.asarray(v.const).reshape(-1)[0].item())
         base = self.tf.value_pointer(self.leaf_keys.get(id(v), v))
-        off = self._offset(idx, shape)
+        if self.flat:
+            off = idx[-1] if int(np.prod(shape)) > 1 else const_int(0)
+        else:
+            off = self._offset(idx, shape)
         if not self.ix.is_vector(off):
             raw = self.b.load(self.b.gep(base, [off]))
         else:
@@ -175,10 +183,11 @@ class Evaluator:
         return load_convert(self.b, raw, dtype)
 
     def _offset(self, idx: Index, shape: Sequence[int]) -> ir.Value:
+        # Every axis counts, size-1 ones too: kernels that collapse adjacent axes put the
+        # collapsed position on the group's last axis, which may have size 1.
         off = const_int(0)
-        for i, st, d in zip(idx, strides_of(shape), shape):
-            if d != 1:
-                off = self.ix.add(off, self.ix.mul(i, st))
+        for i, st in zip(idx, strides_of(shape)):
+            off = self.ix.add(off, self.ix.mul(i, st))
         return off
 
     def _gather(self, base: ir.Value, offsets: ir.Value) -> ir.Value:
@@ -253,9 +262,8 @@ class Evaluator:
 
     def _linear(self, idx: Index, shape) -> ir.Value:
         off = const_int(0)
-        for i, st, d in zip(idx, strides_of(shape), shape):
-            if d != 1:
-                off = self.ix.add(off, self.ix.mul(i, st))
+        for i, st in zip(idx, strides_of(shape)):
+            off = self.ix.add(off, self.ix.mul(i, st))
         return off
 
     def _delinearize(self, flat: ir.Value, shape) -> Index:
@@ -416,11 +424,9 @@ def _select(b: ir.IRBuilder, cond: ir.Value, x: ir.Value, y: ir.Value, lanes: in
 
 # ------------------------------------------------------------ index math
 def linear_offset(b: ir.IRBuilder, idx: Index, shape: Sequence[int]) -> ir.Value:
-    """Row-major element offset of ``idx`` in ``shape`` (dims of size 1 are skipped)."""
+    """Row-major element offset of ``idx`` in ``shape`` (a collapsed position may sit on a size-1 axis)."""
     off = const_int(0)
-    for i, st, d in zip(idx, strides_of(shape), shape):
-        if d == 1:
-            continue
+    for i, st in zip(idx, strides_of(shape)):
         off = b.add(off, b.mul(i, const_int(st)) if st != 1 else i)
     return off
 
@@ -435,7 +441,10 @@ def delinearize(b: ir.IRBuilder, flat: ir.Value, shape: Sequence[int]) -> Index:
 def broadcast_index(b: ir.IRBuilder, idx: Index, out_shape: Sequence[int], in_shape: Sequence[int]) -> Index:
     """The index of an operand of shape ``in_shape`` broadcast to ``out_shape`` (right-aligned)."""
     lead = len(out_shape) - len(in_shape)
-    return [const_int(0) if d == 1 else idx[lead + k] for k, d in enumerate(in_shape)]
+    # Only axes the operand is broadcast along read index 0; an axis of size 1 on both sides keeps
+    # the index (kernels that collapse axes may put a whole group's position on it).
+    return [const_int(0) if d == 1 and out_shape[lead + k] != 1 else idx[lead + k]
+            for k, d in enumerate(in_shape)]
 
 
 def vector_ok(body: Optional[Graph], outputs: Sequence[Value], provided: Sequence[Value] = (),

@@ -128,3 +128,10 @@ def test_bitshift_out_of_range_amounts(direction, dtype):
 ])
 def test_index_computed_ops(op, inputs, attrs):
     compare_cpu(*one_op(op, inputs, attrs), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("shape", [(3, 3, 3, 1), (2, 9), (5, 1, 7)])
+def test_short_last_axis_runs_flat(shape):
+    x = rng.standard_normal(shape).astype(np.float32)
+    compare_cpu(*one_op("Celu", [x], {"alpha": 2.0}))
+    compare_cpu(*one_op("Add", [x, Const(np.float32(0.5))]))

@@ -406,3 +406,12 @@ def test_vector_exp_accuracy(isa):
     with np.errstate(over="ignore"):
         np.testing.assert_allclose(out[:len(x)][~normal], want[~normal].astype(np.float32), rtol=0, atol=1e-44)
     np.testing.assert_array_equal(out[len(x):], out[:len(special)])
+
+
+@pytest.mark.parametrize("axes", [[0, 2, 3], [2, 3], [3]])
+def test_reduced_axes_of_size_one(axes):
+    """A collapsed axis group may end in a size-1 axis (the position then sits on it)."""
+    from tests.cpu.helpers import compare_cpu, one_op
+    from tests.ops.ortcheck import Const
+    x = np.random.default_rng(0).standard_normal((3, 3, 3, 1)).astype(np.float32)
+    compare_cpu(*one_op("ReduceMean", [x, Const(np.array(axes, np.int64))], {"keepdims": 1}, opset=18))

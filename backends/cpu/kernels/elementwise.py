@@ -83,16 +83,16 @@ def _flat_ok(body, node: Node, out: Value, shape) -> bool:
 
 
 def _flat_loop(kb, b, tf, ev: Evaluator, out: Value, dst, dtype, shape, n_tasks) -> None:
-    """The output as one long row: every leaf shares its layout, so index [0, ..., 0, flat] is exact."""
+    """The output as one long row: every leaf shares its layout, so one flat position addresses all."""
     lanes = kb.lanes
     total = math.prod(shape)
     full = total // lanes
     start, stop = task_range(b, tf.task, n_tasks, full)
-    zeros = [const_int(0)] * (len(shape) - 1)
+    ev.flat = True
     with for_range(b, start, stop, name="vec") as k:
         ev.forget()
         col = b.mul(k, const_int(lanes))
-        value = ev.value_at(out, [*zeros, col], vector=True)
+        value = ev.value_at(out, [col], vector=True)
         store_vector(b, store_convert(b, value, dtype), dst, col)
     ev.forget()
     if full * lanes < total:  # the tail, in the last task
@@ -100,9 +100,10 @@ def _flat_loop(kb, b, tf, ev: Evaluator, out: Value, dst, dtype, shape, n_tasks)
         with b.if_then(is_last):
             with for_range(b, full * lanes, total, name="tail") as col:
                 ev.forget()
-                value = ev.value_at(out, [*zeros, col], vector=False)
+                value = ev.value_at(out, [col], vector=False)
                 b.store(store_convert(b, value, dtype), b.gep(dst, [col]))
         ev.forget()
+    ev.flat = False
 
 
 def _rows_for_task(b: ir.IRBuilder, task: ir.Value, n_tasks: int, rows: int):
