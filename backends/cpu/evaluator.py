@@ -39,7 +39,8 @@ Provider = Callable[[Index, bool], ir.Value]
 
 INJECTIVE_OPS = {"Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Expand", "Slice", "Concat",
                  "Pad", "Tile", "Gather", "DepthToSpace", "SpaceToDepth", "ToBlocked", "FromBlocked",
-                 "Identity", "Trilu", "OneHot", "EyeLike"}  # the last three compute from the index
+                 "Identity", "Trilu", "OneHot", "EyeLike",  # these three compute from the index
+                 "Split", "GatherElements"}
 INLINE_CONSTANT_LIMIT = 1  # scalar constants become immediates
 
 
@@ -72,6 +73,8 @@ def injective_support(node: Node) -> Optional[str]:
             return "Pad with a run-time constant value"
     if op == "Gather" and node.inputs[1].type.dtype not in (DType.I32, DType.I64):
         return "Gather indices must be int32 or int64"
+    if op == "GatherElements" and node.inputs[1].type.dtype not in (DType.I32, DType.I64):
+        return "GatherElements indices must be int32 or int64"
     if op == "Trilu" and node.input(1) is not None and node.input(1).const is None:
         return "Trilu with a run-time k (specialize first)"
     if op == "OneHot" and node.input(1).const is None:
@@ -133,7 +136,7 @@ class Evaluator:
         if node is None or (self.members is not None and id(node) not in self.members):
             return self.load(v, idx)  # a leaf: a kernel input or a constant
         if node.op in INJECTIVE_OPS or node.domain == "nnc":
-            return self._injective(node, idx)
+            return self._injective(node, idx, v.index)
         out_shape = shape_of(v)
         operands = []
         for k, inp in enumerate(node.inputs):
@@ -206,13 +209,15 @@ class Evaluator:
                            ir.Constant(vty, zero)])
 
     # -------------------------------------------------------- injective
-    def _injective(self, node: Node, idx: Index) -> ir.Value:
+    def _injective(self, node: Node, idx: Index, which: int = 0) -> ir.Value:
         ix = self.ix
         op = node.op
         src = node.inputs[0]
         in_shape, out_shape = shape_of(src), shape_of(node.outputs[0])
         if op == "Identity":
             return self._at(src, idx)
+        if op == "Split":
+            return self._at(src, self._split_index(node, idx, in_shape, which))
         if op in ("Reshape", "Flatten", "Squeeze", "Unsqueeze"):
             return self._at(src, self._reshape_index(idx, out_shape, in_shape))
         if op == "Transpose":
@@ -233,6 +238,11 @@ class Evaluator:
             return self._pad(node, idx, in_shape)
         if op == "Gather":
             return self._gather_op(node, idx, in_shape)
+        if op == "GatherElements":
+            axis = node.attr("axis") % len(in_shape)
+            raw = _to_i64(self.b, self._at(node.inputs[1], idx))
+            fixed = ix.select(ix.cmp("<", raw, 0), ix.add(raw, in_shape[axis]), raw)
+            return self._at(src, list(idx[:axis]) + [fixed] + list(idx[axis + 1:]))
         if op in ("DepthToSpace", "SpaceToDepth"):
             return self._at(src, self._depth_space(node, idx, in_shape, out_shape))
         if op == "ToBlocked":
@@ -251,6 +261,14 @@ class Evaluator:
                                  constant(splat(self.b, one, self.lanes) if isinstance(on.type, ir.VectorType)
                                           else one, 0))
         raise BackendError("internal: unhandled injective op", subject=node.describe())
+
+    def _split_index(self, node: Node, idx: Index, in_shape, which: int) -> Index:
+        """Output ``which`` of a Split reads the input from the sizes of the outputs before it."""
+        axis = node.attr("axis") % len(in_shape)
+        start = sum(shape_of(o)[axis] for o in node.outputs[:which])
+        out = list(idx)
+        out[axis] = self.ix.add(idx[axis], start)
+        return out
 
     def _reshape_index(self, idx: Index, out_shape, in_shape) -> Index:
         """Index into the reshape's input.  When the last axis is kept, only the others are remapped."""

@@ -135,3 +135,13 @@ def test_short_last_axis_runs_flat(shape):
     x = rng.standard_normal(shape).astype(np.float32)
     compare_cpu(*one_op("Celu", [x], {"alpha": 2.0}))
     compare_cpu(*one_op("Add", [x, Const(np.float32(0.5))]))
+
+
+def test_split_outputs():
+    model, feeds = one_op("Split", [X, Const(np.array([2, 3], np.int64))], {"axis": 1}, num_outputs=2)
+    compare_cpu(model, feeds, rtol=0, atol=0)
+
+
+def test_gather_elements():
+    idx = rng.integers(-5, 5, size=(3, 4, 37)).astype(np.int64)
+    compare_cpu(*one_op("GatherElements", [X, idx], {"axis": 1}), rtol=0, atol=0)
