@@ -16,7 +16,7 @@ PIPELINES = {
     "generic": SIMPLIFY,
     # expand-functions runs on static graphs only (after specialization), where run-time
     # shape values are constants: e.g. Range folds instead of expanding into a Loop.
-    "cpu": SIMPLIFY + ",expand-functions,fold-constants,simplify-algebra,cse,dce,"
+    "cpu": SIMPLIFY + ",expand-functions,lower-conv-transpose,fold-constants,simplify-algebra,cse,dce,"
                       "layout-nchwc,fold-constants,dce,fuse,dce,schedule,plan-memory",
 }
 

@@ -1,0 +1,42 @@
+"""ConvTranspose on the cpu target, lowered to Conv by lower-conv-transpose."""
+
+import numpy as np
+import pytest
+
+from tests.cpu.helpers import compare_cpu, one_op
+from tests.ops.ortcheck import Const
+
+rng = np.random.default_rng(0)
+
+
+@pytest.mark.parametrize("attrs", [
+    {},
+    {"strides": [2, 2]},
+    {"strides": [2, 3], "pads": [1, 0, 1, 2], "output_padding": [1, 1]},
+    {"strides": [2, 2], "dilations": [2, 1]},
+    {"strides": [2, 2], "auto_pad": "SAME_UPPER"},
+    {"strides": [3, 2], "output_shape": [10, 8]},
+    {"group": 2},
+])
+@pytest.mark.parametrize("constant_weight", [True, False])
+def test_conv_transpose_matches_reference(attrs, constant_weight):
+    x = rng.standard_normal((1, 4, 5, 6)).astype(np.float32)
+    cin, group = 4, attrs.get("group", 1)
+    w = rng.standard_normal((cin, 6 // group, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(6).astype(np.float32)
+    compare_cpu(*one_op("ConvTranspose", [x, Const(w) if constant_weight else w, Const(b)], attrs))
+
+
+def test_the_pass_rewrites_into_conv():
+    from backends.base import get_backend
+    from frontends.onnx import import_model
+    from passes.manager import PassContext, PassManager
+    model, _ = one_op("ConvTranspose", [rng.standard_normal((1, 2, 4, 4)).astype(np.float32),
+                                        Const(rng.standard_normal((2, 3, 3, 3)).astype(np.float32))],
+                      {"strides": [2, 2]})
+    g = import_model(model)
+    backend = get_backend("cpu")
+    ctx = PassContext(target=backend.target_info, backend=backend)
+    PassManager("lower-conv-transpose").run(g, ctx)
+    assert [n.op for n in g.nodes] == ["Reshape", "Pad", "Reshape", "Slice", "Conv"]
+    assert any(d["decision"] == "lower ConvTranspose to Conv" for d in ctx.log)
