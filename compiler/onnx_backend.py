@@ -45,9 +45,11 @@ class BackendRep(_OnnxBackendRep):
 
 
 class Backend(_OnnxBackend):
+    default_target = "ref"
+
     @classmethod
     def prepare(cls, model: onnx.ModelProto, device: str = "CPU", **kwargs: Any) -> BackendRep:
-        target = kwargs.pop("target", "ref")
+        target = kwargs.pop("target", cls.default_target)
         kwargs.pop("rtol", None)
         kwargs.pop("atol", None)
         return BackendRep(_compile(model, target=target, **kwargs))
@@ -64,6 +66,11 @@ class Backend(_OnnxBackend):
     @classmethod
     def supports_device(cls, device: str) -> bool:
         return device == "CPU"
+
+
+def backend_for(target: str) -> type[Backend]:
+    """The Backend class whose ``prepare`` compiles for ``target`` by default."""
+    return type(f"{target.capitalize()}Backend", (Backend,), {"default_target": target})
 
 
 prepare = Backend.prepare

@@ -66,7 +66,7 @@ def specialize(graph: Graph, inputs: Sequence[np.ndarray], value_inputs: Sequenc
     """
     g = graph.clone()
     for v, x in zip(g.inputs, inputs):
-        if isinstance(v.type, TensorType):
+        if isinstance(v.type, TensorType) and not isinstance(x, list) and x is not None:
             v.type = v.type.with_shape(tuple(np.shape(x)))
     for i in value_inputs:
         v = g.inputs[i]
@@ -84,6 +84,15 @@ def specialize(graph: Graph, inputs: Sequence[np.ndarray], value_inputs: Sequenc
     return g
 
 
+def _shape_key(x) -> tuple:
+    """A run's input described for the cache: its shape (a sequence: its elements' shapes)."""
+    if x is None:
+        return ("none",)
+    if isinstance(x, list):
+        return ("seq",) + tuple(tuple(np.shape(e)) for e in x)
+    return tuple(np.shape(x))
+
+
 class SpecializingExecutable(Executable):
     """Compiles one executable per distinct (input shapes, deciding values), with an LRU cache."""
 
@@ -98,7 +107,7 @@ class SpecializingExecutable(Executable):
         self.compilations = 0
 
     def key(self, inputs: Sequence[np.ndarray]) -> tuple:
-        shapes = tuple(tuple(np.shape(x)) for x in inputs)
+        shapes = tuple(_shape_key(x) for x in inputs)
         values = tuple(np.asarray(inputs[i]).tobytes() for i in self.value_inputs)
         return shapes, values
 

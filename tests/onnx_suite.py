@@ -142,10 +142,31 @@ def run_case(case: Case, target: str = "ref") -> tuple[str, str]:
     except Exception as exc:  # noqa: BLE001 - we report every kind of failure
         from ir.errors import CompilerError
         if isinstance(exc, CompilerError):
-            return "error", f"{type(exc).__name__}: {str(exc).splitlines()[0][:240]}"
+            return "error", f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
         tb = traceback.extract_tb(exc.__traceback__)[-1]
         return "error", f"{type(exc).__name__}: {str(exc)[:160]} [{os.path.basename(tb.filename)}:{tb.lineno}]"
     return "pass", ""
+
+
+def _reason(msg: str) -> str:
+    """The backend's own words: which op kinds it cannot run and why."""
+    text = re.sub(r"^UnsupportedOpError: ", "", msg)
+    text = re.sub(r"; nodes: [^)]*\)", ")", text)
+    return re.sub(r" \(hint: .*$", "", text)
+
+
+def _write_unsupported(path: str, target: str, refused: dict[str, str]) -> None:
+    lines = [f'"""Cases of ONNX\'s backend suite the {target} target refuses, with its reason (generated).',
+             "",
+             f"Regenerate with: python -m tests.onnx_suite --target {target} --kind node --kind simple \\",
+             f"    --kind pytorch-converted --kind pytorch-operator --kind real --write-unsupported {path}",
+             "Every case here passes on the reference target; the target says which op it cannot run.",
+             '"""', "", "UNSUPPORTED = {"]
+    for name in sorted(refused):
+        lines.append(f"    {name!r}: {refused[name]!r},")
+    lines.append("}")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
 
 
 def main(argv=None) -> int:
@@ -155,18 +176,26 @@ def main(argv=None) -> int:
     ap.add_argument("--target", default="ref")
     ap.add_argument("-v", "--verbose", action="store_true", help="print every case")
     ap.add_argument("--failures-only", action="store_true", help="print only failing cases")
+    ap.add_argument("--write-unsupported", metavar="FILE",
+                    help="write the cases the target refuses (test name -> reason) as a Python module")
     args = ap.parse_args(argv)
     counts: Counter = Counter()
     reasons: Counter = Counter()
+    refused: dict[str, str] = {}
     t0 = time.time()
     for case in iter_cases(tuple(args.kind or ["node"]), args.pattern):
         status, msg = run_case(case, args.target)
+        if status == "error" and msg.startswith("UnsupportedOpError") and run_case(case, "ref")[0] == "pass":
+            refused[case.name] = _reason(msg)
         counts[status] += 1
         if status != "pass":
             reasons[re.sub(r"'[^']*'|\d+", "_", msg)[:90]] += 1
         if args.verbose or (status != "pass" and (args.failures_only or True)):
             if args.verbose or args.failures_only or status != "pass":
-                print(f"{status:5} {case.name}  {msg}")
+                print(f"{status:5} {case.name}  {msg[:240]}")
+    if args.write_unsupported:
+        _write_unsupported(args.write_unsupported, args.target, refused)
+        print(f"wrote {len(refused)} refused cases to {args.write_unsupported}")
     total = sum(counts.values())
     print(f"\n{counts['pass']} passed, {counts['fail']} failed, {counts['error']} errors "
           f"of {total} ({time.time() - t0:.0f} s)")

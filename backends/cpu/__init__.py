@@ -47,6 +47,10 @@ class CpuBackend(Backend):
         return host_cpu(self.options.get("isa"))
 
     def supports(self, node: Node) -> Support:
+        from ir.types import TensorType
+        for v in list(node.inputs) + list(node.outputs):
+            if v is not None and not isinstance(v.type, TensorType):
+                return Support.no(f"{v.type} values (sequences, optionals) are not supported by the cpu target")
         if node.domain == "" and node.op in VIEW_OPS:
             return Support.yes()
         kind = kernel_kind(node)

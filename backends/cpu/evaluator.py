@@ -137,6 +137,9 @@ class Evaluator:
             return self.load(v, idx)  # a leaf: a kernel input or a constant
         if node.op in INJECTIVE_OPS or node.domain == "nnc":
             return self._injective(node, idx, v.index)
+        if node.op == "Dropout" and v.index == 1:  # the mask of inference-mode Dropout: all kept
+            one = constant(ir.Constant(compute_type(v.type.dtype), 0), 1)
+            return one
         out_shape = shape_of(v)
         operands = []
         for k, inp in enumerate(node.inputs):

@@ -27,11 +27,14 @@ MIN_TASK_ELEMENTS = 1 << 14  # smaller tasks cost more in scheduling than they g
 
 
 def support(node: Node) -> Optional[str]:
+    from ..evaluator import INJECTIVE_OPS
+    from ..expr import ELEMENTWISE_OPS
     for n in nodes_of(node):
         if n.op == "Fused":
             return "nested fused groups"
-        from ..evaluator import INJECTIVE_OPS
         injective = n.op in INJECTIVE_OPS or n.domain == "nnc"
+        if not injective and (n.domain != "" or n.op not in ELEMENTWISE_OPS):
+            return f"no cpu kernel for {n.qualified_op}"
         why = injective_support(n) if injective else elementwise_support(n)
         if why is not None:
             return why
