@@ -219,7 +219,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     result = build(args.model, args.target, passes=args.passes,
                    print_ir_after=args.print_ir_after.split(",") if args.print_ir_after else (),
                    dump_ir_dir=args.dump_ir, time_passes=args.time_passes,
-                   input_shapes=_parse_shapes(args.input_shape), options=_parse_options(args.option))
+                   input_shapes=_parse_shapes(args.input_shape), options=_parse_options(args.option),
+                   tune=args.tune, tune_budget=args.tune_budget, tuning_db=args.tuning_db)
     seconds = time.perf_counter() - t0
     out = result.module.save(args.output)
     if args.time_passes:
@@ -340,6 +341,13 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--option", action="append", metavar="KEY=VALUE", help="target option (repeatable)")
     p.add_argument("--explain", nargs="?", const="summary", choices=["summary", "full"],
                    help="print what the passes decided and saved (decisions.json is always written)")
+    p.add_argument("--tune", action="store_true",
+                   help="time candidate schedules on this machine and keep the fastest "
+                        "(in --tuning-db; later builds reuse it)")
+    p.add_argument("--tune-budget", type=float, default=60.0, metavar="SECONDS",
+                   help="time limit for --tune (default 60)")
+    p.add_argument("--tuning-db", metavar="FILE",
+                   help="tuning database to read and extend (default tuning.json with --tune)")
     p.add_argument("-q", "--quiet", action="store_true")
 
     for name, fn, help in (("run", cmd_run, "run an artifact (or an .onnx file) and summarize its outputs"),

@@ -16,7 +16,8 @@ from backends.base import Backend, CompileOptions, get_backend
 from frontends.onnx import ImportOptions, import_model, load_model
 from frontends.onnx.loader import ModelSource
 from ir.graph import Graph
-from passes.manager import PassContext, PassManager
+from ir.errors import CompilerError
+from passes.manager import PassContext, PassManager, parse_pipeline, with_pass_options
 from runtime.module import Module, TensorSpec
 
 from .specialize import SpecializingExecutable, needs_specialization
@@ -67,6 +68,22 @@ def model_digest(model: onnx.ModelProto) -> str:
     return "sha256:" + hashlib.sha256(model.SerializeToString(deterministic=True)).hexdigest()
 
 
+def tuning_pipeline(pipeline: Union[str, Sequence[str]], target: str, tune: bool, budget: float,
+                    db: Optional[Union[str, Path]]) -> str:
+    """``pipeline`` with the schedule pass told to tune and/or read the tuning database."""
+    steps = parse_pipeline(pipeline)
+    if not any(step.info.name == "schedule" for step in steps):
+        raise CompilerError("this pipeline does not schedule kernels, so there is nothing to tune",
+                            subject=f"--target {target}",
+                            hint="tuning needs a target whose pipeline runs `schedule`, e.g. --target cpu")
+    if budget <= 0:
+        raise CompilerError("the tuning budget must be positive", subject=f"{budget} s")
+    options: dict[str, Any] = {"tuning_db": str(db or "tuning.json")}
+    if tune:
+        options.update(tune=True, tune_budget=float(budget))
+    return with_pass_options(steps, "schedule", options)
+
+
 def build(
     model: Union[ModelSource, Graph],
     target: str = "ref",
@@ -78,8 +95,16 @@ def build(
     input_shapes: Optional[Mapping[str, Sequence]] = None,
     options: Optional[Mapping[str, Any]] = None,
     stream: Optional[TextIO] = None,
+    tune: bool = False,
+    tune_budget: float = 60.0,
+    tuning_db: Optional[Union[str, Path]] = None,
 ) -> CompileResult:
-    """Compile a model and return the module with the build's details."""
+    """Compile a model and return the module with the build's details.
+
+    ``tune`` times candidate schedules on the target (at most ``tune_budget``
+    seconds) and records the fastest in ``tuning_db`` (default ``tuning.json``);
+    a build given only ``tuning_db`` reuses what earlier tuning found.
+    """
     backend: Backend = get_backend(target)
     backend.configure(dict(options or {}))
     manifest: dict[str, Any] = {"target": target, "tools": tool_versions()}
@@ -98,6 +123,8 @@ def build(
     options = dict(options or {})
     nodes_imported = len(graph.nodes)
     full_pipeline = backend.default_pipeline if passes is None else passes
+    if tune or tuning_db:
+        full_pipeline = tuning_pipeline(full_pipeline, target, tune, tune_budget, tuning_db)
     specializing = (backend.requires_static_shapes or bool(options.get("specialize"))) \
         and needs_specialization(graph)
     # A graph whose shapes are only known per call gets the shape-free passes now and

@@ -12,7 +12,9 @@ Rules (``b`` = the ``block`` option, 0 meaning the target's f32 vector lanes):
   and Cout a multiple of b.  The input is read blocked by b when Cin is a
   multiple of b (or the conv is depthwise); a small Cin (< b, e.g. 3 for RGB)
   becomes one block of Cin; otherwise the input is zero padded to a multiple
-  of b.  Other convs stay NCHW (the decision says why).
+  of b.  A depthwise conv on plain input whose output reaches no blockable
+  conv stays NCHW (ShuffleNet's: two conversions would cost more than the
+  cheap conv gains).  Other convs stay NCHW (the decision says why).
 * Ops whose input is already blocked stay blocked:
   - elementwise / broadcasting ops whose other operands are blocked alike
     (same block and channels), scalars, or constants that broadcast against
@@ -167,6 +169,12 @@ class _Rewriter:
             return None
         cin, cout, group = x.type.shape[1], w.type.shape[0], node.attr("group")
         depthwise = group > 1
+        if depthwise and id(x) not in self.blocked and not self.feeds_blockable_conv(node.output):
+            self.ctx.decide("keep Conv in NCHW", node=node.name or node.output.name,
+                            reason="depthwise conv between plain-layout ops: converting its input and "
+                                   "output would move more bytes than blocking it saves",
+                            rule="isolated depthwise")
+            return None
         if id(x) in self.blocked or depthwise or cin % self.b == 0:
             ib = self.b
         else:
@@ -194,6 +202,20 @@ class _Rewriter:
                         input="blocked already" if id(x) in self.blocked else "ToBlocked")
         inputs = [xb, self.consts[key]] + ([bias] if bias is not None else [])
         return self.emit("ConvNCHWc", inputs, attrs, node, domain=NNC)
+
+    def feeds_blockable_conv(self, v: Value, depth: int = 8) -> bool:
+        """Does ``v`` reach a Conv that can read blocked data, through ops that stay blocked?"""
+        for use in v.uses:
+            reader = use.node
+            if reader.domain != "" or len(reader.outputs) != 1:
+                continue
+            if reader.op == "Conv" and use.index == 0 and not self.conv_blocker(reader):
+                return True
+            passes_through = reader.op in _POOLS or reader.op == "BatchNormalization" or \
+                (reader.schema.kind in (ELEMENTWISE, BROADCAST) and reader.op not in _NOT_PER_ELEMENT)
+            if passes_through and depth > 0 and self.feeds_blockable_conv(reader.output, depth - 1):
+                return True
+        return False
 
     def conv_blocker(self, node: Node) -> str:
         """Why ``node`` (a Conv) cannot become ConvNCHWc; empty when it can."""

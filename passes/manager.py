@@ -143,6 +143,24 @@ def parse_pipeline(spec: Union[str, Sequence[Union[str, PassStep]]]) -> list[Pas
     return steps
 
 
+def with_pass_options(spec: Union[str, Sequence[Union[str, PassStep]]], name: str,
+                      options: dict[str, Any]) -> str:
+    """``spec`` with ``options`` set on every ``name`` step (e.g. ``schedule{tune=True}``).
+
+    Used by the driver to turn CLI flags such as ``--tune`` into pass options
+    without the user having to spell the target's whole pipeline.
+    """
+    steps = parse_pipeline(spec)
+    for step in steps:
+        if step.info.name == name:
+            for k, v in options.items():
+                if k not in step.info.options:
+                    raise PassError("unknown option", subject=f"pass {name!r}: {k!r}",
+                                    hint=f"options: {step.info.option_text() or 'none'}")
+                step.options[k] = v
+    return ",".join(str(s) for s in steps)
+
+
 def _split_top_level(spec: str) -> list[str]:
     parts, depth, cur = [], 0, []
     for ch in spec:

@@ -220,7 +220,7 @@ def schedule(graph: Graph, ctx: PassContext, *, tune: bool = False, tune_budget:
         ctx.decide("skip scheduling", reason="no CPU target description")
         return False
     from .tuning import TuningDB, tune_graph
-    db = TuningDB.open(tuning_db) if tuning_db else None
+    db = TuningDB.open(tuning_db or "tuning.json") if (tuning_db or tune) else None
     if tune:
         tune_graph(graph, ctx, target, db, tune_budget)
     changed = False

@@ -67,7 +67,7 @@ class TuningDB:
         self.path.write_text(json.dumps(self.data, indent=1, sort_keys=True) + "\n")
 
 
-def tune_graph(graph: Graph, ctx: PassContext, target: TargetInfo, db: Optional[TuningDB],
+def tune_graph(graph: Graph, ctx: PassContext, target: TargetInfo, db: TuningDB,
                budget: float, per_kernel: int = 8) -> int:
     """Time candidates for every distinct kernel not yet in ``db``; returns kernels tuned."""
     from tqdm import tqdm
@@ -78,8 +78,6 @@ def tune_graph(graph: Graph, ctx: PassContext, target: TargetInfo, db: Optional[
     if measure is None:
         raise PassError("this target cannot time schedules", subject="--tune",
                         hint="measured tuning needs a target that runs code, e.g. --target cpu")
-    if db is None:
-        db = TuningDB(Path("tuning.json"))
     todo = {}
     for node in graph.nodes:
         sig = kernel_signature(node)

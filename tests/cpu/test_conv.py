@@ -166,14 +166,23 @@ def test_conv_nchwc_batchnorm_sigmoid():
     ((1, 16, 7, 30), 3, {}),
 ], ids=["3x3", "3x3s2-batch2", "5x5", "dilated", "no-pad"])
 def test_dwconv_nchwc(x_shape, k, attrs):
+    # Followed by a 1x1 conv, as in MobileNet: the layout pass blocks the depthwise conv only then.
     c = x_shape[1]
-    conv_relu(x_shape, c, (k, k), "dwconv2d_nchwc", group=c, **attrs)
+    m = Model(x_shape)
+    y = m.op("Relu", [m.conv("x", c, c, (k, k), group=c, **attrs)])
+    check(m.build(m.conv(y, c, c, (1, 1))), x_shape, ["dwconv2d_nchwc", "conv2d_nchwc"])
 
 
 def test_dwconv_residual():
     m = Model((1, 32, 9, 9))
     c = m.conv("x", 32, 32, (3, 3), group=32, pads=[1, 1, 1, 1])
-    check(m.build(m.op("Add", [c, "x"])), (1, 32, 9, 9), ["dwconv2d_nchwc"])
+    y = m.op("Add", [c, "x"])
+    check(m.build(m.conv(y, 32, 16, (1, 1))), (1, 32, 9, 9), ["dwconv2d_nchwc"])
+
+
+def test_isolated_dwconv_stays_nchw():
+    """ShuffleNet's depthwise convs sit between grouped convs: plain NCHW beats two conversions."""
+    conv_relu((1, 32, 14, 14), 32, (3, 3), "conv2d", group=32, pads=[1, 1, 1, 1])
 
 
 # -------------------------------------------------------------- conv2d (NCHW)

@@ -198,7 +198,41 @@ def test_plain_operands_and_unhandled_ops_read_one_from_blocked():
         }""", pipeline="layout-nchwc,dce")
 
 
+def test_depthwise_on_plain_input_is_blocked_when_it_feeds_a_blockable_conv():
+    _assert_layout("""
+        graph @main(%x: f32[1,4,3,3]) {
+          %wd: f32[4,1,2,2] = constant [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 1.0, 0.5, 0.25, 2.0, -1.0, 1.0, -2.0, 3.0]
+          %d: f32[1,4,2,2] = Conv(%x, %wd) {group=4}
+          %r: f32[1,4,2,2] = Relu(%d)
+          %w: f32[4,4,1,1] = constant [1.0, 0.0, 0.0, 1.0, 0.0, 2.0, 0.0, 0.0, 0.0, 0.0, 3.0, 0.0, 1.0, 0.0, 0.0, 4.0]
+          %y: f32[1,4,2,2] = Conv(%r, %w)
+          return %y
+        }""", """
+        graph @main(%x: f32[1,4,3,3]) {
+          %wd: f32[4,1,2,2] = constant [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 1.0, 0.5, 0.25, 2.0, -1.0, 1.0, -2.0, 3.0]
+          %w: f32[4,4,1,1] = constant [1.0, 0.0, 0.0, 1.0, 0.0, 2.0, 0.0, 0.0, 0.0, 0.0, 3.0, 0.0, 1.0, 0.0, 0.0, 4.0]
+          %wd_packed: f32[1,1,2,2,1,4]<layout=OIHW1i4o> = constant [1.0, 5.0, 1.0, -1.0, 2.0, 6.0, 0.5, 1.0, 3.0, 7.0, 0.25, -2.0, 4.0, 8.0, 2.0, 3.0]
+          %w_packed: f32[1,1,1,1,4,4]<layout=OIHW4i4o> = constant [1.0, 0.0, 0.0, 1.0, 0.0, 2.0, 0.0, 0.0, 0.0, 0.0, 3.0, 0.0, 1.0, 0.0, 0.0, 4.0]
+          %x_4c: f32[1,1,3,3,4]<layout=NCHW4c> = nnc.ToBlocked(%x) {block=4}
+          %d_4c: f32[1,1,2,2,4]<layout=NCHW4c> = nnc.ConvNCHWc(%x_4c, %wd_packed) {channels_in=4, channels_out=4, dilations=[1, 1], group=4, ic_block=4, kernel_shape=[2, 2], oc_block=4, pads=[0, 0, 0, 0], strides=[1, 1]}
+          %r_4c: f32[1,1,2,2,4]<layout=NCHW4c> = Relu(%d_4c)
+          %y_4c: f32[1,1,2,2,4]<layout=NCHW4c> = nnc.ConvNCHWc(%r_4c, %w_packed) {channels_in=4, channels_out=4, dilations=[1, 1], group=1, ic_block=4, kernel_shape=[1, 1], oc_block=4, pads=[0, 0, 0, 0], strides=[1, 1]}
+          %y: f32[1,4,2,2] = nnc.FromBlocked(%y_4c) {channels=4}
+          return %y
+        }""")
+
+
 NOT_FIRING = {
+    # ShuffleNet's pattern: blocking would add a ToBlocked and a FromBlocked around a cheap conv.
+    "isolated depthwise conv on plain input": """
+        graph @main(%x: f32[1,4,3,3]) {
+          %wd: f32[4,1,2,2] = constant [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 1.0, 0.5, 0.25, 2.0, -1.0, 1.0, -2.0, 3.0]
+          %w: f32[4,2,1,1] = constant [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
+          %d: f32[1,4,2,2] = Conv(%x, %wd) {group=4}
+          %r: f32[1,4,2,2] = Relu(%d)
+          %y: f32[1,4,2,2] = Conv(%r, %w) {group=2}
+          return %y
+        }""",
     "grouped conv": """
         graph @main(%x: f32[1,4,2,2]) {
           %w: f32[4,2,1,1] = constant [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
@@ -315,14 +349,14 @@ def _differential(path: str, expected_conversions: int) -> PassContext:
     g = _load(path)
     before = g.clone()
     ctx = PassManager(PIPELINE).run(g, PassContext(target=CPU16))
-    assert ctx.stats["layout_conversions"] == expected_conversions
+    assert ctx.stats.get("layout_conversions", 0) == expected_conversions
     counts = g.op_counts()
     assert counts.get("nnc.ToBlocked", 0) + counts.get("nnc.FromBlocked", 0) == expected_conversions
     _assert_same_outputs(before, g)
     return ctx
 
 
-LIGHT_FAST = {"squeezenet": 2, "shufflenet": 24, "inception_v1": 11}
+LIGHT_FAST = {"squeezenet": 2, "shufflenet": 0, "inception_v1": 11}
 LIGHT_SLOW = {"resnet50": 2, "densenet121": 2, "inception_v2": 2}
 
 

@@ -61,17 +61,30 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
     n_tasks = max(1, min(rows, total // MIN_TASK_ELEMENTS))
     for out_body, out_node in zip(outputs, node.outputs):
         shape = shape_of(out_body)
-        ev = Evaluator(kb, tf, body, lanes, leaf_keys=keys, members=nodes_of(node))
         dst = tf.value_pointer(out_node)
         dtype = out_node.type.dtype
-        if shape and shape[-1] >= lanes:
-            _vector_loop(kb, b, tf, ev, out_body, dst, dtype, shape, n_tasks)
-        elif shape and math.prod(shape) >= lanes and _flat_ok(body, node, out_body, shape):
+        flat = bool(shape) and math.prod(shape) >= lanes and _flat_ok(body, node, out_body, shape)
+        # Short rows (7x7, 14x14 feature maps) still get vectors, narrower ones.
+        row_lanes = lanes if shape and shape[-1] >= lanes else _short_row_lanes(shape)
+        narrow = bool(row_lanes) and row_lanes < lanes and not flat
+        ev = Evaluator(kb, tf, body, row_lanes if narrow else lanes, leaf_keys=keys, members=nodes_of(node))
+        if row_lanes == lanes:
+            _vector_loop(b, tf, ev, out_body, dst, dtype, shape, n_tasks, lanes)
+        elif flat:
             _flat_loop(kb, b, tf, ev, out_body, dst, dtype, shape, n_tasks)
+        elif narrow:
+            _vector_loop(b, tf, ev, out_body, dst, dtype, shape, n_tasks, row_lanes)
         else:
             _scalar_loop(b, tf, ev, out_body, dst, dtype, shape, n_tasks)
     b.ret_void()
     return Kernel(tf.fn.name, n_tasks, tf.buffers, label_of(node))
+
+
+def _short_row_lanes(shape) -> int:
+    """Vector width for rows shorter than a register: 8 or 4 lanes, 0 for scalar code."""
+    if not shape:
+        return 0
+    return 8 if shape[-1] >= 8 else 4 if shape[-1] >= 4 else 0
 
 
 def _flat_ok(body, node: Node, out: Value, shape) -> bool:
@@ -113,8 +126,8 @@ def _rows_for_task(b: ir.IRBuilder, task: ir.Value, n_tasks: int, rows: int):
     return task_range(b, task, n_tasks, rows)
 
 
-def _vector_loop(kb, b, tf, ev: Evaluator, out: Value, dst, dtype, shape, n_tasks) -> None:
-    lanes = kb.lanes
+def _vector_loop(b, tf, ev: Evaluator, out: Value, dst, dtype, shape, n_tasks, lanes: int) -> None:
+    """Row by row: ``lanes`` elements of the last axis at a time, then a scalar tail."""
     last = shape[-1]
     rows = max(1, math.prod(shape[:-1]))
     start, stop = _rows_for_task(b, tf.task, n_tasks, rows)
