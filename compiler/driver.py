@@ -78,7 +78,10 @@ def tuning_pipeline(pipeline: Union[str, Sequence[str]], target: str, tune: bool
                             hint="tuning needs a target whose pipeline runs `schedule`, e.g. --target cpu")
     if budget <= 0:
         raise CompilerError("the tuning budget must be positive", subject=f"{budget} s")
-    options: dict[str, Any] = {"tuning_db": str(db or "tuning.json")}
+    db_path = str(db or "tuning.json")
+    if any(ch in db_path for ch in ",{}"):
+        raise CompilerError("the tuning database path may not contain ',', '{' or '}'", subject=db_path)
+    options: dict[str, Any] = {"tuning_db": db_path}
     if tune:
         options.update(tune=True, tune_budget=float(budget))
     return with_pass_options(steps, "schedule", options)

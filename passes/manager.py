@@ -151,13 +151,13 @@ def with_pass_options(spec: Union[str, Sequence[Union[str, PassStep]]], name: st
     without the user having to spell the target's whole pipeline.
     """
     steps = parse_pipeline(spec)
-    for step in steps:
+    for i, step in enumerate(steps):
         if step.info.name == name:
-            for k, v in options.items():
+            for k in options:
                 if k not in step.info.options:
                     raise PassError("unknown option", subject=f"pass {name!r}: {k!r}",
                                     hint=f"options: {step.info.option_text() or 'none'}")
-                step.options[k] = v
+            steps[i] = PassStep(step.info, {**step.options, **options})
     return ",".join(str(s) for s in steps)
 
 

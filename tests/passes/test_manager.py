@@ -83,3 +83,14 @@ def test_timing_report_lists_every_pass():
 def test_register_pass_requires_kebab_case():
     with pytest.raises(ValueError):
         register_pass("NotKebab")
+
+
+def test_with_pass_options_sets_options_on_the_named_pass_only():
+    from passes.manager import with_pass_options
+    text = with_pass_options("fold-constants,schedule{tune_budget=5.0},dce", "schedule",
+                             {"tune": True, "tuning_db": "db.json"})
+    assert text == "fold-constants,schedule{tune_budget=5.0,tune=True,tuning_db=db.json},dce"
+    steps = parse_pipeline(text)
+    assert steps[1].options == {"tune_budget": 5.0, "tune": True, "tuning_db": "db.json"}
+    with pytest.raises(PassError, match="unknown option"):
+        with_pass_options("schedule", "schedule", {"speed": 11})
