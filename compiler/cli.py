@@ -277,8 +277,9 @@ def cmd_passes(args: argparse.Namespace) -> int:
         print(f"{p.name:<24}{p.summary}{opts}")
     from passes.pipelines import PIPELINES
     print("\ndefault pipelines (override with --passes):")
+    width = max(len(name) for name in PIPELINES) + 2
     for name, text in PIPELINES.items():
-        print(f"  {name:<8}{text}")
+        print(f"  {name:<{width}}{text}")
     return 0
 
 
@@ -293,7 +294,7 @@ def cmd_ops(args: argparse.Namespace) -> int:
             b = get_backend(t)
             has = getattr(b, "supports_op", None)
             ok = has(s) if has else s.reference_fn is not None
-            row += f"{'yes' if ok else '-':>8}"
+            row += f"{ok if isinstance(ok, str) else 'yes' if ok else '-':>8}"
         print(row)
     return 0
 

@@ -1,7 +1,9 @@
 """The default pass pipeline of each target, in one place.
 
 ``ref`` runs only the cleanups (it is the golden answer, so it should run the
-model as written); ``cpu`` runs the whole optimization pipeline.  Backends take
+model as written); ``cpu`` runs the whole optimization pipeline; ``systolic``
+is the pipeline of systolic-array targets (channels-last layout, dataflow
+schedules).  Backends take
 their ``default_pipeline`` from here; ``--passes`` overrides it.
 """
 
@@ -18,6 +20,10 @@ PIPELINES = {
     # shape values are constants: e.g. Range folds instead of expanding into a Loop.
     "cpu": SIMPLIFY + ",expand-functions,lower-conv-transpose,fold-constants,simplify-algebra,cse,dce,"
                       "layout-nchwc,fold-constants,dce,fuse,dce,schedule,plan-memory",
+    # For systolic-array targets (the simulator backend comes next): channels-last convolutions
+    # with HWIO weights, then fusion, dataflow/fold schedules and the memory plan.
+    "systolic": SIMPLIFY + ",expand-functions,lower-conv-transpose,fold-constants,cse,dce,"
+                           "layout-nhwc,simplify-algebra,fold-constants,dce,fuse,dce,schedule,plan-memory",
 }
 
 

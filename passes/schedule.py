@@ -27,7 +27,8 @@ class Schedule:
     vectorized axis and width, ``parallel`` how many outer loops are split
     across threads (the product of their extents is the task count).
     ``est_cycles`` is the model's estimate; ``source`` says where it came
-    from (``model`` or ``tuned``).
+    from (``model`` or ``tuned``).  ``dataflow`` is a systolic array's
+    stationary operand (``os`` outputs, ``ws`` weights, ``is`` inputs).
     """
 
     kind: str
@@ -37,11 +38,14 @@ class Schedule:
     parallel: int = 1
     est_cycles: int = 0
     source: str = "model"
+    dataflow: str = ""
 
     def to_text(self) -> str:
         params = ",".join(f"{k}={v}" for k, v in sorted(self.params.items()))
         parts = [f"{self.kind}:{params}", f"vector={self.vector_axis}:{self.vector_width}",
                  f"parallel={self.parallel}", f"est_cycles={self.est_cycles}", f"source={self.source}"]
+        if self.dataflow:
+            parts.append(f"dataflow={self.dataflow}")
         return "|".join(parts)
 
     @staticmethod
@@ -62,6 +66,8 @@ class Schedule:
                     s.est_cycles = int(value)
                 elif key == "source":
                     s.source = value
+                elif key == "dataflow":
+                    s.dataflow = value
             return s
         except (ValueError, IndexError):
             raise PassError("malformed schedule text", found=repr(text)) from None

@@ -1,5 +1,7 @@
 """schedule: choose a Schedule for every kernel from an analytical model of the target.
 
+(Systolic-array targets get dataflow and fold schedules from ``scheduling_systolic``.)
+
 Each top-level node is one kernel (a fused group or a plain op).  Its kind
 comes from its anchor op; for each kind a small model of the target (vector
 lanes, registers, FMA units, L1/L2 sizes, cores) scores candidate tile sizes
@@ -214,10 +216,12 @@ def schedule_of(graph: Graph, node: Node) -> Optional[Schedule]:
 @register_pass("schedule")
 def schedule(graph: Graph, ctx: PassContext, *, tune: bool = False, tune_budget: float = 60.0,
              tuning_db: str = "") -> bool:
-    """Choose tile sizes, loop order, vectorization and parallelism for every kernel."""
+    """Choose tile sizes, loop order, vectorization and parallelism (CPU) or dataflow and folds (systolic)."""
     target: Optional[TargetInfo] = ctx.target
+    if target is not None and target.kind == "systolic":
+        return _schedule_systolic(graph, ctx, target)
     if target is None or target.kind != "cpu":
-        ctx.decide("skip scheduling", reason="no CPU target description")
+        ctx.decide("skip scheduling", reason="no CPU or systolic-array target description")
         return False
     from .tuning import TuningDB, tune_graph
     db = TuningDB.open(tuning_db or "tuning.json") if (tuning_db or tune) else None
@@ -241,4 +245,23 @@ def schedule(graph: Graph, ctx: PassContext, *, tune: bool = False, tune_budget:
         changed = True
     if db is not None:
         db.save()
+    return changed
+
+
+def _schedule_systolic(graph: Graph, ctx: PassContext, target: TargetInfo) -> bool:
+    """Dataflow and folds for every GEMM-like kernel (see ``passes.scheduling_systolic``)."""
+    from .scheduling_systolic import systolic_schedule, utilization
+    changed = False
+    for node in graph.nodes:
+        chosen = systolic_schedule(anchor_of(node), target)
+        if chosen is None:
+            continue
+        if node.domain == "nnc" and node.op == "Fused":
+            node.attrs["schedule"] = chosen.to_text()
+        graph.meta.setdefault("schedules", {})[node.outputs[0].name] = chosen.to_text()
+        ctx.decide("schedule", kernel=node.outputs[0].name, kind=chosen.kind, dataflow=chosen.dataflow,
+                   params=chosen.params, est_cycles=chosen.est_cycles,
+                   utilization=round(utilization(chosen, target), 3),
+                   rule="target's dataflow" if target.dataflow else "fewest cycles of os/ws/is (analytical model)")
+        changed = True
     return changed

@@ -115,3 +115,14 @@ def test_bad_pipeline_and_target(model_path, tmp_path):
 
 def test_not_an_artifact(tmp_path):
     assert_clean_error(cli("run", tmp_path), "not a compiled artifact")
+
+
+def test_ops_table_tells_kernels_from_expansions_and_gaps():
+    proc = cli("ops", "--targets", "cpu,ref")
+    assert proc.returncode == 0, proc.stderr
+    rows = {line.split()[0]: line.split()[2:] for line in proc.stdout.splitlines()[1:] if line.strip()}
+    assert rows["Conv"] == ["yes", "yes"]            # a kernel of its own
+    assert rows["Relu"] == ["yes", "yes"]            # generated elementwise code
+    assert rows["CastLike"] == ["expand", "yes"]     # runs through its ONNX function body
+    assert rows["Resize"] == ["-", "yes"]            # only the reference runs it
+    assert rows["nnc.ConvNHWC"] == ["-", "yes"]      # systolic layout: not a cpu kernel

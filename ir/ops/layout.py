@@ -279,3 +279,60 @@ def _(x: np.ndarray, w_packed: np.ndarray, b: Optional[np.ndarray] = None, *, ch
         y += b.astype(ct).reshape(1, -1, 1, 1)
     return to_blocked(y.astype(x.dtype, copy=False), oc_block)
 
+
+
+# ------------------------------------------------------------------ ConvNHWC
+def pack_conv_weight_hwio(w: np.ndarray) -> np.ndarray:
+    """OIHW -> HWIO ([KH, KW, Cin/group, Cout]): the order a systolic array streams weights in."""
+    return np.ascontiguousarray(np.transpose(w, (2, 3, 1, 0)))
+
+
+conv_nhwc = define(
+    "ConvNHWC", domain=NNC, inputs=["X", "W_hwio", "B?"], outputs=["Y"], kind=COMPLEX,
+    attrs={"kernel_shape": Attr.ints(required=True), "strides": Attr.ints((1, 1)),
+           "pads": Attr.ints((0, 0, 0, 0)), "dilations": Attr.ints((1, 1)), "group": Attr.int(1)},
+    doc="2-D convolution on channels-last data (X [N, H, W, C], W [KH, KW, C/group, Cout] from "
+        "pack_conv_weight_hwio, B [Cout]); the layout systolic arrays read.")
+
+
+@conv_nhwc.infer
+def _(ctx: InferContext) -> list[TensorType]:
+    check_dtype(ctx, 0, CONV_TYPES, "X")
+    x, w = ctx.input_type(0), ctx.input_type(1)
+    group = ctx.attr("group")
+    for name, n in (("kernel_shape", 2), ("strides", 2), ("dilations", 2), ("pads", 4)):
+        if len(ctx.attr(name)) != n:
+            ctx.fail(f"{name} must have {n} values", found=str(list(ctx.attr(name))))
+    if x.rank is not None and x.rank != 4:
+        ctx.fail("X must be channels-last [N, H, W, C]", found=str(x))
+    if w.rank is not None and (w.rank != 4 or w.dtype != x.dtype):
+        ctx.fail("W_hwio must be [KH, KW, C/group, Cout] of X's type", found=str(w))
+    if x.shape is None or w.shape is None:
+        return [TensorType(x.dtype, None, layout="NHWC")]
+    kh, kw, cin_g, cout = w.shape
+    if isinstance(x.shape[3], int) and isinstance(cin_g, int) and x.shape[3] != cin_g * group:
+        ctx.fail("X's channels do not match W_hwio and group",
+                 expected=f"{cin_g} x {group}", found=str(x))
+    if list(ctx.attr("kernel_shape")) != [kh, kw]:
+        ctx.fail("kernel_shape does not match W_hwio", expected=str([kh, kw]),
+                 found=str(list(ctx.attr("kernel_shape"))))
+    if ctx.has_input(2):
+        b = ctx.input_type(2)
+        if b.shape is not None and tuple(b.shape) != (cout,):
+            ctx.fail("B must be [Cout]", expected=f"[{cout}]", found=str(b))
+    out = window_output_dims(list(x.shape[1:3]), [kh, kw], ctx.attr("strides"), ctx.attr("dilations"),
+                             ctx.attr("pads"))
+    return [TensorType(x.dtype, (x.shape[0], *out, cout), layout="NHWC")]
+
+
+@conv_nhwc.reference
+def _(x: np.ndarray, w_hwio: np.ndarray, b: Optional[np.ndarray] = None, *,
+      kernel_shape: Sequence[int], strides: Sequence[int], pads: Sequence[int],
+      dilations: Sequence[int], group: int) -> np.ndarray:
+    ct = compute_type(x)
+    plain = np.transpose(x, (0, 3, 1, 2)).astype(ct, copy=False)
+    w = np.transpose(w_hwio, (3, 2, 0, 1)).astype(ct, copy=False)
+    y = conv_nd(plain, w, group, strides, pads, dilations)
+    if b is not None:
+        y += b.astype(ct).reshape(1, -1, 1, 1)
+    return np.ascontiguousarray(np.transpose(y.astype(x.dtype, copy=False), (0, 2, 3, 1)))
