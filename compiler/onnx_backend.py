@@ -61,7 +61,22 @@ class Backend(_OnnxBackend):
     @classmethod
     def run_node(cls, node: onnx.NodeProto, inputs: Any, device: str = "CPU",
                  outputs_info: Sequence = None, **kwargs: Any) -> tuple:
-        raise NotImplementedError("run the node through a model (prepare) instead")
+        """Run one node: it becomes a one-node model whose inputs take the given arrays' types."""
+        arrays = [np.asarray(x) for x in (inputs.values() if isinstance(inputs, dict) else inputs)]
+        names = [n for n in node.input if n]
+        if len(arrays) != len(names):
+            from ir.errors import CompilerError
+            raise CompilerError("run_node needs one array per node input",
+                                subject=node.op_type, expected=str(len(names)), found=str(len(arrays)))
+        graph_inputs = [onnx.helper.make_tensor_value_info(
+            n, onnx.helper.np_dtype_to_tensor_dtype(a.dtype), a.shape) for n, a in zip(names, arrays)]
+        graph_outputs = [onnx.helper.make_empty_tensor_value_info(n) for n in node.output if n]
+        opset = kwargs.pop("opset_version", onnx.defs.onnx_opset_version())
+        domain_opsets = [onnx.helper.make_opsetid(node.domain or "", opset)]
+        model = onnx.helper.make_model(onnx.helper.make_graph([node], f"run_node_{node.op_type}",
+                                                              graph_inputs, graph_outputs),
+                                       opset_imports=domain_opsets)
+        return cls.prepare(model, device, **kwargs).run(dict(zip(names, arrays)))
 
     @classmethod
     def supports_device(cls, device: str) -> bool:

@@ -57,3 +57,16 @@ globals().update(_cpu_only(backend_test.test_cases))
 
 def test_exclusions_are_documented():
     assert all(reason for reason in EXCLUDED.values())
+
+
+@pytest.mark.parametrize("target", ["ref", "cpu"])
+def test_run_node_runs_one_node_as_a_model(target):
+    import numpy as np
+    from compiler.onnx_backend import backend_for
+    node = onnx.helper.make_node("Gemm", ["a", "b", "c"], ["y"], transB=1, alpha=0.5)
+    rng = np.random.default_rng(0)
+    a, b, c = (rng.standard_normal(s).astype(np.float32) for s in ((3, 4), (5, 4), (5,)))
+    (y,) = backend_for(target).run_node(node, [a, b, c])
+    np.testing.assert_allclose(y, 0.5 * a @ b.T + c, rtol=1e-5, atol=1e-6)
+    (r,) = backend_for(target).run_node(onnx.helper.make_node("Relu", ["x"], ["r"]), [np.float32(-2.0)])
+    assert r.shape == () and r == 0.0
