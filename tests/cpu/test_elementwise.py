@@ -145,3 +145,28 @@ def test_split_outputs():
 def test_gather_elements():
     idx = rng.integers(-5, 5, size=(3, 4, 37)).astype(np.int64)
     compare_cpu(*one_op("GatherElements", [X, idx], {"axis": 1}), rtol=0, atol=0)
+
+
+def _channel_shuffle_model(shape, groups):
+    """ShuffleNet's channel shuffle (Reshape, Transpose, Reshape) followed by a Relu."""
+    from onnx import TensorProto, helper, numpy_helper
+    n, c, h, w = shape
+    nodes = [helper.make_node("Reshape", ["x", "s5"], ["r"]),
+             helper.make_node("Transpose", ["r"], ["t"], perm=[0, 2, 1, 3, 4]),
+             helper.make_node("Reshape", ["t", "s4"], ["u"]),
+             helper.make_node("Relu", ["u"], ["y"])]
+    inits = [numpy_helper.from_array(np.array([n, groups, c // groups, h, w], np.int64), "s5"),
+             numpy_helper.from_array(np.array(shape, np.int64), "s4")]
+    graph = helper.make_graph(nodes, "shuffle", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+# Rows shorter than a vector register: 8 lanes (14, 9), 4 lanes (7, 5), scalar code (3).
+@pytest.mark.parametrize("side", [14, 9, 7, 5, 3])
+def test_short_rows_through_index_maps(side):
+    shape = (1, 12, side, side)
+    x = rng.standard_normal(shape).astype(np.float32)
+    out = compare_cpu(_channel_shuffle_model(shape, 3), {"x": x})
+    want = np.maximum(x.reshape(1, 3, 4, side, side).transpose(0, 2, 1, 3, 4).reshape(shape), 0)
+    np.testing.assert_array_equal(out["y"], want)

@@ -1,6 +1,6 @@
 """Benchmark the cpu target's gemm kernels against NumPy (OpenBLAS) and onnxruntime.
 
-    python tests/cpu/bench_gemm.py [--threads 1 2] [--rounds 8] [--quick]
+    python benchmarks/bench_gemm.py [--threads 1 2] [--rounds 8] [--quick]
 
 For each thread count a worker process is started with OPENBLAS_NUM_THREADS
 set (NumPy reads it at import; threadpoolctl is used instead when
@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 SETTLE_S = 0.3  # OpenBLAS workers spin ~0.1 s after a call
 FALLBACK_PIPELINE = ("fold-constants,remove-identity,cse,dce,layout-nchwc,fold-constants,dce,fuse,dce,"
                      "schedule,plan-memory")

@@ -1,6 +1,6 @@
 """Convolution speed on the cpu target against onnxruntime (a script, not a test).
 
-    python tests/cpu/bench_conv.py [--threads 2] [--repeat 30] [--layers name,...]
+    python benchmarks/bench_conv.py [--threads 2] [--repeat 30] [--layers name,...]
 
 Each layer is a one-Conv ONNX model (with bias, then Relu), compiled alone
 for the cpu target and run by onnxruntime in the same process with the same
@@ -34,7 +34,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import compiler  # noqa: E402
 
