@@ -49,13 +49,11 @@ from ir.graph import Graph, Node, Value
 from ir.ops._window import resolve_pads
 from ir.ops.layout import (NNC, blocked_layout, blocked_weight_layout, block_broadcast_constant,
                            pack_conv_weight)
-from ir.registry import BROADCAST, ELEMENTWISE
 from ir.types import TensorType
 
+from .layout_common import drop_replaced, is_per_element
 from .manager import PassContext, register_pass
 
-# Elementwise-kind ops that are not independent per element along C.
-_NOT_PER_ELEMENT = {"BatchNormalization", "SwiGLU", "BitCast"}
 _POOLS = {"MaxPool", "AveragePool"}
 _GLOBAL_POOLS = {"GlobalAveragePool": "ReduceMean", "GlobalMaxPool": "ReduceMax"}
 
@@ -145,7 +143,7 @@ class _Rewriter:
             return
         elif node.op == "BatchNormalization":
             out = self.batchnorm(node)
-        elif node.schema.kind in (ELEMENTWISE, BROADCAST) and node.op not in _NOT_PER_ELEMENT:
+        elif is_per_element(node):
             out = self.elementwise(node)
         elif node.op in _POOLS:
             out = self.pool(node)
@@ -211,8 +209,7 @@ class _Rewriter:
                 continue
             if reader.op == "Conv" and use.index == 0 and not self.conv_blocker(reader):
                 return True
-            passes_through = reader.op in _POOLS or reader.op == "BatchNormalization" or \
-                (reader.schema.kind in (ELEMENTWISE, BROADCAST) and reader.op not in _NOT_PER_ELEMENT)
+            passes_through = reader.op in _POOLS or reader.op == "BatchNormalization" or is_per_element(reader)
             if passes_through and depth > 0 and self.feeds_blockable_conv(reader.output, depth - 1):
                 return True
         return False
@@ -301,22 +298,11 @@ class _Rewriter:
     # --------------------------------------------------------- conversions
     def finish(self) -> int:
         """Drop the replaced plain nodes; plain readers left get one FromBlocked each."""
-        from_blocked = 0
-        for node in reversed(self.replaced):
-            out = node.output
-            if out.uses or out.is_graph_output:
-                bv, name = self.blocked[id(out)], out.name
-                readers = sorted({u.node.op for u in out.uses}) + \
-                    (["graph output"] if out.is_graph_output else [])
-                plain = self.g.create_node("FromBlocked", [bv], {"channels": out.type.shape[1]},
-                                           domain=NNC, output_names=[f"{out.name}_nchw"],
-                                           after=bv.producer).output
-                self.g.replace_all_uses(out, plain)
-                from_blocked += 1
-                self.ctx.decide("insert nnc.FromBlocked", value=name, read_by=readers,
-                                reason="these readers need the plain NCHW layout")
-            self.g.remove_node(node)
-        return from_blocked
+        def from_blocked(bv: Value, out: Value) -> Value:
+            return self.g.create_node("FromBlocked", [bv], {"channels": out.type.shape[1]}, domain=NNC,
+                                      output_names=[f"{out.name}_nchw"], after=bv.producer).output
+        return drop_replaced(self.g, self.ctx, self.replaced, self.blocked, from_blocked,
+                             "insert nnc.FromBlocked")
 
 
 @register_pass("layout-nchwc")

@@ -34,10 +34,9 @@ import numpy as np
 from ir.graph import Graph, Node, Value
 from ir.ops._window import resolve_pads
 from ir.ops.layout import NNC, pack_conv_weight_hwio
-from ir.registry import BROADCAST, ELEMENTWISE
 from ir.types import TensorType
 
-from .layout_nchwc import _NOT_PER_ELEMENT
+from .layout_common import drop_replaced, is_per_element
 from .manager import PassContext, register_pass
 
 TO_NHWC, TO_NCHW = [0, 2, 3, 1], [0, 3, 1, 2]
@@ -78,7 +77,7 @@ class _ChannelsLast:
             out = self.conv(node)
         elif not any(v is not None and id(v) in self.twin for v in node.inputs):
             return
-        elif node.schema.kind in (ELEMENTWISE, BROADCAST) and node.op not in _NOT_PER_ELEMENT:
+        elif is_per_element(node):
             out = self.elementwise(node)
         elif node.op == "Concat" and node.attr("axis") in (1, -3) and node.output.type.rank == 4 \
                 and all(id(v) in self.twin for v in node.inputs):
@@ -134,20 +133,10 @@ class _ChannelsLast:
 
     def finish(self) -> int:
         """Drop the replaced nodes; plain readers left get one Transpose back to NCHW each."""
-        back = 0
-        for node in reversed(self.replaced):
-            out = node.output
-            if out.uses or out.is_graph_output:
-                twin = self.twin[id(out)]
-                plain = self.g.create_node("Transpose", [twin], {"perm": TO_NCHW},
-                                           output_names=[f"{out.name}_nchw"], after=twin.producer).output
-                self.g.replace_all_uses(out, plain)
-                back += 1
-                self.ctx.decide("insert Transpose to NCHW", value=out.name,
-                                read_by=sorted({u.node.op for u in plain.uses}) +
-                                (["graph output"] if plain.is_graph_output else []))
-            self.g.remove_node(node)
-        return back
+        def to_nchw(twin: Value, out: Value) -> Value:
+            return self.g.create_node("Transpose", [twin], {"perm": TO_NCHW}, output_names=[f"{out.name}_nchw"],
+                                      after=twin.producer).output
+        return drop_replaced(self.g, self.ctx, self.replaced, self.twin, to_nchw, "insert Transpose to NCHW")
 
 
 @register_pass("layout-nhwc")

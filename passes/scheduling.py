@@ -229,8 +229,7 @@ def schedule(graph: Graph, ctx: PassContext, *, tune: bool = False, tune_budget:
         tune_graph(graph, ctx, target, db, tune_budget)
     changed = False
     for node in graph.nodes:
-        if not node.outputs or not all(isinstance(o.type, TensorType) and o.type.is_static
-                                       for o in node.outputs):
+        if not _static_outputs(node):
             continue
         sig = kernel_signature(node)
         chosen = db.lookup(target, sig) if db is not None else None
@@ -248,12 +247,17 @@ def schedule(graph: Graph, ctx: PassContext, *, tune: bool = False, tune_budget:
     return changed
 
 
+def _static_outputs(node: Node) -> bool:
+    """Schedules need shapes: every output a tensor of static shape."""
+    return bool(node.outputs) and all(isinstance(o.type, TensorType) and o.type.is_static for o in node.outputs)
+
+
 def _schedule_systolic(graph: Graph, ctx: PassContext, target: TargetInfo) -> bool:
     """Dataflow and folds for every GEMM-like kernel (see ``passes.scheduling_systolic``)."""
     from .scheduling_systolic import systolic_schedule, utilization
     changed = False
     for node in graph.nodes:
-        chosen = systolic_schedule(anchor_of(node), target)
+        chosen = systolic_schedule(anchor_of(node), target) if _static_outputs(node) else None
         if chosen is None:
             continue
         if node.domain == "nnc" and node.op == "Fused":

@@ -38,25 +38,21 @@ _STREAMED_SRAM = {"os": "ifmap", "ws": "ifmap", "is": "filter"}
 
 def gemm_dims(anchor: Node) -> Optional[tuple[int, int, int, int]]:
     """(M, K, N, groups) of a Conv/ConvNHWC/Gemm/MatMul with static shapes, else None."""
-    try:
-        out = anchor.outputs[0].type.shape
-        if anchor.op == "ConvNHWC":
-            kh, kw, cin_g, cout = anchor.inputs[1].type.shape
-            group = anchor.attr("group")
-            return out[0] * out[1] * out[2], kh * kw * cin_g, cout // group, group
-        if anchor.op == "Conv" and anchor.domain == "":
-            w = anchor.inputs[1].type.shape
-            group = anchor.attr("group")
-            return out[0] * math.prod(out[2:]), math.prod(w[1:]), w[0] // group, group
-        if anchor.op == "Gemm":
-            a = anchor.inputs[0].type.shape
-            k = a[0] if anchor.attr("transA") else a[1]
-            return out[0], k, out[1], 1
-        if anchor.op == "MatMul":
-            a = anchor.inputs[0].type.shape
-            return math.prod(out[:-1]), a[-1], out[-1], 1
-    except (TypeError, ValueError, IndexError):
+    shapes = [getattr(v.type, "shape", None) if v is not None else None
+              for v in (anchor.inputs[0] if anchor.inputs else None, anchor.input(1), anchor.outputs[0])]
+    if any(s is None or not all(isinstance(d, int) for d in s) for s in shapes):
         return None
+    a, w, out = shapes
+    group = anchor.attr("group") if anchor.op in ("Conv", "ConvNHWC") else 1
+    if anchor.op == "ConvNHWC" and len(w) == 4 and len(out) == 4:
+        kh, kw, cin_g, cout = w
+        return out[0] * out[1] * out[2], kh * kw * cin_g, cout // group, group
+    if anchor.op == "Conv" and anchor.domain == "" and len(out) >= 3:
+        return out[0] * math.prod(out[2:]), math.prod(w[1:]), w[0] // group, group
+    if anchor.op == "Gemm" and len(a) == 2 and len(out) == 2:
+        return out[0], a[0] if anchor.attr("transA") else a[1], out[1], 1
+    if anchor.op == "MatMul" and len(a) >= 1 and len(out) >= 1:
+        return math.prod(out[:-1]), a[-1], out[-1], 1
     return None
 
 

@@ -1,7 +1,6 @@
 """ONNX import: clear errors on bad input, external data safety, legacy forms."""
 
 import numpy as np
-import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 

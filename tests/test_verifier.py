@@ -5,7 +5,6 @@ import pytest
 
 from ir import Graph, f32, i64, tensor, verify
 from ir.errors import VerificationError
-from ir.graph import Use
 
 
 def graph():

@@ -10,7 +10,7 @@ and memory-planned.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 from ir.graph import Graph, Node
 from passes.pipelines import PIPELINES

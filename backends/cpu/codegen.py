@@ -17,7 +17,7 @@ short.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
@@ -167,10 +167,9 @@ def type_suffix(ty: ir.Type) -> str:
 
 
 # -------------------------------------------------------------------- loops
-@contextlib.contextmanager
-def for_range(b: ir.IRBuilder, start: Union[int, ir.Value], stop: Union[int, ir.Value],
-              step: int = 1, name: str = "i") -> Iterator[ir.Value]:
-    """``for i in range(start, stop, step)`` (i64); yields ``i``.  Emits nothing when empty at compile time."""
+def _loop_open(b: ir.IRBuilder, start: Union[int, ir.Value], stop: Union[int, ir.Value], step: int,
+               name: str, carried: Sequence[ir.Value] = ()):
+    """Header of a counted i64 loop (with loop-carried ``carried`` values as phis); the builder is left in the body."""
     start_v = const_int(start) if isinstance(start, int) else start
     stop_v = const_int(stop) if isinstance(stop, int) else stop
     fn = b.function
@@ -182,14 +181,54 @@ def for_range(b: ir.IRBuilder, start: Union[int, ir.Value], stop: Union[int, ir.
     b.position_at_end(header)
     i = b.phi(I64, name=name)
     i.add_incoming(start_v, pre)
-    cond = b.icmp_signed("<" if step > 0 else ">", i, stop_v)
-    b.cbranch(cond, body, exit_)
+    phis = []
+    for v in carried:
+        phi = b.phi(v.type)
+        phi.add_incoming(v, pre)
+        phis.append(phi)
+    b.cbranch(b.icmp_signed("<" if step > 0 else ">", i, stop_v), body, exit_)
     b.position_at_end(body)
-    yield i
-    nxt = b.add(i, const_int(step), name=f"{name}.next")
-    i.add_incoming(nxt, b.block)
+    return i, phis, header, exit_
+
+
+def _loop_close(b: ir.IRBuilder, i: ir.Value, step: int, header: ir.Block, exit_: ir.Block,
+                phis: Sequence[ir.Value] = (), values: Sequence[ir.Value] = ()) -> None:
+    """Latch of a loop from ``_loop_open``: step ``i``, feed ``values`` back into ``phis``."""
+    latch = b.block
+    i.add_incoming(b.add(i, const_int(step), name=f"{i.name}.next"), latch)
+    for phi, v in zip(phis, values):
+        phi.add_incoming(v, latch)
     b.branch(header)
     b.position_at_end(exit_)
+
+
+@contextlib.contextmanager
+def for_range(b: ir.IRBuilder, start: Union[int, ir.Value], stop: Union[int, ir.Value],
+              step: int = 1, name: str = "i") -> Iterator[ir.Value]:
+    """``for i in range(start, stop, step)`` (i64); yields ``i``."""
+    i, _, header, exit_ = _loop_open(b, start, stop, step, name)
+    yield i
+    _loop_close(b, i, step, header, exit_)
+
+
+def loop_carry(b: ir.IRBuilder, start: Union[int, ir.Value], stop: Union[int, ir.Value], step: int,
+               init: Sequence[ir.Value], body: Callable[[ir.Value, list[ir.Value]], list[ir.Value]],
+               name: str = "k") -> list[ir.Value]:
+    """``for i in range(start, stop, step): vals = body(i, vals)``; returns the final values.
+
+    The values (register accumulators) are threaded through phis so they stay
+    in registers.  Emits nothing when the trip count is statically zero, and
+    straight-line code for a single iteration.
+    """
+    if isinstance(start, int) and isinstance(stop, int):
+        if start >= stop:
+            return list(init)
+        if start + step >= stop:
+            return body(const_int(start), list(init))
+    i, phis, header, exit_ = _loop_open(b, start, stop, step, name, init)
+    new = body(i, list(phis))
+    _loop_close(b, i, step, header, exit_, phis, new)
+    return list(phis)
 
 
 def task_range(b: ir.IRBuilder, task: ir.Value, n_tasks: int, total: int) -> tuple[ir.Value, ir.Value]:

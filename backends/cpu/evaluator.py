@@ -29,9 +29,9 @@ from ir.dtypes import DType
 from ir.errors import BackendError
 from ir.graph import Graph, Node, Value
 
-from .codegen import I1, I32, I64, KernelBuilder, TaskFunction, const_int, llvm_type, load_vector, splat, \
-    strides_of, type_suffix
-from .expr import compute_type, constant, elementwise_support, emit_op, load_convert
+from .codegen import I1, I32, I64, KernelBuilder, TaskFunction, const_int, load_vector, splat, strides_of, \
+    type_suffix
+from .expr import compute_type, constant, emit_op, load_convert
 from .indexmath import IndexMath
 
 Index = list[ir.Value]
@@ -275,7 +275,6 @@ class Evaluator:
 
     def _reshape_index(self, idx: Index, out_shape, in_shape) -> Index:
         """Index into the reshape's input.  When the last axis is kept, only the others are remapped."""
-        ix = self.ix
         if out_shape and in_shape and out_shape[-1] == in_shape[-1]:
             flat = self._linear(idx[:-1], out_shape[:-1])
             return self._delinearize(flat, in_shape[:-1]) + [idx[-1]]

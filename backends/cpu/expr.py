@@ -14,13 +14,12 @@ from collections.abc import Sequence
 from typing import Any, Callable, Optional
 
 import llvmlite.ir as ir
-import numpy as np
 
 from ir.dtypes import DType
 from ir.errors import BackendError
 from ir.graph import Node
 
-from .codegen import F16, F32, F64, I1, I8, I32, I64, KernelBuilder, const_int, llvm_type, splat
+from .codegen import F16, F32, I1, I8, I32, KernelBuilder, const_int, llvm_type, splat
 
 # --------------------------------------------------------------- type helpers
 

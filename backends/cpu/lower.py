@@ -15,7 +15,7 @@ Nothing allocates: all memory comes from the caller.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import llvmlite.ir as ir
 import numpy as np
@@ -26,7 +26,7 @@ from ir.types import TensorType
 from passes.memory_plan import MemoryPlan, build_plan
 from passes.scheduling import kernel_kind, schedule_of
 
-from .codegen import I8, I8P, I8PP, I32, I64, KernelBuilder, VOID, const_int
+from .codegen import I8P, I8PP, I32, I64, KernelBuilder, VOID, const_int
 from .kernels import Kernel, find_generator
 
 ALIGN = 64

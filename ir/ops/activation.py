@@ -8,7 +8,7 @@ import numpy as np
 
 from ..registry import BROADCAST, Attr, InferContext, define
 from ..types import TensorType
-from ._common import FLOAT_TYPES, NUMERIC_TYPES, broadcast_type, check_dtype, unary, widen
+from ._common import NUMERIC_TYPES, broadcast_type, check_dtype, unary, widen
 
 _erf = np.vectorize(math.erf, otypes=[np.float64])
 

@@ -7,7 +7,7 @@ import onnx
 import pytest
 
 import compiler
-from tests.model_zoo import LIGHT, SHARED_DATA, light_input, randomized_light_model
+from tests.model_zoo import LIGHT, light_input, randomized_light_model
 from tests.ops.ortcheck import run_ort
 
 FAST = ("squeezenet", "shufflenet")

@@ -1,7 +1,6 @@
 """FlexAttention (ai.onnx.preview) with modifier subgraphs, against a NumPy formula."""
 
 import numpy as np
-import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 import compiler

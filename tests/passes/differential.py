@@ -12,6 +12,7 @@ import textwrap
 
 import numpy as np
 import onnx
+import pytest
 
 from ir import parse_graph, run_graph
 from passes import run_pipeline

@@ -1,24 +1,17 @@
 """fold-batchnorm: golden tests, numeric checks and differential tests on real models.
 
-This file also holds the differential-test helpers (``run_differential``,
-``assert_same_outputs``) that the other simplification-pass tests import.
+The differential-test helpers live in ``tests/passes/differential.py``.
 """
 
 from __future__ import annotations
 
-import os
-import textwrap
 import time
 
 import numpy as np
-import onnx
 import pytest
 
-from ir import parse_graph, run_graph
 from passes import run_pipeline
-from passes.manager import PassManager
-from tests.passes.differential import (LIGHT_DIR, assert_close, assert_same_outputs, expose_logits,  # noqa: F401
-                                       model_path, random_feeds, randomize_weights, run_differential)
+from tests.passes.differential import assert_same_outputs, model_path, run_differential
 from tests.passes.golden import assert_pass, run_on_text
 
 BN_PARAMS = """

@@ -51,8 +51,8 @@ def test_conv_whose_output_feeds_another_conv_is_not_fused_with_it():
 def test_branching_value_fuses_only_up_to_the_post_dominator():
     # %e is read by two elementwise branches that meet in %m: all three join one group;
     # the Conv reading %m starts a new one.
-    text = run_on_text(f"""
-        graph @main(%x: f32[1,2,3,3]) {{
+    text = run_on_text("""
+        graph @main(%x: f32[1,2,3,3]) {
           %w2: f32[1,2,1,1] = constant [1.0, 2.0]
           %e: f32[1,2,3,3] = Exp(%x)
           %n: f32[1,2,3,3] = Neg(%e)
@@ -60,7 +60,7 @@ def test_branching_value_fuses_only_up_to_the_post_dominator():
           %m: f32[1,2,3,3] = Mul(%n, %s)
           %d: f32[1,1,3,3] = Conv(%m, %w2)
           return %d
-        }}""", "fuse")
+        }""", "fuse")
     assert 'pattern="Exp+Neg+Sigmoid+Mul"' in text
     assert "%d: f32[1,1,3,3] = Conv(%m, %w2)" in text
 

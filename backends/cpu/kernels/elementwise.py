@@ -17,8 +17,7 @@ import llvmlite.ir as ir
 
 from ir.graph import Node, Value
 
-from ..codegen import I64, KernelBuilder, const_int, for_range, llvm_type, store_vector, supported_dtype, \
-    task_range
+from ..codegen import KernelBuilder, const_int, for_range, store_vector, supported_dtype, task_range
 from ..evaluator import Evaluator, delinearize, injective_support, shape_of
 from ..expr import elementwise_support, store_convert
 from . import Kernel, body_and_keys, generator, label_of, nodes_of

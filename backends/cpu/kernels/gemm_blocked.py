@@ -41,10 +41,10 @@ import llvmlite.ir as ir
 
 from ir.graph import Node
 
-from ..codegen import I1, I32, I8P, VOID, KernelBuilder, TaskFunction, const_int, fma, for_range, load_vector, \
+from ..codegen import I1, I32, I8P, VOID, KernelBuilder, TaskFunction, const_int, fma, for_range, load_vector, loop_carry, \
     masked_load, masked_store, splat, store_vector
 from . import Kernel, body_and_keys, label_of
-from .gemm_loops import MIN_TASK_MACS, TaskGrid, choose_grid, loop_carry
+from .gemm_loops import MIN_TASK_MACS, TaskGrid, choose_grid
 from .gemm_problem import Epilogue, GemmProblem, batch_offsets
 
 UNROLL = 4
@@ -75,7 +75,7 @@ def make_plan(p: GemmProblem, params: dict[str, int], f32_lanes: int, registers:
     direct = p.sbn == 1 and not p.b_k_contiguous and p.m <= DIRECT_MAX_M
     if direct:
         kc = p.k
-    m_units, n_units = math.ceil(p.m / mr), math.ceil(p.n / nr)
+    m_units = math.ceil(p.m / mr)
     max_m = 0 if direct else max(1, APACK_BYTES // (p.itemsize * kc * mr))
     max_n = 0
     if kc < p.k and not acc_in_output:

@@ -25,9 +25,9 @@ import llvmlite.ir as ir
 
 from ir.graph import Node
 
-from ..codegen import I1, I32, KernelBuilder, const_int, fma, for_range, load_vector, masked_load
+from ..codegen import I1, I32, KernelBuilder, const_int, fma, for_range, load_vector, loop_carry, masked_load
 from . import Kernel, body_and_keys, label_of
-from .gemm_loops import choose_grid, loop_carry
+from .gemm_loops import choose_grid
 from .gemm_problem import Epilogue, GemmProblem, batch_offsets
 
 DOT_MAX_M = 4                 # more rows than this: the blocked kernel (packing B pays off)

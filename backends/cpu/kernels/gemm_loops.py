@@ -1,8 +1,6 @@
-"""Loop and task-grid helpers shared by the gemm kernels.
+"""The task grid shared by the gemm kernels.
 
-``loop_carry`` is a counted loop whose body threads values (the register
-accumulators) from one iteration to the next as phi nodes, so they stay in
-registers.  ``TaskGrid`` splits (batch, M, N) into tasks: each task gets a
+``TaskGrid`` splits (batch, M, N) into tasks: each task gets a
 batch index, a contiguous range of M units (register-tile rows) and a
 contiguous range of N units (panels), balanced to within one unit.
 """
@@ -10,66 +8,14 @@ contiguous range of N units (panels), balanced to within one unit.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Union
 
 import llvmlite.ir as ir
 
-from ..codegen import I64, const_int
+from ..codegen import const_int, task_range
 
 MIN_TASK_MACS = 8 << 20     # ~60 us of work: smaller tasks repack more than they gain
 MAX_TASKS = 32
-
-Body = Callable[[ir.Value, list[ir.Value]], list[ir.Value]]
-
-
-def loop_carry(b: ir.IRBuilder, start: Union[int, ir.Value], stop: Union[int, ir.Value], step: int,
-               init: Sequence[ir.Value], body: Body, name: str = "k") -> list[ir.Value]:
-    """``for i in range(start, stop, step): vals = body(i, vals)``; returns the final values.
-
-    Emits nothing when the trip count is statically zero.
-    """
-    if isinstance(start, int) and isinstance(stop, int):
-        if start >= stop:
-            return list(init)
-        if start + step >= stop:  # one iteration: straight-line code
-            return body(const_int(start), list(init))
-    start_v = const_int(start) if isinstance(start, int) else start
-    stop_v = const_int(stop) if isinstance(stop, int) else stop
-    fn = b.function
-    header = fn.append_basic_block(f"{name}.head")
-    loop = fn.append_basic_block(f"{name}.body")
-    exit_ = fn.append_basic_block(f"{name}.end")
-    pre = b.block
-    b.branch(header)
-    b.position_at_end(header)
-    i = b.phi(I64, name=name)
-    i.add_incoming(start_v, pre)
-    phis = []
-    for v in init:
-        phi = b.phi(v.type)
-        phi.add_incoming(v, pre)
-        phis.append(phi)
-    b.cbranch(b.icmp_signed("<", i, stop_v), loop, exit_)
-    b.position_at_end(loop)
-    new = body(i, list(phis))
-    latch = b.block
-    i.add_incoming(b.add(i, const_int(step)), latch)
-    for phi, v in zip(phis, new):
-        phi.add_incoming(v, latch)
-    b.branch(header)
-    b.position_at_end(exit_)
-    return list(phis)
-
-
-def balanced(b: ir.IRBuilder, part: ir.Value, parts: int, total: int) -> tuple[ir.Value, ir.Value]:
-    """[start, stop) of ``part`` when ``total`` units are split into ``parts`` near-equal ranges."""
-    base, extra = divmod(total, parts)
-    lt = b.icmp_signed("<", part, const_int(extra))
-    start = b.add(b.mul(part, const_int(base)), b.select(lt, part, const_int(extra)))
-    stop = b.add(start, b.add(const_int(base), b.zext(lt, I64)))
-    return start, stop
 
 
 @dataclass
@@ -102,9 +48,9 @@ class TaskGrid:
         bt = b.udiv(rest, const_int(self.tm)) if self.tm > 1 else rest
         if self.batch == 1:
             bt = const_int(0)
-        u0, u1 = balanced(b, mt, self.tm, self.m_units) if self.tm > 1 else (const_int(0),
+        u0, u1 = task_range(b, mt, self.tm, self.m_units) if self.tm > 1 else (const_int(0),
                                                                                const_int(self.m_units))
-        p0, p1 = balanced(b, nt, self.tn, self.n_units) if self.tn > 1 else (const_int(0),
+        p0, p1 = task_range(b, nt, self.tn, self.n_units) if self.tn > 1 else (const_int(0),
                                                                                const_int(self.n_units))
         return bt, u0, u1, p0, p1
 

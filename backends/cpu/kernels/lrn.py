@@ -87,7 +87,6 @@ def _emit_lrn(kb: KernelBuilder, node: Node) -> Kernel:
     n_tasks = task_count(n * c * spatial, outer)
     size = int(anchor.attr("size"))
     before = (size - 1) // 2
-    ct = compute_type(anchor.inputs[0].type.dtype)
     alpha, beta, bias = float(anchor.attr("alpha")) / size, float(anchor.attr("beta")), float(anchor.attr("bias"))
 
     def index(cc: ir.Value, mids: list, pos: ir.Value) -> list:

@@ -218,7 +218,6 @@ def _arg_row(anchor: Node, dtype: DType):
     last = bool(anchor.attr("select_last_index"))
 
     def row(r: Row) -> None:
-        b = r.b
         (m,) = r.fold([Stat(kind, ct, signed)], lambda idx, vec, pos: [r.input(idx, vec)])
         r.store(r.x_index(), first_position(r, m, signed, last), r.vector)
 
