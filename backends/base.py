@@ -21,6 +21,7 @@ import numpy as np
 
 from ir.errors import BackendError, UnsupportedOpError
 from ir.graph import Graph, Node
+from runtime.executable import Executable
 
 
 @dataclass(frozen=True)
@@ -52,22 +53,6 @@ class CompileOptions:
     time_passes: bool = False
     verify_each: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-class Executable(abc.ABC):
-    """A compiled graph: positional arrays in, positional arrays out."""
-
-    @abc.abstractmethod
-    def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Run on inputs ordered like the graph's inputs."""
-
-    @abc.abstractmethod
-    def save(self, directory: Path) -> None:
-        """Write what ``Backend.load`` needs into ``directory``."""
-
-    def profile(self, inputs: Sequence[np.ndarray]) -> list[tuple[str, float]]:
-        """Run once, returning (node label, seconds) per executed kernel."""
-        raise BackendError("this target cannot profile per node")
 
 
 GRAPH_FILE = "graph.ir"
@@ -112,8 +97,8 @@ class Backend(abc.ABC):
 
     @property
     def target_info(self):
-        """What passes know about this target's hardware (``backends.target.TargetInfo``)."""
-        from .target import TargetInfo
+        """What passes know about this target's hardware (``ir.target.TargetInfo``)."""
+        from ir.target import TargetInfo
         return TargetInfo(name=self.name, kind=self.name)
 
     @abc.abstractmethod

@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from backends.base import Executable
+from runtime.executable import Executable
 from ir.graph import Graph, Value
 from ir.registry import get_schema
 from ir.types import TensorType

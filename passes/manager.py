@@ -48,7 +48,7 @@ class PassInfo:
 class PassContext:
     """What passes may read besides the graph: the target and a decision log."""
 
-    target: Any = None  # a backends.target.TargetInfo (vector width, cores, caches...)
+    target: Any = None  # an ir.target.TargetInfo (vector width, cores, caches...)
     backend: Any = None  # the Backend compiling the graph (fusable ops, measuring schedules)
     log: list[dict[str, Any]] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)

@@ -11,7 +11,7 @@ alias it: views (Reshape & co. of a planned value) and in-place results (an
 elementwise kernel writing over an input that dies there).  Buffers whose live
 ranges overlap must not overlap in the arena; the offsets come from a few
 offline greedy packers (TFLite's greedy-by-size with best fit among them), and
-the smallest arena wins.  ``passes.plan_memory.verify_plan`` re-checks a plan
+the smallest arena wins.  ``ir.memory.verify_plan`` re-checks a plan
 from the graph alone.
 
 What a plan asks of a backend: a view reads its base's bytes as its own shape
@@ -21,72 +21,15 @@ in the same loop step and keeps fused intermediates out of the arena.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Optional
+from typing import Any, Optional
 
 import numpy as np
 
-from ir.errors import CompilerError
 from ir.graph import Graph, Node, Value
-from ir.registry import BROADCAST, ELEMENTWISE
-from ir.types import TensorType
-
-ALIGNMENT = 64
-VIEW_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
-INPLACE_KINDS = frozenset({ELEMENTWISE, BROADCAST})
-
-
-class PlanEntry(NamedTuple):
-    """Where one value lives: ``kind`` is arena, view-of:<name> or inplace-of:<name>."""
-
-    offset: int
-    nbytes: int
-    kind: str = "arena"
-
-    @property
-    def base(self) -> Optional[str]:
-        """The aliased value's name for a view or an in-place result."""
-        return self.kind.split(":", 1)[1] if ":" in self.kind else None
-
-
-@dataclass
-class MemoryPlan:
-    """Offsets of a graph's intermediates in one arena of ``arena_bytes``."""
-
-    arena_bytes: int
-    alignment: int
-    entries: dict[str, PlanEntry]
-    naive_bytes: int            # every planned value in its own buffer
-    peak_live_bytes: int = 0    # lower bound: most aligned bytes live at one node
-    algorithm: str = ""
-
-    @property
-    def ratio(self) -> float:
-        return self.arena_bytes / self.naive_bytes if self.naive_bytes else 0.0
-
-    def count(self, prefix: str) -> int:
-        return sum(1 for e in self.entries.values() if e.kind.startswith(prefix))
-
-    def to_json(self) -> str:
-        d = {"arena_bytes": self.arena_bytes, "alignment": self.alignment,
-             "naive_bytes": self.naive_bytes, "peak_live_bytes": self.peak_live_bytes,
-             "algorithm": self.algorithm,
-             "entries": {k: list(e) for k, e in self.entries.items()}}
-        return json.dumps(d, indent=1)
-
-    @classmethod
-    def from_json(cls, text: str) -> MemoryPlan:
-        d = json.loads(text)
-        entries = {k: PlanEntry(int(o), int(n), str(kind)) for k, (o, n, kind) in d["entries"].items()}
-        return cls(int(d["arena_bytes"]), int(d["alignment"]), entries, int(d["naive_bytes"]),
-                   int(d.get("peak_live_bytes", 0)), str(d.get("algorithm", "")))
-
-    def summary(self) -> str:
-        return (f"arena {self.arena_bytes} B for {len(self.entries)} values (naive {self.naive_bytes} B, "
-                f"{self.ratio:.1%}; peak live {self.peak_live_bytes} B), {self.count('view-of')} views, "
-                f"{self.count('inplace-of')} in place, by {self.algorithm}")
+from ir.memory import (ALIGNMENT, MemoryPlan, PlanEntry, align, inplace_candidates, live_ranges,
+                       static_nbytes, view_source)
 
 
 @dataclass
@@ -104,28 +47,6 @@ class Unplannable(Exception):
     """The graph has a value whose size is not known statically."""
 
 
-# ------------------------------------------------------------------ liveness
-def align(n: int, alignment: int) -> int:
-    return -(-n // alignment) * alignment
-
-
-def static_nbytes(v: Value) -> Optional[int]:
-    t = v.type
-    return t.nbytes if isinstance(t, TensorType) and t.is_static else None
-
-
-def live_ranges(graph: Graph) -> dict[str, tuple[int, int]]:
-    """Node outputs' ``(producer index, last reader index)``; graph outputs end at len(nodes)."""
-    index = {id(n): i for i, n in enumerate(graph.nodes)}
-    end_of_graph = len(graph.nodes)
-    outputs = {id(v) for v in graph.outputs}
-    ranges = {}
-    for i, n in enumerate(graph.nodes):
-        for v in n.outputs:
-            last = max((index[id(u.node)] for u in v.uses), default=i)
-            ranges[v.name] = (i, end_of_graph if id(v) in outputs else max(i, last))
-    return ranges
-
 
 def planned_values(graph: Graph, plan_outputs: bool) -> list[Value]:
     """Node outputs to plan, in node order; raises Unplannable for a dynamic one."""
@@ -140,79 +61,6 @@ def planned_values(graph: Graph, plan_outputs: bool) -> list[Value]:
                                   "has no static size")
             values.append(v)
     return values
-
-
-# ------------------------------------------------------------ aliasing rules
-def view_source(node: Node) -> Optional[Value]:
-    """The input a view op's output can alias: same bytes, plain row-major layout."""
-    if node.domain != "" or node.op not in VIEW_OPS or len(node.outputs) != 1:
-        return None
-    src, out = node.input(0), node.outputs[0]
-    if src is None or not isinstance(src.type, TensorType) or not isinstance(out.type, TensorType):
-        return None
-    same_layout = src.type.layout == out.type.layout and (src.type.layout is None or node.op == "Identity")
-    return src if same_layout and static_nbytes(src) == static_nbytes(out) else None
-
-
-def _elementwise_inputs(node: Node) -> set[int]:
-    """Input positions that every path to the outputs reads only at the output's index."""
-    if node.domain == "nnc" and node.op == "Fused":
-        return _fused_elementwise_inputs(node)
-    return set(range(len(node.inputs))) if _kind(node) in INPLACE_KINDS else set()
-
-
-def _kind(node: Node) -> Optional[str]:
-    try:
-        return node.schema.kind
-    except CompilerError:  # an op without a schema: assume nothing
-        return None
-
-
-def _fused_elementwise_inputs(node: Node) -> set[int]:
-    """Body inputs whose readers, transitively, are all elementwise/broadcast body nodes."""
-    body = node.attrs.get("body")
-    if not isinstance(body, Graph):
-        return set()
-    ok = set()
-    for i, bx in enumerate(body.inputs):
-        tainted, legal = {id(bx)}, True
-        for n in body.nodes:
-            if any(v is not None and id(v) in tainted for v in n.inputs):
-                if _kind(n) not in INPLACE_KINDS:
-                    legal = False
-                    break
-                tainted.update(id(o) for o in n.outputs)
-        if legal:
-            ok.add(i)
-    return ok
-
-
-def inplace_candidates(node: Node) -> list[tuple[int, int]]:
-    """(output index, input index) pairs where the output may overwrite the input.
-
-    Legal when the kernel reads that input only element by element at the
-    output's own index (elementwise/broadcast, and the input is full size: same
-    element count and width, same layout), so it can read ``in[i]`` and write
-    ``out[i]`` in one loop step.  Only single-output kernels: a kernel writing
-    several outputs may run one loop per output.  Liveness is the caller's.
-    """
-    if len(node.outputs) != 1:
-        return []
-    positions = _elementwise_inputs(node)
-    pairs = []
-    for k, out in enumerate(node.outputs):
-        for j in sorted(positions):
-            src = node.input(j)
-            if src is None or not isinstance(src.type, TensorType) or not isinstance(out.type, TensorType):
-                continue
-            if any(x is src and i not in positions for i, x in enumerate(node.inputs)):
-                continue  # also read, elsewhere, in another pattern
-            same = (src.type.is_static and out.type.is_static and src.type.numel == out.type.numel
-                    and src.type.dtype.itemsize == out.type.dtype.itemsize
-                    and src.type.layout == out.type.layout)
-            if same:
-                pairs.append((k, j))
-    return pairs
 
 
 # ------------------------------------------------------------------ storage

@@ -16,12 +16,12 @@ import math
 from collections.abc import Iterator
 from typing import Optional
 
-from backends.target import TargetInfo
+from ir.target import TargetInfo
 from ir.graph import Graph, Node
 from ir.types import TensorType
 
 from .manager import PassContext, register_pass
-from .schedule import Schedule
+from ir.schedule import Schedule
 
 # Kernel kinds by anchor op (the heaviest op of a fused group).
 _ANCHOR_KIND = {

@@ -26,10 +26,10 @@ from __future__ import annotations
 import math
 from typing import Optional
 
-from backends.target import TargetInfo
+from ir.target import TargetInfo
 from ir.graph import Node
 
-from .schedule import Schedule
+from ir.schedule import Schedule
 
 DATAFLOWS = ("os", "ws", "is")
 # Which SRAM holds the streamed operand of each dataflow.

@@ -13,12 +13,12 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from backends.target import TargetInfo
+from ir.target import TargetInfo
 from ir.errors import PassError
 from ir.graph import Graph
 
 from .manager import PassContext
-from .schedule import Schedule
+from ir.schedule import Schedule
 
 DB_VERSION = 1
 

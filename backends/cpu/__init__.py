@@ -13,16 +13,17 @@ from pathlib import Path
 from typing import Any, Union
 
 from ir.graph import Graph, Node
+from ir.target import TargetInfo
 from passes.pipelines import PIPELINES
 from passes.scheduling import kernel_kind
 
 from ..base import Backend, CompileOptions, Executable, Support, register_backend
-from ..target import TargetInfo, host_cpu
 from .bundle import truthy
 from .codegen import KernelBuilder
 from .evaluator import INJECTIVE_OPS, injective_support
 from .executable import CpuExecutable, build_executable
 from .expr import elementwise_support
+from .host import host_cpu
 from .kernels import find_generator
 from .lower import lower
 

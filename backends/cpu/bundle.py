@@ -36,7 +36,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from backends.target import TargetInfo
+from ir.target import TargetInfo
 from ir.dtypes import DType
 from ir.errors import ArtifactError, BackendError
 from runtime.native import C_DIR, CFLAGS, SOURCES, cache_dir, compile_c

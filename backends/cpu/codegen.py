@@ -24,7 +24,7 @@ from typing import Any, Optional, Union
 import llvmlite.ir as ir
 import numpy as np
 
-from backends.target import TargetInfo
+from ir.target import TargetInfo
 from ir.dtypes import DType
 from ir.errors import BackendError
 from ir.graph import Value

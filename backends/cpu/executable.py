@@ -20,8 +20,8 @@ from typing import Any, Optional
 import llvmlite.binding as llvm
 import numpy as np
 
-from backends.base import Executable
-from backends.target import TargetInfo
+from runtime.executable import Executable
+from ir.target import TargetInfo
 from ir.dtypes import DType
 from ir.errors import ArtifactError, BackendError
 from runtime.native import ThreadPool, runtime_library

@@ -23,7 +23,8 @@ import numpy as np
 from ir.errors import BackendError
 from ir.graph import Graph, Node, Value
 from ir.types import TensorType
-from passes.memory_plan import MemoryPlan, build_plan
+from ir.memory import MemoryPlan
+from passes.memory_plan import build_plan
 from passes.scheduling import kernel_kind, schedule_of
 
 from .codegen import I8P, I8PP, I32, I64, KernelBuilder, VOID, const_int

@@ -15,7 +15,7 @@ import numpy as np
 from ir.graph import Graph, Node
 from ir.types import TensorType
 from passes.memory_plan import build_plan
-from passes.schedule import Schedule
+from ir.schedule import Schedule
 
 from ..base import CompileOptions
 

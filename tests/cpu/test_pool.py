@@ -114,7 +114,7 @@ def test_pool_blocked(op, w, isa):
 
 def test_pool_blocked_from_layout_ops():
     """ToBlocked -> MaxPool [3, 3, 1] -> FromBlocked, as the layout pass writes it (channels padded)."""
-    from backends.target import host_cpu
+    from backends.cpu.host import host_cpu
     from ir.dtypes import DType
     from ir.graph import Graph
     from ir.types import TensorType

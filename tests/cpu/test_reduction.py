@@ -378,7 +378,7 @@ def test_vector_exp_accuracy(isa):
     from backends.cpu.codegen import F32, KernelBuilder, const_int, load_vector, store_vector
     from backends.cpu.executable import optimize, target_machine
     from backends.cpu.kernels.vecmath import vexp
-    from backends.target import host_cpu
+    from backends.cpu.host import host_cpu
 
     rng = np.random.default_rng(0)
     special = [0, -0.0, np.inf, -np.inf, np.nan, 88.72, 88.73, -87.3, -103.9, -104.5, 1e-8, -1e-8, 50, -50, 1, -1]

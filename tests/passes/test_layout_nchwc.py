@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 import pytest
 
-from backends.target import TargetInfo
+from ir.target import TargetInfo
 from frontends.onnx import import_onnx
 from ir import parse_graph, print_graph, run_graph
 from ir.dtypes import DType

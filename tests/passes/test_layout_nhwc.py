@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from backends.target import TargetInfo
+from ir.target import TargetInfo
 from ir import run_graph
 from passes.manager import PassContext, PassManager
 from passes.pipelines import PIPELINES

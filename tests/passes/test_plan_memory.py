@@ -19,8 +19,8 @@ import pytest
 from frontends.onnx import ImportOptions, import_onnx
 from ir import CompilerError, Graph, Interpreter, f32, parse_graph, print_graph, run_graph, tensor
 from passes import run_pipeline
-from passes.memory_plan import MemoryPlan, PlanEntry, build_plan
-from passes.plan_memory import verify_plan
+from ir.memory import MemoryPlan, PlanEntry, verify_plan
+from passes.memory_plan import build_plan
 
 LIGHT = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
 DIGITS = "/work/shared/data"

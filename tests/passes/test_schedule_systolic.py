@@ -6,10 +6,10 @@ import textwrap
 
 import pytest
 
-from backends.target import TargetInfo
+from ir.target import TargetInfo
 from ir import parse_graph
 from passes.manager import PassContext, PassManager
-from passes.schedule import Schedule
+from ir.schedule import Schedule
 from passes.scheduling_systolic import dataflow_cost, utilization
 
 ARRAY = TargetInfo(name="test-array", kind="systolic", array_rows=16, array_cols=16)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ir.errors import PassError
+from .errors import PassError
 
 
 @dataclass

@@ -1,56 +1,19 @@
-"""Target descriptions: what passes need to know about the hardware.
+"""Describing this machine's CPU as a ``TargetInfo`` (the only place that probes the host).
 
-A ``TargetInfo`` says how wide the vectors are, how many cores and how much
-cache there is (for a CPU), or how big the array and its SRAMs are (for a
-systolic array).  Passes read it to choose layouts, tile sizes and fusion;
-they never probe the machine themselves, so a build for another machine only
-needs another ``TargetInfo``.
+``host_cpu()`` reads LLVM's view of the host (CPU name, features, triple) and
+the cache sizes from sysfs.  A build for another x86-64 CPU passes an ISA or a
+feature list instead, and nothing else in the cpu target looks at the host.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 from ir.errors import BackendError
-
-
-@dataclass(frozen=True)
-class TargetInfo:
-    """A compilation target's hardware parameters."""
-
-    name: str
-    kind: str = "cpu"               # cpu | gpu | systolic | ref
-    isa: str = "generic"            # avx512, avx2, generic (CPU); cuda (GPU)
-    vector_bits: int = 128
-    cores: int = 1
-    l1d_bytes: int = 32 * 1024
-    l2_bytes: int = 1024 * 1024
-    l3_bytes: int = 8 * 1024 * 1024
-    registers: int = 16             # vector registers
-    fma_units: int = 1
-    cpu_name: str = ""
-    features: tuple[str, ...] = ()
-    # Systolic arrays: rows x cols of processing elements, SRAM sizes in bytes.
-    array_rows: int = 0
-    array_cols: int = 0
-    sram: dict[str, int] = field(default_factory=dict)
-    dataflow: str = ""              # os | ws | is
-
-    @property
-    def vector_lanes_f32(self) -> int:
-        return max(1, self.vector_bits // 32)
-
-    def with_options(self, **overrides: Any) -> TargetInfo:
-        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
-
-    def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["features"] = list(self.features)
-        return d
+from ir.target import TargetInfo
 
 
 def _cache_size(level: int, kind: str) -> Optional[int]:

@@ -1,0 +1,32 @@
+"""What the runtime executes: the interface every target's compiled code implements.
+
+The runtime sits below the targets: a ``Module`` drives an ``Executable``
+without knowing which target made it.  Targets subclass ``Executable`` and
+register how their artifacts load (``runtime.artifacts``).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ir.errors import BackendError
+
+
+class Executable(abc.ABC):
+    """A compiled graph: positional arrays in, positional arrays out."""
+
+    @abc.abstractmethod
+    def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Run on inputs ordered like the graph's inputs."""
+
+    @abc.abstractmethod
+    def save(self, directory: Path) -> None:
+        """Write what the target's artifact loader needs into ``directory``."""
+
+    def profile(self, inputs: Sequence[np.ndarray]) -> list[tuple[str, float]]:
+        """Run once, returning (node label, seconds) per executed kernel."""
+        raise BackendError("this target cannot profile per node")
