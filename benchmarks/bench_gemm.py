@@ -65,9 +65,9 @@ def _compile(model, threads: int):
     import compiler
     from ir.errors import CompilerError
     from passes.manager import parse_pipeline
-    from passes.pipelines import PIPELINES
+    from backends.cpu import PIPELINE as CPU_PIPELINE
     try:
-        parse_pipeline(PIPELINES["cpu"])
+        parse_pipeline(CPU_PIPELINE)
         passes = None
     except CompilerError:
         passes = FALLBACK_PIPELINE

@@ -25,6 +25,7 @@ EPILOG = """examples:
   python -m compiler run out/ --inputs x.npz       run a compiled artifact
   python -m compiler bench out/                    time it
   python -m compiler passes                        list the optimization passes
+  python -m compiler targets                       list the targets and their --option settings
   python -m compiler ops                           list the supported ops
 """
 
@@ -134,8 +135,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         from backends.base import get_backend
         from passes.manager import PassContext, PassManager
         from .explain import summarize
-        backend = get_backend(args.target)
-        backend.configure(_parse_options(args.option))
+        backend = get_backend(args.target, _parse_options(args.option))
         before = len(graph.nodes)
         ctx = PassContext(target=backend.target_info, backend=backend)
         pm = PassManager(args.passes if args.passes is not None else backend.default_pipeline)
@@ -218,7 +218,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     result = build(args.model, args.target, passes=args.passes,
                    print_ir_after=args.print_ir_after.split(",") if args.print_ir_after else (),
-                   dump_ir_dir=args.dump_ir, time_passes=args.time_passes,
+                   dump_ir_dir=args.dump_ir,
                    input_shapes=_parse_shapes(args.input_shape), options=_parse_options(args.option),
                    tune=args.tune, tune_budget=args.tune_budget, tuning_db=args.tuning_db)
     seconds = time.perf_counter() - t0
@@ -275,11 +275,27 @@ def cmd_passes(args: argparse.Namespace) -> int:
     for p in all_passes():
         opts = f"  {{{p.option_text()}}}" if p.options else ""
         print(f"{p.name:<24}{p.summary}{opts}")
-    from passes.pipelines import PIPELINES
+    from backends.base import available_backends, backend_class
     print("\ndefault pipelines (override with --passes):")
-    width = max(len(name) for name in PIPELINES) + 2
-    for name, text in PIPELINES.items():
-        print(f"  {name:<{width}}{text}")
+    names = available_backends()
+    width = max(len(name) for name in names) + 2
+    for name in names:
+        print(f"  {name:<{width}}{backend_class(name).default_pipeline}")
+    return 0
+
+
+def cmd_targets(args: argparse.Namespace) -> int:
+    from backends.base import available_backends, get_backend
+    for name in available_backends():
+        b = get_backend(name)
+        caps = [k for k, v in vars(b.capabilities).items() if v is True]
+        print(f"{name}: {b.description}")
+        print(f"  capabilities: {', '.join(caps) or 'none'}")
+        info = b.target_info
+        if info.kind == "cpu":
+            print(f"  this machine: {info.cpu_name}, {info.isa}, {info.cores} cores")
+        for spec in type(b).options:
+            print(f"  --option {spec.describe()}")
     return 0
 
 
@@ -287,14 +303,12 @@ def cmd_ops(args: argparse.Namespace) -> int:
     from backends.base import available_backends, get_backend
     from ir.registry import all_schemas
     targets = args.targets.split(",") if args.targets else available_backends()
+    backends = [get_backend(t) for t in targets]
     print(f"{'op':<36}{'kind':<13}" + "".join(f"{t:>8}" for t in targets))
     for s in all_schemas():
         row = f"{s.qualified_name:<36}{s.kind:<13}"
-        for t in targets:
-            b = get_backend(t)
-            has = getattr(b, "supports_op", None)
-            ok = has(s) if has else s.reference_fn is not None
-            row += f"{ok if isinstance(ok, str) else 'yes' if ok else '-':>8}"
+        for b in backends:
+            row += f"{b.op_coverage(s).value:>8}"
         print(row)
     return 0
 
@@ -372,6 +386,7 @@ def make_parser() -> argparse.ArgumentParser:
             p.add_argument("--top", type=int, default=25, help="show the N hottest kernels")
 
     add("passes", cmd_passes, "list the registered passes and each target's default pipeline")
+    add("targets", cmd_targets, "list the targets with their options and capabilities")
     p = add("ops", cmd_ops, "list every op in the registry and which targets run it")
     p.add_argument("--targets", help="comma-separated targets (default: all)")
     return ap

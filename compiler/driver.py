@@ -11,7 +11,7 @@ from typing import Any, Optional, TextIO, Union
 
 import onnx
 
-from backends.base import Backend, CompileOptions, get_backend
+from backends.base import Backend, get_backend
 from frontends.onnx import ImportOptions, import_model, load_model
 from frontends.onnx.loader import ModelSource
 from ir.graph import Graph
@@ -23,16 +23,15 @@ from .specialize import SpecializingExecutable, needs_specialization
 from .version import __version__
 
 
-def make_specializing(backend: Backend, graph: Graph, pipeline: str,
-                      options: CompileOptions) -> SpecializingExecutable:
+def make_specializing(backend: Backend, graph: Graph, pipeline: str) -> SpecializingExecutable:
     """Wrap ``graph`` so each new call signature compiles a static version of it."""
     from backends.base import save_graph
 
     def compile_static(g: Graph):
         PassManager(pipeline or []).run(g, PassContext(target=backend.target_info, backend=backend))
-        return backend.compile(g, options)
+        return backend.compile(g)
 
-    return SpecializingExecutable(graph, compile_static, save_graph)
+    return SpecializingExecutable(graph, compile_static, save_graph, backend.capabilities.threads)
 
 
 @dataclass
@@ -93,7 +92,6 @@ def build(
     passes: Optional[Union[str, Sequence[str]]] = None,
     print_ir_after: Sequence[str] = (),
     dump_ir_dir: Optional[Union[str, Path]] = None,
-    time_passes: bool = False,
     input_shapes: Optional[Mapping[str, Sequence]] = None,
     options: Optional[Mapping[str, Any]] = None,
     stream: Optional[TextIO] = None,
@@ -107,8 +105,7 @@ def build(
     seconds) and records the fastest in ``tuning_db`` (default ``tuning.json``);
     a build given only ``tuning_db`` reuses what earlier tuning found.
     """
-    backend: Backend = get_backend(target)
-    backend.configure(dict(options or {}))
+    backend: Backend = get_backend(target, options)  # validates the options
     manifest: dict[str, Any] = {"target": target, "tools": tool_versions()}
     if isinstance(model, Graph):
         graph = model.clone()
@@ -122,13 +119,11 @@ def build(
         }
         graph = import_model(proto, ImportOptions(
             input_shapes={k: tuple(v) for k, v in (input_shapes or {}).items()}))
-    options = dict(options or {})
     nodes_imported = len(graph.nodes)
     full_pipeline = backend.default_pipeline if passes is None else passes
     if tune or tuning_db:
         full_pipeline = tuning_pipeline(full_pipeline, target, tune, tune_budget, tuning_db)
-    specializing = (backend.requires_static_shapes or bool(options.get("specialize"))) \
-        and needs_specialization(graph)
+    specializing = backend.capabilities.static_shapes and needs_specialization(graph)
     # A graph whose shapes are only known per call gets the shape-free passes now and
     # the full pipeline once per specialization.
     pipeline = backend.generic_pipeline if specializing and passes is None else full_pipeline
@@ -137,17 +132,14 @@ def build(
     ctx = PassContext(target=backend.target_info, backend=backend)
     pm.run(graph, ctx)
     manifest["passes"] = pm.pipeline_text
-    manifest["options"] = options
-    compile_opts = CompileOptions(passes=pm.pipeline_text, print_ir_after=tuple(print_ir_after),
-                                  dump_ir_dir=str(dump_ir_dir) if dump_ir_dir else None,
-                                  time_passes=time_passes, extra=options)
+    manifest["options"] = backend.given_options()
     if specializing:
         manifest["specializing"] = True
         manifest["specialized_passes"] = full_pipeline if isinstance(full_pipeline, str) \
             else ",".join(full_pipeline)
-        executable = make_specializing(backend, graph, manifest["specialized_passes"], compile_opts)
+        executable = make_specializing(backend, graph, manifest["specialized_passes"])
     else:
-        executable = backend.compile(graph, compile_opts)
+        executable = backend.compile(graph)
     inputs = [TensorSpec.from_type(v.name, v.type) for v in graph.inputs]
     outputs = [TensorSpec.from_type(v.name, v.type) for v in graph.outputs]
     manifest["host"] = {"machine": platform.machine(), "system": platform.system()}

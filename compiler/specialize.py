@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -97,8 +97,11 @@ class SpecializingExecutable(Executable):
     """Compiles one executable per distinct (input shapes, deciding values), with an LRU cache."""
 
     def __init__(self, graph: Graph, compile_static: Callable[[Graph], Executable],
-                 save_generic: Callable[[Graph, Path], None], capacity: int = 16) -> None:
+                 save_generic: Callable[[Graph, Path], list[str]], threads_capable: bool,
+                 capacity: int = 16) -> None:
         self.graph = graph
+        self.threads_capable = threads_capable
+        self.threads: Optional[int] = None  # set_threads before a specialization exists
         self.compile_static = compile_static
         self.save_generic = save_generic
         self.value_inputs = value_deciding_inputs(graph)
@@ -116,6 +119,8 @@ class SpecializingExecutable(Executable):
         exe = self.cache.get(k)
         if exe is None:
             exe = self.compile_static(specialize(self.graph, inputs, self.value_inputs))
+            if self.threads is not None:
+                exe.set_threads(self.threads)
             self.compilations += 1
             self.cache[k] = exe
             if len(self.cache) > self.capacity:
@@ -130,5 +135,13 @@ class SpecializingExecutable(Executable):
     def profile(self, inputs: Sequence[np.ndarray]) -> list[tuple[str, float]]:
         return self.executable_for(inputs).profile(inputs)
 
-    def save(self, directory: Path) -> None:
-        self.save_generic(self.graph, directory)
+    def set_threads(self, threads: int) -> None:
+        """Every specialization, compiled or to come, runs with ``threads``."""
+        if not self.threads_capable:
+            super().set_threads(threads)  # the target's own refusal
+        self.threads = threads
+        for exe in self.cache.values():
+            exe.set_threads(threads)
+
+    def save(self, directory: Path) -> list[str]:
+        return self.save_generic(self.graph, directory)

@@ -49,7 +49,7 @@ def node_kind(node: Node, ctx: Optional[PassContext] = None) -> str:
         return OPAQUE  # reduces over the batch in training mode
     if any(not isinstance(o.type, TensorType) for o in node.outputs) or len(node.outputs) != 1:
         return OPAQUE
-    backend = getattr(ctx, "backend", None) if ctx is not None else None
+    backend = ctx.backend if ctx is not None else None
     if backend is not None and not backend.fusable(node):
         return OPAQUE
     return kind

@@ -309,7 +309,7 @@ class _Rewriter:
 def layout_nchwc(graph: Graph, ctx: PassContext, *, block: int = 0) -> bool:
     """Blocked NCHW[x]c layout for 2-D convolutions and the ops around them (CPU)."""
     target = ctx.target
-    if target is None or getattr(target, "kind", None) != "cpu":
+    if target is None or target.kind != "cpu":
         ctx.decide("skip layout-nchwc", reason="no CPU target" if target is None
                    else f"target kind {target.kind!r} is not a CPU")
         return False

@@ -143,7 +143,7 @@ class _ChannelsLast:
 def layout_nhwc(graph: Graph, ctx: PassContext) -> bool:
     """Channels-last (NHWC) convolutions with HWIO-packed weights for systolic arrays."""
     target = ctx.target
-    if target is None or getattr(target, "kind", None) != "systolic":
+    if target is None or target.kind != "systolic":
         ctx.decide("skip layout-nhwc", reason="no systolic-array target")
         return False
     rw = _ChannelsLast(graph, ctx)

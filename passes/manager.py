@@ -28,7 +28,10 @@ from typing import Any, Optional, TextIO, Union
 from ir.errors import CompilerError, PassError
 from ir.graph import Graph
 from ir.printer import print_graph
+from ir.target import TargetInfo
 from ir.verifier import verify
+
+from .target_hooks import PassTarget
 
 PassFn = Callable[..., Optional[bool]]
 
@@ -48,8 +51,8 @@ class PassInfo:
 class PassContext:
     """What passes may read besides the graph: the target and a decision log."""
 
-    target: Any = None  # an ir.target.TargetInfo (vector width, cores, caches...)
-    backend: Any = None  # the Backend compiling the graph (fusable ops, measuring schedules)
+    target: Optional[TargetInfo] = None  # the hardware description (vector width, cores, caches...)
+    backend: Optional[PassTarget] = None  # the target compiling the graph: fusable ops, schedule rules
     log: list[dict[str, Any]] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
     current_pass: str = ""

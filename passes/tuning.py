@@ -1,6 +1,6 @@
 """Measured schedule search and the tuning database.
 
-``tune_graph`` times the model's best few candidates of every distinct kernel
+``tune_graph`` times the target's best few candidates of every distinct kernel
 on the target (through ``ctx.backend.measure``), within a time budget, with a
 progress bar, and records the fastest in a ``TuningDB``: a JSON file keyed by
 target (CPU name and ISA) and kernel signature, reused by later builds.
@@ -18,6 +18,7 @@ from ir.errors import PassError
 from ir.graph import Graph
 
 from .manager import PassContext
+from .target_hooks import Scheduler
 from ir.schedule import Schedule
 
 DB_VERSION = 1
@@ -67,22 +68,21 @@ class TuningDB:
         self.path.write_text(json.dumps(self.data, indent=1, sort_keys=True) + "\n")
 
 
-def tune_graph(graph: Graph, ctx: PassContext, target: TargetInfo, db: TuningDB,
+def tune_graph(graph: Graph, ctx: PassContext, rules: Scheduler, db: TuningDB,
                budget: float, per_kernel: int = 8) -> int:
     """Time candidates for every distinct kernel not yet in ``db``; returns kernels tuned."""
     from tqdm import tqdm
 
-    from .scheduling import candidates, kernel_signature
-    backend = getattr(ctx, "backend", None)
-    measure = getattr(backend, "measure", None)
-    if measure is None:
+    target: TargetInfo = ctx.target
+    if ctx.backend is None or not ctx.backend.capabilities.measure:
         raise PassError("this target cannot time schedules", subject="--tune",
                         hint="measured tuning needs a target that runs code, e.g. --target cpu")
+    measure = ctx.backend.measure
     todo = {}
     for node in graph.nodes:
-        sig = kernel_signature(node)
+        sig = rules.signature(node)
         if sig not in todo and db.lookup(target, sig) is None:
-            cands = candidates(node, target, per_kernel)
+            cands = rules.candidates(node, target, per_kernel)
             if len(cands) > 1:
                 todo[sig] = (node, cands)
     deadline = time.monotonic() + budget

@@ -24,9 +24,14 @@ class Executable(abc.ABC):
         """Run on inputs ordered like the graph's inputs."""
 
     @abc.abstractmethod
-    def save(self, directory: Path) -> None:
-        """Write what the target's artifact loader needs into ``directory``."""
+    def save(self, directory: Path) -> list[str]:
+        """Write what the target's loader needs into ``directory``; return the file names written."""
 
     def profile(self, inputs: Sequence[np.ndarray]) -> list[tuple[str, float]]:
         """Run once, returning (node label, seconds) per executed kernel."""
         raise BackendError("this target cannot profile per node")
+
+    def set_threads(self, threads: int) -> None:
+        """Run with ``threads`` worker threads from now on (0: one per core)."""
+        raise BackendError("this target does not run on worker threads", subject=f"threads={threads}",
+                           hint="thread counts apply to targets such as cpu")

@@ -148,7 +148,9 @@ class Module:
                   repeat: int = 50, threads: Optional[int] = None,
                   min_seconds: float = 0.0) -> BenchmarkResult:
         """Time ``run`` after ``warmup`` calls; at least ``repeat`` runs (and ``min_seconds``)."""
-        if threads is not None and hasattr(self.executable, "set_threads"):
+        if threads is not None:
+            if threads < 0:
+                raise InputError("threads must be 0 (one per core) or more", found=str(threads))
             self.executable.set_threads(threads)
         feeds = inputs if inputs is not None else self.random_inputs()
         arrays = self._check_inputs(feeds)
@@ -182,8 +184,9 @@ class Module:
     def save(self, directory: Union[str, Path]) -> Path:
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        self.executable.save(d)
+        files = self.executable.save(d)
         manifest = dict(self.manifest)
+        manifest["files"] = sorted(files)
         manifest["format_version"] = FORMAT_VERSION
         manifest["inputs"] = [asdict(s) for s in self.inputs]
         manifest["outputs"] = [asdict(s) for s in self.outputs]
@@ -208,13 +211,11 @@ class Module:
         if manifest.get("format_version") != FORMAT_VERSION:
             raise ArtifactError("artifact format version mismatch", subject=str(d),
                                 expected=str(FORMAT_VERSION), found=str(manifest.get("format_version")))
-        backend = get_backend(manifest["target"])
-        backend.configure(dict(manifest.get("options", {})))
+        backend = get_backend(manifest["target"], manifest.get("options", {}))
         if manifest.get("specializing"):
-            from backends.base import CompileOptions, load_graph
+            from backends.base import load_graph
             from compiler.driver import make_specializing
-            executable = make_specializing(backend, load_graph(d), manifest.get("specialized_passes", ""),
-                                           CompileOptions(extra=dict(manifest.get("options", {}))))
+            executable = make_specializing(backend, load_graph(d), manifest.get("specialized_passes", ""))
         else:
             executable = backend.load(d)
         specs = lambda key: [TensorSpec(e["name"], e["dtype"], None if e["shape"] is None else tuple(e["shape"]))

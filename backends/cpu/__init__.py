@@ -3,55 +3,65 @@
 Kernels come from ``backends.cpu.kernels`` (one generator per kernel kind),
 the lowering (``lower.py``) ties them into one module with an entry point,
 and ``executable.py`` JIT-loads it.  The graph reaching this backend has been
-through the cpu pipeline (``passes.pipelines``): fused, laid out, scheduled
-and memory-planned.
+through the cpu pipeline (``PIPELINE`` below): fused, laid out, scheduled
+(``scheduling.py``: this target's cost models) and memory-planned.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Union
 
 from ir.graph import Graph, Node
+from ir.registry import OpSchema
+from ir.schedule import Schedule
 from ir.target import TargetInfo
-from passes.pipelines import PIPELINES
-from passes.scheduling import kernel_kind
+from ir.types import TensorType
+from passes.pipelines import SIMPLIFY
 
-from ..base import Backend, CompileOptions, Executable, Support, register_backend
-from .bundle import truthy
-from .codegen import KernelBuilder
+from ..base import THREADS_OPTION, Backend, Capabilities, Coverage, OptionSpec, Support
 from .evaluator import INJECTIVE_OPS, injective_support
 from .executable import CpuExecutable, build_executable
 from .expr import elementwise_support
-from .host import host_cpu
+from .host import ISAS, cpu_target
 from .kernels import find_generator
 from .lower import lower
+from .codegen import KernelBuilder
+from .scheduling import CpuScheduler, kernel_kind
 
 VIEW_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"}
 # Ops with a kernel family of their own (ConvTranspose is lowered to Conv by the pipeline).
 _KERNEL_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul", "BatchNormalization", "Dropout",
                "GlobalAveragePool", "GlobalMaxPool"}
 
+# expand-functions runs on static graphs only (after specialization), where run-time
+# shape values are constants: e.g. Range folds instead of expanding into a Loop.
+PIPELINE = (SIMPLIFY + ",expand-functions,lower-conv-transpose,fold-constants,simplify-algebra,cse,dce,"
+            "layout-nchwc,fold-constants,dce,fuse,dce,schedule,plan-memory")
+
 
 class CpuBackend(Backend):
     name = "cpu"
     description = "x86-64 machine code via LLVM (llvmlite): vectorized, multi-threaded, JIT or C bundle"
-    default_pipeline = PIPELINES["cpu"]
-    generic_pipeline = PIPELINES["generic"]
-    requires_static_shapes = True
-
-    def __init__(self) -> None:
-        self.options: dict[str, Any] = {}
-
-    def configure(self, options: dict[str, Any]) -> None:
-        self.options = dict(options)
+    options = (
+        THREADS_OPTION,
+        OptionSpec("isa", str, "auto", "vector instruction set; auto: the host's widest; a wider one "
+                                       "than the host's builds for another machine", ("auto",) + ISAS),
+        OptionSpec("cpu", str, "", "LLVM CPU name to generate code for (e.g. skylake-avx512, znver4); "
+                                   "default: this machine"),
+        OptionSpec("features", tuple, (), "LLVM CPU features to use (comma-separated, e.g. avx2,fma); "
+                                          "default: the CPU's"),
+        OptionSpec("bundle_name", str, "model", "prefix of the C bundle's symbols and files"),
+        OptionSpec("c_array", bool, False, "also write the weights as a C array (weights.c)"),
+    )
+    capabilities = Capabilities(measure=True, threads=True, profile=True, c_bundle=True, static_shapes=True)
+    default_pipeline = PIPELINE
+    generic_pipeline = SIMPLIFY
 
     @property
     def target_info(self) -> TargetInfo:
-        return host_cpu(self.options.get("isa"))
+        return cpu_target(self.config["isa"], self.config["cpu"], self.config["features"])
 
     def supports(self, node: Node) -> Support:
-        from ir.types import TensorType
         for v in list(node.inputs) + list(node.outputs):
             if v is not None and not isinstance(v.type, TensorType):
                 return Support.no(f"{v.type} values (sequences, optionals) are not supported by the cpu target")
@@ -61,29 +71,28 @@ class CpuBackend(Backend):
         gen, why = find_generator(kind, node)
         return Support.yes() if gen is not None else Support.no(why)
 
-    def supports_op(self, schema) -> Union[bool, str]:
-        """Op-level coverage for ``python -m compiler ops`` (a build still checks every node).
-
-        True when a kernel generates the op, ``"expand"`` when the cpu pipeline
-        replaces it by its ONNX function body, False otherwise.
-        """
+    def op_coverage(self, schema: OpSchema) -> Coverage:
+        """A kernel generates the op, or the pipeline replaces it by its ONNX function body, or neither."""
+        from .expr import ELEMENTWISE_OPS
         from .kernels.lrn import LRN_OPS
         from .kernels.normalize import NORMALIZE_OPS
         from .kernels.pool import POOL_OPS
         from .kernels.reduction import REDUCE_OPS
-        from .expr import ELEMENTWISE_OPS
         name = schema.name
         if schema.domain in ("", "ai.onnx"):
             if name in ELEMENTWISE_OPS or name in INJECTIVE_OPS or name in VIEW_OPS or name in _KERNEL_OPS \
                     or name in POOL_OPS or name in REDUCE_OPS or name in NORMALIZE_OPS or name in LRN_OPS:
-                return True
+                return Coverage.KERNEL
             try:
                 import onnx.defs
                 onnx_schema = onnx.defs.get_schema(name)
             except Exception:  # noqa: BLE001 - not an ONNX op
-                return False
-            return "expand" if onnx_schema.has_function or onnx_schema.has_context_dependent_function else False
-        return schema.domain == "nnc" and name in ("Fused", "ToBlocked", "FromBlocked", "ConvNCHWc")
+                return Coverage.NONE
+            has_body = onnx_schema.has_function or onnx_schema.has_context_dependent_function
+            return Coverage.EXPAND if has_body else Coverage.NONE
+        if schema.domain == "nnc" and name in ("Fused", "ToBlocked", "FromBlocked", "ConvNCHWc"):
+            return Coverage.KERNEL
+        return Coverage.NONE
 
     def fusable(self, node: Node) -> bool:
         if node.domain == "" and node.op in INJECTIVE_OPS or node.domain == "nnc" and node.op in (
@@ -93,23 +102,25 @@ class CpuBackend(Backend):
             return elementwise_support(node) is None
         return self.supports(node).ok
 
-    def compile(self, graph: Graph, options: CompileOptions) -> Executable:
+    def scheduler(self) -> CpuScheduler:
+        return CpuScheduler()
+
+    def compile(self, graph: Graph) -> CpuExecutable:
         self.check_supported(graph)
-        kb = KernelBuilder(self.target_info, graph.name)
-        lowered = lower(graph, kb)
-        exe = build_executable(lowered, self.target_info, int(options.extra.get("threads", 0)))
-        # What CpuExecutable.save needs to write the C bundle (--option bundle_name=..., c_array=true).
-        exe.description["bundle_options"] = {"name": str(options.extra.get("bundle_name", "model")),
-                                             "c_array": truthy(options.extra.get("c_array", False))}
+        target = self.target_info
+        lowered = lower(graph, KernelBuilder(target, graph.name))
+        exe = build_executable(lowered, target, self.config["threads"])
+        # What CpuExecutable.save needs to write the C bundle.
+        exe.description["bundle_options"] = {"name": self.config["bundle_name"], "c_array": self.config["c_array"]}
         return exe
 
-    def measure(self, graph: Graph, node: Node, schedule) -> float:
+    def measure(self, graph: Graph, node: Node, schedule: Schedule) -> float:
         """Seconds ``node`` takes with ``schedule`` (for measured tuning)."""
         from .measure import measure
         return measure(self, graph, node, schedule)
 
-    def load(self, directory: Path) -> Executable:
-        return CpuExecutable.load(directory, self.target_info, int(self.options.get("threads", 0)))
+    def load(self, directory: Path) -> CpuExecutable:
+        return CpuExecutable.load(directory, self.config["threads"])
 
 
-register_backend("cpu", CpuBackend)
+BACKEND = CpuBackend

@@ -84,7 +84,7 @@ class Bundle:
 
 # ------------------------------------------------------------------ sources
 def bundle_source(source: Any, target: Optional[TargetInfo] = None) -> BundleSource:
-    """Accept a CpuExecutable (has ``object_code``) or a ``Lowered`` (compiled here for ``target``)."""
+    """Accept a ``CpuExecutable`` or a ``Lowered`` graph (compiled here for ``target``)."""
     if isinstance(source, BundleSource):
         return source
     if isinstance(source, Lowered):
@@ -97,18 +97,16 @@ def bundle_source(source: Any, target: Optional[TargetInfo] = None) -> BundleSou
         return BundleSource(obj, np.asarray(source.weights, np.uint8), [spec(v) for v in source.inputs],
                             [spec(v) for v in source.outputs], int(source.arena_bytes),
                             [k.label for k in source.kernels], target.isa, target.cpu_name)
-    obj = getattr(source, "object_code", None)
-    desc = getattr(source, "description", None)
-    if hasattr(source, "executable_for"):
-        raise ArtifactError("a model with dynamic shapes has no C bundle", subject="write_bundle",
-                            hint="fix the shapes, e.g. --input-shape input=1,3,224,224")
-    if obj is None or desc is None:
-        raise ArtifactError("this executable has no object code to bundle", subject="write_bundle",
-                            hint="bundle a CpuExecutable built by the cpu target")
-    target = target or getattr(source, "target", None)
-    return BundleSource(obj, np.asarray(source.weights, np.uint8), list(desc["inputs"]), list(desc["outputs"]),
-                        int(desc["arena_bytes"]), list(desc.get("kernels", [])), str(desc.get("isa", "")),
-                        getattr(target, "cpu_name", "") or "")
+    from .executable import CpuExecutable
+    if not isinstance(source, CpuExecutable):
+        raise ArtifactError("only a cpu executable of static shapes has object code to bundle",
+                            subject="write_bundle", found=type(source).__name__,
+                            hint="a model with dynamic shapes needs them fixed, e.g. --input-shape input=1,3,224,224")
+    desc = source.description
+    target = target or source.target
+    return BundleSource(source.object_code, np.asarray(source.weights, np.uint8), list(desc["inputs"]),
+                        list(desc["outputs"]), int(desc["arena_bytes"]), list(desc.get("kernels", [])),
+                        str(desc.get("isa", "")), target.cpu_name)
 
 
 def check_name(name: str) -> str:
@@ -117,13 +115,6 @@ def check_name(name: str) -> str:
         raise BackendError("bad C bundle name", subject=repr(name), expected="a C identifier, e.g. model",
                            hint="pass --option bundle_name=NAME")
     return name
-
-
-def truthy(value: Any) -> bool:
-    """Option values from the CLI arrive as JSON (true) or text ("yes")."""
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    return bool(value)
 
 
 # ------------------------------------------------------------------ tools
@@ -462,4 +453,4 @@ def _write_weights(blob: np.ndarray, path: Path) -> None:
 
 
 __all__ = ["Bundle", "BundleSource", "write_bundle", "header_text", "c_array_text", "symbol_map",
-           "check_name", "truthy"]
+           "check_name"]

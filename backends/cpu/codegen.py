@@ -106,7 +106,7 @@ class KernelBuilder:
         import llvmlite.binding as llvm
         self.target = target
         self.module = ir.Module(name)
-        self.module.triple = llvm.get_process_triple()
+        self.module.triple = target.triple or llvm.get_process_triple()
         self._intrinsics: dict[str, ir.Function] = {}
         self._names: set[str] = set()
 

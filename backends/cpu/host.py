@@ -33,26 +33,80 @@ def _cache_size(level: int, kind: str) -> Optional[int]:
     return None
 
 
-@lru_cache(maxsize=None)
-def host_cpu(isa: Optional[str] = None) -> TargetInfo:
-    """Describe this machine's CPU (``isa`` forces avx512/avx2/generic)."""
+ISAS = ("avx512", "avx2", "generic")
+# The LLVM features each ISA level needs (what a build for that level may use).
+ISA_FEATURES = {
+    "generic": ("sse", "sse2", "sse3", "ssse3", "sse4.1", "sse4.2", "popcnt", "cx16"),
+}
+ISA_FEATURES["avx2"] = ISA_FEATURES["generic"] + ("avx", "avx2", "fma", "f16c", "bmi", "bmi2", "lzcnt", "movbe")
+ISA_FEATURES["avx512"] = ISA_FEATURES["avx2"] + ("avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512cd")
+# A CPU LLVM knows for a build whose ISA the host lacks (the x86-64 micro-architecture levels).
+_LEVEL_CPU = {"avx512": "x86-64-v4", "avx2": "x86-64-v3", "generic": "x86-64-v2"}
+# Features that belong to a wider ISA than ``isa``: a narrower build turns them off.
+_WIDER = {"avx2": ("avx512", "amx", "avx10", "avxvnni", "avxifma", "avxneconvert"),
+          "generic": ("avx", "fma", "f16c", "amx", "vaes", "vpclmulqdq", "gfni")}
+
+
+def init_llvm():
     import llvmlite.binding as llvm
     try:
         llvm.initialize_native_target()
+        llvm.initialize_native_asmprinter()
     except Exception:  # noqa: BLE001 - llvmlite >= 0.44 initializes itself
         pass
-    features = llvm.get_host_cpu_features()
-    enabled = tuple(sorted(k for k, v in features.items() if v))
-    has = set(enabled)
-    detected = "avx512" if {"avx512f", "avx512bw", "avx512vl"} <= has else \
-        "avx2" if {"avx2", "fma"} <= has else "generic"
-    chosen = isa or detected
-    order = ["generic", "avx2", "avx512"]
-    if chosen not in order:
-        raise BackendError("unknown ISA", subject=repr(chosen), expected=" or ".join(order))
-    if order.index(chosen) > order.index(detected):
-        raise BackendError("this CPU cannot run the requested ISA", subject=chosen,
-                           found=f"the host supports up to {detected}")
+    return llvm
+
+
+@lru_cache(maxsize=None)
+def host_features() -> dict[str, bool]:
+    """LLVM's feature map of this machine: every feature name LLVM knows, on or off."""
+    return dict(init_llvm().get_host_cpu_features())
+
+
+def isa_of(features: set[str]) -> str:
+    """The widest ISA level a feature set covers."""
+    for isa in ISAS:
+        if set(ISA_FEATURES[isa]) - {"cx16", "movbe", "lzcnt", "bmi", "bmi2", "popcnt"} <= features:
+            return isa
+    return "generic"
+
+
+def _narrow(features: set[str], isa: str) -> set[str]:
+    """``features`` without everything wider than ``isa``."""
+    wider = _WIDER.get(isa, ())
+    if isa == "generic":
+        wider = _WIDER["avx2"] + wider
+    return {f for f in features if not f.startswith(wider)}
+
+
+def cpu_target(isa: str = "auto", cpu: str = "", features: tuple[str, ...] = ()) -> TargetInfo:
+    """Describe the CPU to generate code for.
+
+    By default that is this machine (its LLVM CPU name, features, caches).
+    ``isa`` narrows the host to avx2/generic, or asks for a wider ISA than the
+    host has (a build for another machine).  ``cpu`` (an LLVM CPU name such as
+    ``skylake-avx512`` or ``znver4``) and ``features`` (LLVM feature names)
+    describe another CPU completely.  Only running the result needs a host
+    that has the features; building never does.
+    """
+    if isa != "auto" and isa not in ISAS:
+        raise BackendError("unknown ISA", subject=repr(isa), expected=" or ".join(("auto",) + ISAS))
+    host = host_features()
+    host_enabled = {k for k, v in host.items() if v}
+    if features or cpu:
+        enabled = set(features) if features else set(ISA_FEATURES[isa if isa != "auto" else "avx2"])
+        chosen = isa if isa != "auto" else isa_of(enabled)
+        enabled |= set(ISA_FEATURES[chosen])
+        cpu_name = cpu or _LEVEL_CPU[chosen]
+    else:
+        detected = isa_of(host_enabled)
+        chosen = detected if isa == "auto" else isa
+        if ISAS.index(chosen) >= ISAS.index(detected):  # the host's level or narrower
+            enabled = _narrow(host_enabled, chosen) | (set(ISA_FEATURES[chosen]) & host_enabled)
+            cpu_name = init_llvm().get_host_cpu_name()
+        else:  # wider than the host: a build for another machine
+            enabled = set(ISA_FEATURES[chosen])
+            cpu_name = _LEVEL_CPU[chosen]
     bits = {"avx512": 512, "avx2": 256, "generic": 128}[chosen]
     return TargetInfo(
         name="cpu", kind="cpu", isa=chosen, vector_bits=bits,
@@ -62,6 +116,26 @@ def host_cpu(isa: Optional[str] = None) -> TargetInfo:
         l3_bytes=_cache_size(3, "Unified") or 8 * 1024 * 1024,
         registers=32 if chosen == "avx512" else 16,
         fma_units=2 if chosen == "avx512" else 1,
-        cpu_name=llvm.get_host_cpu_name(),
-        features=enabled,
+        cpu_name=cpu_name,
+        features=tuple(sorted(enabled)),
+        triple=init_llvm().get_process_triple(),
     )
+
+
+@lru_cache(maxsize=None)
+def host_cpu(isa: Optional[str] = None) -> TargetInfo:
+    """This machine's CPU (``isa`` narrows it to avx2/generic)."""
+    return cpu_target(isa or "auto")
+
+
+def feature_string(target: TargetInfo) -> str:
+    """LLVM's ``+feature,-feature`` text: the target's features on, every other known one off."""
+    enabled = set(target.features)
+    names = set(host_features()) | enabled
+    return ",".join(("+" if name in enabled else "-") + name for name in sorted(names))
+
+
+def missing_on_host(target: TargetInfo) -> list[str]:
+    """Features code for ``target`` uses that this machine lacks (empty: it can run here)."""
+    host = host_features()
+    return sorted(f for f in target.features if f in host and not host[f])

@@ -25,10 +25,11 @@ from ir.graph import Graph, Node, Value
 from ir.types import TensorType
 from ir.memory import MemoryPlan
 from passes.memory_plan import build_plan
-from passes.scheduling import kernel_kind, schedule_of
+from passes.scheduling import schedule_of
 
 from .codegen import I8P, I8PP, I32, I64, KernelBuilder, VOID, const_int
 from .kernels import Kernel, find_generator
+from .scheduling import kernel_kind
 
 ALIGN = 64
 ENTRY = "nnc_run"

@@ -17,7 +17,7 @@ from ir.types import TensorType
 from passes.memory_plan import build_plan
 from ir.schedule import Schedule
 
-from ..base import CompileOptions
+
 
 
 def isolate(graph: Graph, node: Node) -> Graph:
@@ -48,7 +48,7 @@ def measure(backend, graph: Graph, node: Node, schedule: Schedule, repeat: int =
     if node.domain == "nnc" and node.op == "Fused":
         g.nodes[0].attrs["schedule"] = schedule.to_text()
     g.meta["memory_plan"], _ = build_plan(g)
-    exe = backend.compile(g, CompileOptions())
+    exe = backend.compile(g)
     rng = np.random.default_rng(0)
     feeds = []
     for v in g.inputs:

@@ -14,11 +14,12 @@ import numpy as np
 
 from ir.graph import Graph, Node
 from ir.interpreter import Interpreter
-from ir.registry import get_schema
+from ir.registry import OpSchema, get_schema
+from ir.target import TargetInfo
+from passes.pipelines import CLEANUP
+from runtime.executable import Executable
 
-from passes.pipelines import PIPELINES
-
-from ..base import Backend, CompileOptions, Executable, Support, load_graph, register_backend, save_graph
+from ..base import Backend, Capabilities, Coverage, OptionSpec, Support, load_graph, save_graph
 
 
 class RefExecutable(Executable):
@@ -44,28 +45,43 @@ class RefExecutable(Executable):
         Timed(self.graph, check_types=False).run(feeds)
         return timings
 
-    def save(self, directory: Path) -> None:
-        save_graph(self.graph, directory)
+    def save(self, directory: Path) -> list[str]:
+        return save_graph(self.graph, directory)
 
 
 class RefBackend(Backend):
     name = "ref"
     description = "reference interpreter (NumPy); the golden answer, every op"
-    default_pipeline = PIPELINES["ref"]
-    generic_pipeline = default_pipeline
+    options = (
+        OptionSpec("check_types", bool, True, "check every result against its value's static type"),
+        OptionSpec("specialize", bool, False, "compile one static version per input signature, as the "
+                                              "static-shape targets do (to test specialization)"),
+    )
+    default_pipeline = CLEANUP
+    generic_pipeline = CLEANUP
+
+    @property
+    def capabilities(self) -> Capabilities:  # type: ignore[override]
+        return Capabilities(profile=True, static_shapes=self.config["specialize"])
+
+    @property
+    def target_info(self) -> TargetInfo:
+        return TargetInfo(name="ref", kind="ref")
 
     def supports(self, node: Node) -> Support:
-        schema = get_schema(node.op, node.domain)
-        if schema.reference_fn is None:
+        if get_schema(node.op, node.domain).reference_fn is None:
             return Support.no("op has no reference implementation")
         return Support.yes()
 
-    def compile(self, graph: Graph, options: CompileOptions) -> Executable:
+    def op_coverage(self, schema: OpSchema) -> Coverage:
+        return Coverage.KERNEL if schema.reference_fn is not None else Coverage.NONE
+
+    def compile(self, graph: Graph) -> Executable:
         self.check_supported(graph)
-        return RefExecutable(graph, check_types=bool(options.extra.get("check_types", True)))
+        return RefExecutable(graph, check_types=self.config["check_types"])
 
     def load(self, directory: Path) -> Executable:
-        return RefExecutable(load_graph(directory))
+        return RefExecutable(load_graph(directory), check_types=self.config["check_types"])
 
 
-register_backend("ref", RefBackend)
+BACKEND = RefBackend

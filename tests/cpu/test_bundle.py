@@ -24,7 +24,7 @@ import compiler
 from backends.cpu.bundle import c_array_text, check_name, symbol_map, write_bundle
 from ir.errors import BackendError, CompilerError, PassError
 from passes.manager import PassManager
-from passes.pipelines import PIPELINES
+from backends.cpu import PIPELINE as CPU_PIPELINE
 from runtime.native import C_DIR, c_compiler
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,7 +37,7 @@ DIGITS = [Path(ROOT, "..", "shared", "data", "digits_cnn.onnx"), Path("/work/sha
 def cpu_passes() -> str | None:
     """None (the default pipeline) when it parses here, else the fallback pipeline."""
     try:
-        PassManager(PIPELINES["cpu"])
+        PassManager(CPU_PIPELINE)
         return None
     except PassError:
         return FALLBACK_PASSES

@@ -18,7 +18,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import compiler
 from ir.errors import CompilerError
-from passes.scheduling import kernel_kind
+from backends.cpu.scheduling import kernel_kind
 
 RTOL, ATOL = 1e-4, 1e-4
 FALLBACK_PIPELINE = ("fold-constants,remove-identity,cse,dce,layout-nchwc,fold-constants,dce,fuse,dce,"
@@ -28,9 +28,9 @@ FALLBACK_PIPELINE = ("fold-constants,remove-identity,cse,dce,layout-nchwc,fold-c
 def _pipeline() -> Optional[str]:
     """The cpu pipeline, or the short one while some of its passes are not merged yet."""
     from passes.manager import get_pass
-    from passes.pipelines import PIPELINES
+    from backends.cpu import PIPELINE as CPU_PIPELINE
     try:
-        for name in PIPELINES["cpu"].split(","):
+        for name in CPU_PIPELINE.split(","):
             get_pass(name.split("(")[0].strip())
         return None
     except Exception:  # noqa: BLE001 - an unknown pass

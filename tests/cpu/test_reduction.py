@@ -29,9 +29,9 @@ _NP = {T.FLOAT: np.float32, T.DOUBLE: np.float64, T.FLOAT16: np.float16, T.INT32
 def cpu_pipeline() -> str:
     """The cpu pipeline, minus passes this checkout does not register yet."""
     from passes.manager import all_passes
-    from passes.pipelines import PIPELINES
+    from backends.cpu import PIPELINE as CPU_PIPELINE
     known = {p.name for p in all_passes()}
-    return ",".join(p for p in PIPELINES["cpu"].split(",") if p in known)
+    return ",".join(p for p in CPU_PIPELINE.split(",") if p in known)
 
 
 def make_model(nodes: list, inputs: dict, outputs: dict, inits: Sequence = ()) -> onnx.ModelProto:

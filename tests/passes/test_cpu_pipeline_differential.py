@@ -15,14 +15,14 @@ from backends.base import get_backend
 from frontends.onnx import import_model, import_onnx
 from ir import run_graph
 from passes.manager import PassContext, PassManager
-from passes.pipelines import PIPELINES
+from backends.cpu import PIPELINE as CPU_PIPELINE
 from tests.model_zoo import LIGHT, SHARED_DATA, light_input, randomized_light_model
 
 
 def optimize_for_cpu(graph):
     backend = get_backend("cpu")
     ctx = PassContext(target=backend.target_info, backend=backend)
-    PassManager(PIPELINES["cpu"]).run(graph, ctx)
+    PassManager(CPU_PIPELINE).run(graph, ctx)
     return ctx
 
 

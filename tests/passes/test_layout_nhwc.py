@@ -13,7 +13,7 @@ import pytest
 from ir.target import TargetInfo
 from ir import run_graph
 from passes.manager import PassContext, PassManager
-from passes.pipelines import PIPELINES
+from backends.systolic import PIPELINE as SYSTOLIC_PIPELINE, SystolicPassTarget
 from tests.model_zoo import light_input, randomized_light_model
 from tests.passes.test_layout_nchwc import CPU16, _assert_unchanged, _run
 
@@ -105,7 +105,7 @@ def test_systolic_pipeline_keeps_light_model_outputs(name, conversions):
     from frontends.onnx import import_model
     g = import_model(proto)
     before = g.clone()
-    ctx = PassManager(PIPELINES["systolic"]).run(g, PassContext(target=ARRAY))
+    ctx = PassManager(SYSTOLIC_PIPELINE).run(g, PassContext(target=ARRAY, backend=SystolicPassTarget()))
     assert ctx.stats["layout_conversions"] == conversions
     converted = [d for d in ctx.log if d["decision"] == "convert Conv to nnc.ConvNHWC"]
     assert len(converted) == before.op_counts()["Conv"]

@@ -10,7 +10,8 @@ from ir.target import TargetInfo
 from ir import parse_graph
 from passes.manager import PassContext, PassManager
 from ir.schedule import Schedule
-from passes.scheduling_systolic import dataflow_cost, utilization
+from backends.systolic import SystolicPassTarget
+from backends.systolic.scheduling import dataflow_cost, utilization
 
 ARRAY = TargetInfo(name="test-array", kind="systolic", array_rows=16, array_cols=16)
 
@@ -43,12 +44,12 @@ GRAPH = """
     }"""
 
 
-def _schedule(m: int, n: int, target: TargetInfo) -> Schedule:
+def _schedule(m: int, n: int, target: TargetInfo, pass_target=None) -> Schedule:
     import numpy as np
     src = textwrap.dedent(GRAPH).replace("%M", str(m)).replace("%N", str(n)).strip()
     g = parse_graph(src.replace('constant elided "sha256:0000000000000000"', "constant " + str(
         np.zeros((64, n), np.float32).reshape(-1).tolist())))
-    PassManager("schedule").run(g, PassContext(target=target))
+    PassManager("schedule").run(g, PassContext(target=target, backend=pass_target or SystolicPassTarget()))
     return Schedule.from_text(g.meta["schedules"]["y"])
 
 
@@ -66,6 +67,8 @@ def test_a_target_can_fix_the_dataflow(flow):
     assert _schedule(4096, 16, fixed).dataflow == flow
 
 
-def test_cpu_targets_do_not_get_systolic_schedules():
-    cpu = TargetInfo(name="cpu", kind="cpu", isa="avx512", vector_bits=512)
-    assert _schedule(64, 16, cpu).kind != "systolic_gemm"
+def test_schedules_come_from_the_target_rules():
+    from backends.base import get_backend
+    cpu = TargetInfo(name="cpu", kind="cpu", isa="avx512", vector_bits=512, registers=32, fma_units=2)
+    assert _schedule(64, 16, cpu, get_backend("cpu")).kind == "gemm"
+    assert _schedule(64, 16, ARRAY).kind == "systolic_gemm"

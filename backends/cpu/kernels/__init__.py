@@ -2,7 +2,7 @@
 
 A generator turns one top-level node (a plain op or an ``nnc.Fused`` group)
 into a task function.  It registers under the kernel kinds of
-``passes.scheduling.kernel_kind`` with ``@generator(kind, ...)`` and offers:
+``backends.cpu.scheduling.kernel_kind`` with ``@generator(kind, ...)`` and offers:
 
 * ``supports(node) -> Optional[str]``: None when it can compile the node,
   else the reason (reported to the user as "target cpu cannot run ...");

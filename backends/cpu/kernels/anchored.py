@@ -26,7 +26,7 @@ from typing import Optional
 import llvmlite.ir as ir
 
 from ir.graph import Graph, Node, Value
-from passes.scheduling import anchor_of
+from ir.anchor import anchor_of
 
 from ..codegen import I32, KernelBuilder, TaskFunction, const_int, for_range, splat, store_vector, supported_dtype
 from ..evaluator import Evaluator, INJECTIVE_OPS, broadcast_index, injective_support, linear_offset, shape_of, \

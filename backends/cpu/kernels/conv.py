@@ -40,7 +40,7 @@ import llvmlite.ir as ir
 
 from ir.graph import Node, Value
 from ir.registry import BROADCAST, ELEMENTWISE
-from passes.scheduling import anchor_of
+from ir.anchor import anchor_of
 
 from ..codegen import I32, KernelBuilder, TaskFunction, const_int, for_range, lane_mask, masked_store, \
     store_vector

@@ -40,7 +40,7 @@ import llvmlite.ir as ir
 from ir.dtypes import DType
 from ir.graph import Node
 from ir.ops._window import resolve_pads
-from passes.scheduling import anchor_of
+from ir.anchor import anchor_of
 
 from ..codegen import F32, I1, I32, KernelBuilder, const_int, const_vector, for_range, load_vector, \
     masked_load, splat, task_range, fma

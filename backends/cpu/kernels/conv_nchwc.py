@@ -24,7 +24,7 @@ Group 1 (TVM's / oneDNN's direct NCHWc convolution)::
 
 Each broadcast feeds ``oc_unroll * ob/V`` FMAs and each weight vector
 ``ow_block`` FMAs; ``ow_block``, ``oc_unroll`` and ``ic_unroll`` come from
-the schedule (the analytical model of ``passes.scheduling``) so the tile
+the schedule (the analytical model of ``backends.cpu.scheduling``) so the tile
 fills the register file.  Border blocks sit at static columns: a tap
 reading left or right of the input row is not emitted at all, so no loop
 tests a bound.
@@ -55,7 +55,9 @@ import llvmlite.ir as ir
 
 from ir.dtypes import DType
 from ir.graph import Node
-from passes.scheduling import anchor_of, model_schedule
+from ir.anchor import anchor_of
+
+from ..scheduling import model_schedule
 
 from ..codegen import F32, I32, KernelBuilder, const_int, const_vector, for_range, load_vector, splat, \
     task_range, fma

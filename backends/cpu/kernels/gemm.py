@@ -18,7 +18,7 @@ One generator, two kernel templates:
 epilogue (alpha/beta*C, then the group's elementwise ops) on the
 accumulators before the store.
 
-The tile sizes come from the Schedule (``passes.scheduling._gemm_candidates``:
+The tile sizes come from the Schedule (``backends.cpu.scheduling._gemm_candidates``:
 mr, nr, kc; the analytical model when the schedule pass did not run);
 ``gemm_blocked.refine`` adjusts them to the problem (mr re-scored to fill
 the registers, M == 1 gets 8 accumulator vectors, K blocks are evened out).
@@ -34,7 +34,9 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from ir.graph import Node
-from passes.scheduling import anchor_of, model_schedule
+from ir.anchor import anchor_of
+
+from ..scheduling import model_schedule
 
 from ..codegen import KernelBuilder
 from . import Kernel, generator, label_of

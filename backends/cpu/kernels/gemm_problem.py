@@ -111,7 +111,7 @@ def _matrix_input(v: Optional[Value], what: str) -> Optional[str]:
 
 def problem_support(node: Node) -> Optional[str]:
     """None when the gemm kernels can compile ``node`` (plain or fused), else why not."""
-    from passes.scheduling import anchor_of
+    from ir.anchor import anchor_of
     anchor = anchor_of(node)
     if anchor.domain != "" or anchor.op not in ("Gemm", "MatMul"):
         return f"{anchor.qualified_op} is not a Gemm or MatMul"

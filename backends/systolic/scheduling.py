@@ -1,4 +1,4 @@
-"""Systolic-array schedules: dataflow and fold sizes from an analytical model.
+"""The systolic-array target's schedule rules: dataflow and fold sizes from an analytical model.
 
 Convolutions and matrix products become one GEMM, ``[M, K] x [K, N]`` (per
 group): M output pixels (or rows), K the reduction (KH * KW * C/group), N the
@@ -24,12 +24,12 @@ The dataflow with the fewest cycles wins unless the target fixes one.
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Any, Optional
 
-from ir.target import TargetInfo
+from ir.anchor import anchor_of
 from ir.graph import Node
-
 from ir.schedule import Schedule
+from ir.target import TargetInfo
 
 DATAFLOWS = ("os", "ws", "is")
 # Which SRAM holds the streamed operand of each dataflow.
@@ -87,3 +87,30 @@ def utilization(s: Schedule, target: TargetInfo) -> float:
     """Fraction of the array's MAC slots doing useful work under ``s``."""
     macs = s.params["m"] * s.params["k"] * s.params["n"] * s.params["groups"]
     return macs / max(1, s.est_cycles * target.array_rows * target.array_cols)
+
+
+def signature(node: Node) -> str:
+    """What a systolic schedule depends on: the GEMM view of the anchor."""
+    dims = gemm_dims(anchor_of(node))
+    return f"systolic_gemm|{anchor_of(node).qualified_op}|{dims}"
+
+
+class SystolicScheduler:
+    """The systolic target's answer to the ``schedule`` pass (``passes.target_hooks.Scheduler``)."""
+
+    def schedule(self, node: Node, target: TargetInfo) -> Optional[Schedule]:
+        return systolic_schedule(anchor_of(node), target)
+
+    def candidates(self, node: Node, target: TargetInfo, limit: int) -> list[Schedule]:
+        dims = gemm_dims(anchor_of(node))
+        if dims is None:
+            return []
+        flows = [target.dataflow] if target.dataflow in DATAFLOWS else list(DATAFLOWS)
+        return sorted((dataflow_cost(*dims, flow, target) for flow in flows), key=lambda s: s.est_cycles)[:limit]
+
+    def signature(self, node: Node) -> str:
+        return signature(node)
+
+    def details(self, schedule: Schedule, target: TargetInfo) -> dict[str, Any]:
+        return {"dataflow": schedule.dataflow, "utilization": round(utilization(schedule, target), 3),
+                "rule": "target's dataflow" if target.dataflow else "fewest cycles of os/ws/is (analytical model)"}
