@@ -289,7 +289,8 @@ def unregister_backend(name: str) -> None:
 
 def _package_names() -> list[str]:
     """Candidate target packages by naming convention: the sub-packages of ``backends``."""
-    return sorted(m.name for m in pkgutil.iter_modules([str(Path(__file__).resolve().parent)]) if m.ispkg)
+    import backends
+    return sorted({m.name for m in pkgutil.iter_modules(backends.__path__) if m.ispkg})
 
 
 def _import_target(name: str) -> Optional[type[Backend]]:

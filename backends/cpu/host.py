@@ -42,9 +42,8 @@ ISA_FEATURES["avx2"] = ISA_FEATURES["generic"] + ("avx", "avx2", "fma", "f16c", 
 ISA_FEATURES["avx512"] = ISA_FEATURES["avx2"] + ("avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512cd")
 # A CPU LLVM knows for a build whose ISA the host lacks (the x86-64 micro-architecture levels).
 _LEVEL_CPU = {"avx512": "x86-64-v4", "avx2": "x86-64-v3", "generic": "x86-64-v2"}
-# Features that belong to a wider ISA than ``isa``: a narrower build turns them off.
-_WIDER = {"avx2": ("avx512", "amx", "avx10", "avxvnni", "avxifma", "avxneconvert"),
-          "generic": ("avx", "fma", "f16c", "amx", "vaes", "vpclmulqdq", "gfni")}
+# Feature name prefixes that belong to a wider ISA than the key: a build for the key turns them off.
+_WIDER = {"avx512": (), "avx2": ("avx512", "amx", "avx10"), "generic": ("avx", "amx", "fma", "f16c")}
 
 
 def init_llvm():
@@ -65,18 +64,14 @@ def host_features() -> dict[str, bool]:
 
 def isa_of(features: set[str]) -> str:
     """The widest ISA level a feature set covers."""
-    for isa in ISAS:
-        if set(ISA_FEATURES[isa]) - {"cx16", "movbe", "lzcnt", "bmi", "bmi2", "popcnt"} <= features:
-            return isa
-    return "generic"
+    if {"avx512f", "avx512bw", "avx512vl"} <= features:
+        return "avx512"
+    return "avx2" if {"avx2", "fma"} <= features else "generic"
 
 
 def _narrow(features: set[str], isa: str) -> set[str]:
     """``features`` without everything wider than ``isa``."""
-    wider = _WIDER.get(isa, ())
-    if isa == "generic":
-        wider = _WIDER["avx2"] + wider
-    return {f for f in features if not f.startswith(wider)}
+    return {f for f in features if not f.startswith(_WIDER[isa])} if _WIDER[isa] else set(features)
 
 
 def cpu_target(isa: str = "auto", cpu: str = "", features: tuple[str, ...] = ()) -> TargetInfo:
@@ -96,6 +91,11 @@ def cpu_target(isa: str = "auto", cpu: str = "", features: tuple[str, ...] = ())
     if features or cpu:
         enabled = set(features) if features else set(ISA_FEATURES[isa if isa != "auto" else "avx2"])
         chosen = isa if isa != "auto" else isa_of(enabled)
+        too_wide = sorted(enabled - _narrow(enabled, chosen))
+        if too_wide:
+            raise BackendError("CPU features wider than the instruction set", subject=", ".join(too_wide),
+                               expected=f"features of {chosen} or narrower",
+                               hint="add the features the ISA needs or choose a wider --option isa")
         enabled |= set(ISA_FEATURES[chosen])
         cpu_name = cpu or _LEVEL_CPU[chosen]
     else:
@@ -129,10 +129,16 @@ def host_cpu(isa: Optional[str] = None) -> TargetInfo:
 
 
 def feature_string(target: TargetInfo) -> str:
-    """LLVM's ``+feature,-feature`` text: the target's features on, every other known one off."""
+    """LLVM's ``+feature,-feature`` text: the target's features on, those of wider ISAs off.
+
+    Features neither listed nor wider keep the CPU's defaults (as clang's
+    ``-mcpu`` with ``-mattr`` does), so a list never contradicts what LLVM
+    derives from it.
+    """
     enabled = set(target.features)
-    names = set(host_features()) | enabled
-    return ",".join(("+" if name in enabled else "-") + name for name in sorted(names))
+    wider = _WIDER.get(target.isa, ())
+    off = {name for name in host_features() if wider and name.startswith(wider)} - enabled
+    return ",".join([f"+{name}" for name in sorted(enabled)] + [f"-{name}" for name in sorted(off)])
 
 
 def missing_on_host(target: TargetInfo) -> list[str]:
