@@ -238,7 +238,7 @@ def test_bundle_from_lowered_graph(tmp_path):
     from backends.cpu.lower import lower
     model = small_model("Sigmoid", 5)
     result = compiler.build(model, "cpu", passes=cpu_passes())
-    target = result.module.backend.target_info
+    target = result.context.target
     lowered = lower(result.graph, KernelBuilder(target, "lowered"))
     feeds = random_feeds(result.module)
     results, _ = run_bundle(result.module, feeds, tmp_path, "low", threads=1, source=lowered, target=target)
