@@ -121,3 +121,18 @@ def test_no_cycle_between_packages():
         for a, b in zip(cycle, cycle[1:] + cycle[:1]):
             lines.extend(f"    {e}" for e in where[(a, b)][:3])
     assert not cycles, "import cycles between top-level packages:\n" + "\n".join(lines)
+
+
+def test_one_definition_of_the_alignment():
+    """The 64-byte alignment of weights, arena and buffers is ``ir.memory.ALIGNMENT``, defined once."""
+    found = []
+    for pkg in PACKAGES:
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            for node in ast.parse(path.read_text(encoding="utf-8")).body:
+                if isinstance(node, (ast.Assign, ast.AnnAssign)) and isinstance(node.value, ast.Constant) \
+                        and node.value.value == 64:
+                    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                    names = [t.id for t in targets if isinstance(t, ast.Name) and "ALIGN" in t.id.upper()]
+                    found += [(f"{path.relative_to(ROOT)}", node.lineno, n) for n in names]
+    assert [(f, n) for f, _, n in found] == [("ir/memory.py", "ALIGNMENT")], \
+        "\n".join(f"{f}:{line} defines {n} = 64" for f, line, n in found)

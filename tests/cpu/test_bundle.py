@@ -23,6 +23,7 @@ from onnx import numpy_helper as nh
 import compiler
 from backends.cpu.bundle import c_array_text, check_name, symbol_map, write_bundle
 from ir.errors import BackendError, CompilerError, PassError
+from ir.memory import ALIGNMENT
 from passes.manager import PassManager
 from passes.pipelines import PIPELINES
 from runtime.native import C_DIR, c_compiler
@@ -178,7 +179,7 @@ def test_header_states_sizes_and_tensors(tmp_path):
     define = lambda key: re.search(rf"#define {key} (.*)", text).group(1)  # noqa: E731
     assert int(define("EW_WEIGHTS_BYTES")) == module.executable.weights.size == bundle.path("weights").stat().st_size
     assert int(define("EW_ARENA_BYTES")) == desc["arena_bytes"]
-    assert int(define("EW_ALIGNMENT")) == 64
+    assert int(define("EW_ALIGNMENT")) == ALIGNMENT == 64
     assert define("EW_INPUT_1_NAME") == '"n"' and define("EW_INPUT_1_DTYPE") == '"i32"'
     assert int(define("EW_INPUT_1_BYTES")) == 7 * 4
     assert int(define("EW_OUTPUT_0_BYTES")) == 20 * 7 * 4
