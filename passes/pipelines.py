@@ -25,7 +25,3 @@ PIPELINES = {
     "systolic": SIMPLIFY + ",expand-functions,lower-conv-transpose,fold-constants,cse,dce,"
                            "layout-nhwc,simplify-algebra,fold-constants,dce,fuse,dce,schedule,plan-memory",
 }
-
-
-def pipeline_for(target: str) -> str:
-    return PIPELINES[target]
