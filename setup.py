@@ -11,7 +11,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["compiler*", "frontends*", "ir*", "passes*", "backends*", "runtime*"]),
-    package_data={"runtime": ["c/*.c", "c/*.h"], "backends": ["**/*.c", "**/*.h"]},
+    # The C runtime's sources (the cpu target compiles them at run time) and its README.
+    package_data={"runtime": ["c/*.c", "c/*.h", "c/*.md"], "backends": ["**/*.c", "**/*.h"]},
     install_requires=[
         "numpy>=1.24",
         "onnx>=1.16",
@@ -22,7 +23,8 @@ setup(
         "tqdm>=4.60",
     ],
     extras_require={
-        "test": ["pytest>=7", "onnxruntime>=1.17"],
+        # setuptools and wheel: tests/test_install.py builds the package without build isolation.
+        "test": ["pytest>=7", "onnxruntime>=1.17", "setuptools>=61", "wheel"],
     },
     entry_points={"console_scripts": ["nncompiler=compiler.cli:main"]},
 )

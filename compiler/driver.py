@@ -11,27 +11,17 @@ from typing import Any, Optional, TextIO, Union
 
 import onnx
 
-from backends.base import Backend, get_backend
+from backends.base import Backend, backend_class, get_backend, load_graph
 from frontends.onnx import ImportOptions, import_model, load_model
 from frontends.onnx.loader import ModelSource
 from ir.graph import Graph
-from ir.errors import CompilerError
+from ir.errors import ArtifactError, BackendError, CompilerError
 from passes.manager import PassContext, PassManager, parse_pipeline, with_pass_options
+from runtime.artifact import read_manifest
 from runtime.module import Module, TensorSpec
 
-from .specialize import SpecializingExecutable, needs_specialization
+from .specialize import make_specializing, needs_specialization
 from .version import __version__
-
-
-def make_specializing(backend: Backend, graph: Graph, pipeline: str) -> SpecializingExecutable:
-    """Wrap ``graph`` so each new call signature compiles a static version of it."""
-    from backends.base import save_graph
-
-    def compile_static(g: Graph):
-        PassManager(pipeline or []).run(g, PassContext(target=backend.target_info, backend=backend))
-        return backend.compile(g)
-
-    return SpecializingExecutable(graph, compile_static, save_graph, backend.capabilities.threads)
 
 
 @dataclass
@@ -143,7 +133,7 @@ def build(
     inputs = [TensorSpec.from_type(v.name, v.type) for v in graph.inputs]
     outputs = [TensorSpec.from_type(v.name, v.type) for v in graph.outputs]
     manifest["host"] = {"machine": platform.machine(), "system": platform.system()}
-    module = Module(executable, inputs, outputs, manifest, backend)
+    module = Module(executable, inputs, outputs, manifest)
     module.decisions = list(ctx.log)
     return CompileResult(module, graph, pm, ctx, manifest, nodes_imported)
 
@@ -158,5 +148,23 @@ def compile(model: Union[ModelSource, Graph], target: str = "ref", **kw: Any) ->
 
 
 def load(directory: Union[str, Path]) -> Module:
-    """Load a module saved with ``Module.save`` or ``python -m compiler build``."""
-    return Module.load(directory)
+    """Load a module saved with ``Module.save`` or ``python -m compiler build -o DIR``.
+
+    The manifest (checked by ``runtime.artifact.read_manifest``) names the
+    target; the target loads its executable, or, for a model whose shapes
+    are only known per call, the saved generic graph is wrapped to compile
+    one static version per call signature, as the build did.
+    """
+    d = Path(directory)
+    manifest = read_manifest(d)
+    try:
+        cls = backend_class(manifest["target"])
+    except BackendError as exc:
+        raise ArtifactError("the artifact was built for a target this compiler does not have",
+                            subject=str(d), expected=exc.expected, found=repr(manifest["target"])) from None
+    backend = cls(manifest.get("options", {}))
+    if manifest.get("specializing"):
+        executable = make_specializing(backend, load_graph(d), manifest.get("specialized_passes", ""))
+    else:
+        executable = backend.load(d)
+    return Module.from_manifest(executable, manifest)

@@ -16,10 +16,12 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from runtime.executable import Executable
+from backends.base import Backend, save_graph
 from ir.graph import Graph, Value
 from ir.registry import get_schema
 from ir.types import TensorType
+from passes.manager import PassContext, PassManager
+from runtime.executable import Executable
 
 # Ops whose outputs depend on their input's shape only, not on its values.
 _SHAPE_ONLY = {("", "Shape"), ("", "Size")}
@@ -145,3 +147,13 @@ class SpecializingExecutable(Executable):
 
     def save(self, directory: Path) -> list[str]:
         return self.save_generic(self.graph, directory)
+
+
+def make_specializing(backend: Backend, graph: Graph, pipeline: str) -> SpecializingExecutable:
+    """Wrap ``graph`` so each new call signature runs ``pipeline`` on a static copy and compiles it."""
+
+    def compile_static(g: Graph) -> Executable:
+        PassManager(pipeline or []).run(g, PassContext(target=backend.target_info, backend=backend))
+        return backend.compile(g)
+
+    return SpecializingExecutable(graph, compile_static, save_graph, backend.capabilities.threads)

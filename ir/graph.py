@@ -325,19 +325,6 @@ class Graph:
         node._inputs[index] = value
         self._trim_inputs(node)
 
-    def set_inputs(self, node: Node, values: Sequence[Optional[Value]]) -> None:
-        """Replace all inputs of ``node``."""
-        for i, old in enumerate(node._inputs):
-            if old is not None:
-                old._uses.remove(Use(node, i))
-        node._inputs = []
-        for i, v in enumerate(values):
-            node._inputs.append(v)
-            if v is not None:
-                self._check_owned(v, node)
-                v._uses.append(Use(node, i))
-        self._trim_inputs(node)
-
     @staticmethod
     def _trim_inputs(node: Node) -> None:
         while node._inputs and node._inputs[-1] is None:
@@ -400,10 +387,6 @@ class Graph:
             raise CompilerError("cannot remove a used graph input", subject=f"%{value.name}")
         self.inputs.remove(value)
         del self._names[value.name]
-
-    def move_before(self, node: Node, anchor: Node) -> None:
-        self.nodes.pop(self._index(node))
-        self.nodes.insert(self._index(anchor), node)
 
     # ----------------------------------------------------------- queries
     def find_nodes(self, op: str, domain: str = "") -> list[Node]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Optional
+from typing import NamedTuple, Optional
 
 from .errors import CompilerError
 from .graph import Graph, Node, Value
@@ -258,7 +258,7 @@ def _check_overlaps(plan: MemoryPlan, span: dict[str, list[int]], overwrites: di
         active = [a for a in active if a[1] >= s]
         lo = plan.entries[name].offset
         hi = lo + plan.entries[name].nbytes
-        for _, a_end, other in active:
+        for _, _, other in active:
             o = plan.entries[other]
             if o.offset < hi and lo < o.offset + o.nbytes and overwrites.get(name) != other:
                 raise _bad("two values live at the same time share bytes", f"%{other} and %{name}",

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from .dtypes import DType
-from .graph import Graph, Node, Value
+from .graph import Graph, Node
 from .types import OptionalType, SequenceType, TensorType
 
 _BARE_NAME = re.compile(r"^[A-Za-z0-9_.$/\-]+$")
@@ -167,7 +167,3 @@ def print_graph(g: Graph, *, constants: str = "elide", inline_limit: int = INLIN
                 locations: bool = False) -> str:
     """The graph as text (see the module docstring for the format)."""
     return Printer(constants=constants, inline_limit=inline_limit, locations=locations).graph(g)
-
-
-def print_value(v: Value) -> str:
-    return f"{format_name(v.name)}: {v.type}"

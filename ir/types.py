@@ -84,9 +84,6 @@ class TensorType:
     def with_shape(self, shape: Shape) -> TensorType:
         return replace(self, shape=None if shape is None else tuple(shape))
 
-    def with_dtype(self, dtype: DType) -> TensorType:
-        return replace(self, dtype=dtype)
-
     def with_layout(self, layout: Optional[str]) -> TensorType:
         return replace(self, layout=layout)
 
@@ -119,11 +116,6 @@ def _dim_str(d: Dim) -> str:
 def tensor(dtype: DType, shape: Shape = None) -> TensorType:
     """Shorthand constructor: ``tensor(f32, (1, 3, 224, 224))``."""
     return TensorType(dtype, None if shape is None else tuple(shape))
-
-
-def dims_equal(a: Dim, b: Dim) -> bool:
-    """True when two dims are known to be the same (unknowns never are)."""
-    return a is not None and a == b
 
 
 def merge_dims(a: Dim, b: Dim) -> Dim:

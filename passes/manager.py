@@ -9,16 +9,16 @@ changed anything::
         ...
 
 Options come as keyword-only parameters with defaults; the pipeline text
-``fold-constants{max_elements=1000000},dce`` sets them.  The manager verifies
-the graph after every pass, times each pass, and can print the IR after
-chosen passes or dump it to a folder.
+``fold-constants{max_elements=1000000},dce`` sets them.  The manager runs
+the passes; instruments (``passes.instruments``) run around each one: by
+default it times each pass and verifies the graph after it, and on request
+prints the IR after chosen passes or dumps it to a folder.
 """
 
 from __future__ import annotations
 
 import inspect
 import re
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,10 +27,9 @@ from typing import Any, Optional, TextIO, Union
 
 from ir.errors import CompilerError, PassError
 from ir.graph import Graph
-from ir.printer import print_graph
 from ir.target import TargetInfo
-from ir.verifier import verify
 
+from .instruments import DumpIR, PassInstrument, PassRecord, PrintIRAfter, Timing, VerifyEach
 from .target_hooks import PassTarget
 
 PassFn = Callable[..., Optional[bool]]
@@ -199,75 +198,76 @@ def _convert(text: str, default: Any, what: str) -> Any:
 
 
 # -------------------------------------------------------------------- running
-@dataclass
-class PassRecord:
-    name: str
-    seconds: float
-    changed: bool
-    nodes_before: int
-    nodes_after: int
-
-
 class PassManager:
-    """Runs a pipeline over a graph with verification, timing and IR dumps."""
+    """Runs a pipeline over a graph, calling its instruments around every pass.
+
+    The keywords build the standard instruments, in this order: ``Timing``
+    (always: ``records`` and ``timing_report()`` read it), ``VerifyEach``
+    (``verify_each``), ``PrintIRAfter`` (``print_ir_after`` pass names or
+    ``"all"``, to ``stream``), ``DumpIR`` (``dump_ir_dir``); ``instruments``
+    come after them.
+    """
 
     def __init__(self, pipeline: Union[str, Sequence[Union[str, PassStep]]], *,
                  verify_each: bool = True, print_ir_after: Sequence[str] = (),
                  dump_ir_dir: Optional[Union[str, Path]] = None,
-                 stream: Optional[TextIO] = None) -> None:
+                 stream: Optional[TextIO] = None,
+                 instruments: Sequence[PassInstrument] = ()) -> None:
         self.steps = parse_pipeline(pipeline)
-        self.verify_each = verify_each
-        self.print_after = set(print_ir_after)
-        for name in self.print_after - {"all"}:
+        for name in set(print_ir_after) - {"all"}:
             get_pass(name)  # unknown names fail early
-        self.dump_dir = Path(dump_ir_dir) if dump_ir_dir else None
-        self.stream = stream or sys.stderr
-        self.records: list[PassRecord] = []
+        self.timing = Timing()
+        self.instruments: list[PassInstrument] = [self.timing]
+        if verify_each:
+            self.instruments.append(VerifyEach())
+        if print_ir_after:
+            self.instruments.append(PrintIRAfter(print_ir_after, stream))
+        if dump_ir_dir:
+            self.instruments.append(DumpIR(dump_ir_dir))
+        self.instruments.extend(instruments)
 
     @property
     def pipeline_text(self) -> str:
         return ",".join(str(s) for s in self.steps)
 
-    def run(self, graph: Graph, ctx: Optional[PassContext] = None) -> PassContext:
-        ctx = ctx or PassContext()
-        if self.dump_dir is not None:
-            self.dump_dir.mkdir(parents=True, exist_ok=True)
-            (self.dump_dir / "00-input.ir").write_text(print_graph(graph) + "\n")
-        for i, step in enumerate(self.steps, 1):
-            ctx.current_pass = step.info.name
-            before = len(graph.nodes)
-            t0 = time.perf_counter()
-            try:
-                changed = step.info.fn(graph, ctx, **step.options)
-            except CompilerError:
-                raise
-            except Exception as exc:
-                raise PassError(f"pass crashed: {type(exc).__name__}: {exc}",
-                                subject=f"pass {step.info.name!r}") from exc
-            seconds = time.perf_counter() - t0
-            self.records.append(PassRecord(step.info.name, seconds, bool(changed), before,
-                                           len(graph.nodes)))
-            if self.verify_each:
-                try:
-                    verify(graph)
-                except CompilerError as exc:
-                    raise PassError(f"IR is invalid after this pass: {exc}",
-                                    subject=f"pass {step.info.name!r}") from exc
-            if "all" in self.print_after or step.info.name in self.print_after:
-                self.stream.write(f"// ----- IR after {step} -----\n{print_graph(graph)}\n")
-            if self.dump_dir is not None:
-                (self.dump_dir / f"{i:02d}-{step.info.name}.ir").write_text(print_graph(graph) + "\n")
-        ctx.current_pass = ""
-        return ctx
+    @property
+    def records(self) -> list[PassRecord]:
+        """One record per pass run so far (over every ``run``)."""
+        return self.timing.records
 
     def timing_report(self) -> str:
-        total = sum(r.seconds for r in self.records) or 1e-12
-        lines = [f"{'pass':<28}{'time (ms)':>11}{'share':>8}{'nodes':>14}  changed"]
-        for r in self.records:
-            lines.append(f"{r.name:<28}{r.seconds * 1e3:>11.2f}{r.seconds / total:>8.1%}"
-                         f"{f'{r.nodes_before}->{r.nodes_after}':>14}  {'yes' if r.changed else 'no'}")
-        lines.append(f"{'total':<28}{total * 1e3:>11.2f}")
-        return "\n".join(lines)
+        return self.timing.report()
+
+    def run(self, graph: Graph, ctx: Optional[PassContext] = None) -> PassContext:
+        ctx = ctx or PassContext()
+        for inst in self.instruments:
+            inst.enter_pipeline(graph, ctx)
+        try:
+            for step in self.steps:
+                ctx.current_pass = step.info.name
+                for inst in self.instruments:
+                    inst.run_before_pass(graph, step, ctx)
+                changed, seconds = _run_step(step, graph, ctx)
+                for inst in self.instruments:
+                    inst.run_after_pass(graph, step, ctx, changed, seconds)
+        finally:
+            ctx.current_pass = ""
+            for inst in self.instruments:
+                inst.exit_pipeline(graph, ctx)
+        return ctx
+
+
+def _run_step(step: PassStep, graph: Graph, ctx: PassContext) -> tuple[bool, float]:
+    """Run one pass: (changed, seconds); an unexpected exception becomes a PassError naming it."""
+    t0 = time.perf_counter()
+    try:
+        changed = step.info.fn(graph, ctx, **step.options)
+    except CompilerError:
+        raise
+    except Exception as exc:
+        raise PassError(f"pass crashed: {type(exc).__name__}: {exc}",
+                        subject=f"pass {step.info.name!r}") from exc
+    return bool(changed), time.perf_counter() - t0
 
 
 def run_pipeline(graph: Graph, pipeline: Union[str, Sequence[str]], **kw: Any) -> PassContext:

@@ -1,8 +1,9 @@
 """What the runtime executes: the interface every target's compiled code implements.
 
 The runtime sits below the targets: a ``Module`` drives an ``Executable``
-without knowing which target made it.  Targets subclass ``Executable`` and
-register how their artifacts load (``runtime.artifacts``).
+without knowing which target made it.  Targets subclass ``Executable``;
+a target's ``load`` reads back what ``save`` wrote (``compiler.load`` asks
+the target named by the artifact's manifest, see ``runtime.artifact``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,9 @@
-"""A compiled model you can run, time, profile, save and load, whatever its target."""
+"""A compiled model you can run, time, profile and save, whatever its target.
+
+Loading a saved one needs its target, so it happens above the runtime:
+``compiler.load`` reads the manifest (``runtime.artifact``), has the target
+load the executable, and builds the ``Module``.
+"""
 
 from __future__ import annotations
 
@@ -13,11 +18,11 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from ir.dtypes import DType
-from ir.errors import ArtifactError, InputError
+from ir.errors import InputError
 from ir.types import TensorType
 
-MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+from .artifact import DECISIONS, write_manifest
+from .executable import Executable
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,12 @@ class TensorSpec:
         if isinstance(t, TensorType):
             return TensorSpec(name, t.dtype.short, None if t.shape is None else tuple(t.shape))
         return TensorSpec(name, str(t), None)
+
+    @staticmethod
+    def from_dict(entry: Mapping[str, Any]) -> TensorSpec:
+        """A spec as ``Module.save`` writes it in the manifest."""
+        shape = entry["shape"]
+        return TensorSpec(entry["name"], entry["dtype"], None if shape is None else tuple(shape))
 
     @property
     def np_dtype(self) -> np.dtype:
@@ -77,17 +88,23 @@ class Module:
 
     ``run(feeds)`` takes a dict name -> array (or a list in input order) and
     returns a dict name -> array in output order.  Inputs are checked against
-    the model's names, dtypes and shapes before anything runs.
+    the model's names, dtypes and shapes before anything runs.  Modules come
+    from ``compiler.compile`` or, for a saved artifact, ``compiler.load``.
     """
 
-    def __init__(self, executable, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec],
-                 manifest: dict[str, Any], backend) -> None:
+    def __init__(self, executable: Executable, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec],
+                 manifest: dict[str, Any]) -> None:
         self.executable = executable
         self.inputs = list(inputs)
         self.outputs = list(outputs)
         self.manifest = manifest
-        self.backend = backend
         self.decisions: list[dict[str, Any]] = []  # the pipeline's decision log (build --explain)
+
+    @classmethod
+    def from_manifest(cls, executable: Executable, manifest: dict[str, Any]) -> Module:
+        """A module over ``executable`` with the specs of a (validated) saved manifest."""
+        return cls(executable, [TensorSpec.from_dict(e) for e in manifest["inputs"]],
+                   [TensorSpec.from_dict(e) for e in manifest["outputs"]], manifest)
 
     @property
     def input_names(self) -> list[str]:
@@ -180,47 +197,17 @@ class Module:
                 totals[label] = totals.get(label, 0.0) + secs / max(1, repeat)
         return sorted(totals.items(), key=lambda kv: -kv[1])
 
-    # ---------------------------------------------------------- save / load
+    # ------------------------------------------------------------------ save
     def save(self, directory: Union[str, Path]) -> Path:
+        """Write the executable and the manifest; ``compiler.load`` reads them back."""
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         files = self.executable.save(d)
-        manifest = dict(self.manifest)
-        manifest["files"] = sorted(files)
-        manifest["format_version"] = FORMAT_VERSION
-        manifest["inputs"] = [asdict(s) for s in self.inputs]
-        manifest["outputs"] = [asdict(s) for s in self.outputs]
-        (d / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+        write_manifest(d, {**self.manifest, "files": sorted(files), "inputs": [asdict(s) for s in self.inputs],
+                           "outputs": [asdict(s) for s in self.outputs]})
         if self.decisions:
-            (d / "decisions.json").write_text(json.dumps(self.decisions, indent=1, default=str) + "\n")
+            (d / DECISIONS).write_text(json.dumps(self.decisions, indent=1, default=str) + "\n")
         return d
-
-    @classmethod
-    def load(cls, directory: Union[str, Path]) -> Module:
-        from backends.base import get_backend
-        d = Path(directory)
-        if not d.exists():
-            raise ArtifactError("artifact folder not found", subject=str(d))
-        if not (d / MANIFEST).exists():
-            raise ArtifactError("not a compiled artifact (no manifest.json)", subject=str(d),
-                                hint="build one with `python -m compiler build model.onnx -o DIR`")
-        try:
-            manifest = json.loads((d / MANIFEST).read_text())
-        except json.JSONDecodeError as exc:
-            raise ArtifactError(f"manifest.json is corrupt: {exc}", subject=str(d)) from None
-        if manifest.get("format_version") != FORMAT_VERSION:
-            raise ArtifactError("artifact format version mismatch", subject=str(d),
-                                expected=str(FORMAT_VERSION), found=str(manifest.get("format_version")))
-        backend = get_backend(manifest["target"], manifest.get("options", {}))
-        if manifest.get("specializing"):
-            from backends.base import load_graph
-            from compiler.driver import make_specializing
-            executable = make_specializing(backend, load_graph(d), manifest.get("specialized_passes", ""))
-        else:
-            executable = backend.load(d)
-        specs = lambda key: [TensorSpec(e["name"], e["dtype"], None if e["shape"] is None else tuple(e["shape"]))
-                             for e in manifest[key]]
-        return cls(executable, specs("inputs"), specs("outputs"), manifest, backend)
 
 
 def _check_one(spec: TensorSpec, value: Any, bound: dict[str, int]) -> Any:

@@ -1,7 +1,8 @@
 """Constants on disk: one raw blob plus a JSON index.
 
 The blob is what a C program maps or embeds, and what Python memory-maps, so
-loading a large model is fast.  Every tensor starts at a 64-byte boundary.
+loading a large model is fast.  Every tensor starts at an ``ir.memory.ALIGNMENT``
+(64-byte) boundary.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ import numpy as np
 from ir.dtypes import DType
 from ir.errors import ArtifactError
 from ir.graph import Graph
-
-ALIGN = 64
+from ir.memory import ALIGNMENT
 
 
 def save_weights(graph: Graph, directory: Path, blob: str = "weights.bin") -> list[dict]:
@@ -28,7 +28,7 @@ def save_weights(graph: Graph, directory: Path, blob: str = "weights.bin") -> li
             if arr.dtype == object:
                 continue  # strings are kept inline in the IR text
             data = np.ascontiguousarray(arr).tobytes()
-            pad = (-offset) % ALIGN
+            pad = (-offset) % ALIGNMENT
             f.write(b"\0" * pad)
             offset += pad
             index.append({"name": key, "dtype": v.type.dtype.short, "shape": list(arr.shape),

@@ -9,6 +9,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 import compiler
 from ir.errors import ArtifactError, InputError
+from runtime.artifact import FORMAT_VERSION, MANIFEST, read_manifest
+from runtime.module import Module
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +64,53 @@ def test_load_errors(tmp_path):
         compiler.load(tmp_path / "missing")
     with pytest.raises(ArtifactError, match="no manifest"):
         compiler.load(tmp_path)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ArtifactError, match="is a folder, not a file"):
+        compiler.load(tmp_path / "file")
+
+
+def _edit_manifest(directory, edit):
+    path = directory / MANIFEST
+    manifest = json.loads(path.read_text())
+    edit(manifest)
+    path.write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("edit, msg", [
+    (lambda m: m.update(format_version=FORMAT_VERSION + 1), "format version mismatch.*found 2"),
+    (lambda m: m.pop("format_version"), "format version mismatch.*found None"),
+    (lambda m: m.pop("target"), "names no target"),
+    (lambda m: m.update(target="warp-drive"), "target this compiler does not have.*'warp-drive'"),
+    (lambda m: m.update(options=[1]), "options must be an object"),
+    (lambda m: m.update(inputs={"x": 1}), "no inputs list"),
+    (lambda m: m["outputs"][0].pop("dtype"), "malformed outputs entry 0"),
+    (lambda m: m["inputs"][0].update(shape="N,4"), "malformed inputs entry 0"),
+])
+def test_bad_manifests_are_refused(small_model, tmp_path, edit, msg):
+    compiler.compile(small_model).save(tmp_path / "art")
+    _edit_manifest(tmp_path / "art", edit)
+    with pytest.raises(ArtifactError, match=msg):
+        compiler.load(tmp_path / "art")
+
+
+def test_corrupt_manifest(tmp_path):
+    (tmp_path / MANIFEST).write_text("{not json")
+    with pytest.raises(ArtifactError, match="manifest.json is corrupt"):
+        read_manifest(tmp_path)
+    (tmp_path / MANIFEST).write_text("[1, 2]")
+    with pytest.raises(ArtifactError, match="not a JSON object"):
+        read_manifest(tmp_path)
+
+
+def test_read_manifest_returns_what_save_wrote(small_model, tmp_path):
+    m = compiler.compile(small_model)
+    m.save(tmp_path)
+    manifest = read_manifest(tmp_path)
+    assert manifest["format_version"] == FORMAT_VERSION and manifest["target"] == "ref"
+    assert manifest["inputs"] == [{"name": "x", "dtype": "f32", "shape": ["N", 4]}]
+    loaded = compiler.load(tmp_path)
+    assert loaded.inputs == m.inputs and loaded.outputs == m.outputs
+    assert not hasattr(Module, "load")  # loading needs a target: compiler.load, above the runtime
 
 
 def test_benchmark_statistics(small_model):

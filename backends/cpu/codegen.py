@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
 import llvmlite.ir as ir
-import numpy as np
 
 from ir.target import TargetInfo
 from ir.dtypes import DType
@@ -59,10 +58,6 @@ def supported_dtype(dtype: DType) -> bool:
 
 def const_int(value: int, ty: ir.IntType = I64) -> ir.Constant:
     return ir.Constant(ty, int(value))
-
-
-def vector_type(elem: ir.Type, lanes: int) -> ir.VectorType:
-    return ir.VectorType(elem, lanes)
 
 
 @dataclass
@@ -309,7 +304,3 @@ def strides_of(shape: Sequence[int]) -> list[int]:
         out.append(acc)
         acc *= d
     return list(reversed(out))
-
-
-def numpy_to_constant(arr: np.ndarray, ty: ir.Type) -> ir.Constant:
-    return ir.Constant(ir.ArrayType(ty, arr.size), [x.item() for x in arr.ravel()])

@@ -23,6 +23,7 @@ from runtime.executable import Executable
 from ir.target import TargetInfo
 from ir.dtypes import DType
 from ir.errors import ArtifactError, BackendError
+from ir.memory import ALIGNMENT
 from runtime.native import ThreadPool, runtime_library
 
 from .host import init_llvm, feature_string, missing_on_host
@@ -30,7 +31,6 @@ from .lower import ENTRY, ENTRY_PROFILED, Lowered
 
 OBJECT_FILE = "model.o"
 DESCRIPTION = "cpu_module.json"
-ALIGN = 64
 
 
 def target_machine(target: TargetInfo, reloc: str = "pic") -> llvm.TargetMachine:
@@ -66,9 +66,9 @@ def optimize(module_text: str, tm: llvm.TargetMachine) -> llvm.ModuleRef:
 
 
 def aligned_buffer(nbytes: int, fill: Optional[np.ndarray] = None) -> np.ndarray:
-    """A uint8 array of ``nbytes`` whose data pointer is 64-byte aligned."""
-    raw = np.zeros(nbytes + ALIGN, np.uint8)
-    start = (-raw.ctypes.data) % ALIGN
+    """A uint8 array of ``nbytes`` whose data pointer is ``ALIGNMENT``-byte aligned."""
+    raw = np.zeros(nbytes + ALIGNMENT, np.uint8)
+    start = (-raw.ctypes.data) % ALIGNMENT
     buf = raw[start:start + nbytes]
     if fill is not None:
         buf[:] = fill

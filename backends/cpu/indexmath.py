@@ -45,9 +45,6 @@ class IndexMath:
     def _vec(self, v: IValue) -> IValue:
         return v if self.is_vector(v) else splat(self.b, v, self.lanes)
 
-    def _const(self, k: int) -> IValue:
-        return const_int(k)
-
     # ------------------------------------------------------------- makers
     def iota(self, start: ir.Value) -> IValue:
         """start + [0, 1, ..., lanes-1]."""

@@ -23,7 +23,7 @@ import numpy as np
 from ir.errors import BackendError
 from ir.graph import Graph, Node, Value
 from ir.types import TensorType
-from ir.memory import MemoryPlan
+from ir.memory import ALIGNMENT, MemoryPlan
 from passes.memory_plan import build_plan
 from passes.scheduling import schedule_of
 
@@ -31,7 +31,6 @@ from .codegen import I8P, I8PP, I32, I64, KernelBuilder, VOID, const_int
 from .kernels import Kernel, find_generator
 from .scheduling import kernel_kind
 
-ALIGN = 64
 ENTRY = "nnc_run"
 ENTRY_PROFILED = "nnc_run_profiled"
 
@@ -73,7 +72,7 @@ def pack_weights(graph: Graph) -> tuple[np.ndarray, list[dict[str, Any]], dict[i
         arr = np.ascontiguousarray(v.const)
         if arr.dtype == object:
             continue
-        pad = (-pos) % ALIGN
+        pad = (-pos) % ALIGNMENT
         chunks.append(np.zeros(pad, np.uint8))
         pos += pad
         offsets[id(v)] = pos

@@ -37,13 +37,6 @@ def _family(allowed: frozenset) -> str:
     return "numeric type"
 
 
-def same_as_input(i: int = 0) -> Callable[[InferContext], list[TensorType]]:
-    """Type rule: the (single) output has the type of input ``i``."""
-    def rule(ctx: InferContext) -> list[TensorType]:
-        t = ctx.input_type(i)
-        return [TensorType(t.dtype, t.shape)]
-    return rule
-
 
 def broadcast_type(ctx: InferContext, dtype: Optional[DType] = None,
                    same_dtype: bool = True) -> TensorType:

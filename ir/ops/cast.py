@@ -34,7 +34,6 @@ from ..registry import ELEMENTWISE, OPAQUE, Attr, InferContext, define
 from ..types import TensorType
 
 COMPLEX_TYPES = frozenset({DType.C64, DType.C128})
-CASTABLE = frozenset(DType) - COMPLEX_TYPES
 ROUND_MODES = ("up", "down", "nearest")
 
 _NATIVE = frozenset(np.dtype(t) for t in (np.bool_, np.int8, np.int16, np.int32, np.int64,

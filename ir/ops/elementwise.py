@@ -18,7 +18,6 @@ from ._common import (FLOAT_TYPES, INT_TYPES, NUMERIC_TYPES, binary, broadcast_t
 
 SIGNED_TYPES = frozenset(t for t in NUMERIC_TYPES if t.is_signed)
 BOOL = frozenset({DType.BOOL})
-ALL_TYPES = frozenset(DType)
 
 # ------------------------------------------------------------------ unary math
 unary("Abs", np.abs, dtypes=NUMERIC_TYPES)

@@ -37,10 +37,6 @@ def _s(s: np.ndarray) -> np.float32:
     return f32(np.asarray(s).reshape(-1)[0])
 
 
-def _out_dtype(ctx: InferContext, zp: int, like: int) -> DType:
-    return ctx.dtype(zp) if ctx.has_input(zp) else ctx.dtype(like)
-
-
 # ===================================================================== QGemm
 qgemm = define(
     "QGemm", domain=MS, kind=COMPLEX,

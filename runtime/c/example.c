@@ -16,8 +16,8 @@
  * Positional: one file per input, raw little-endian bytes of the input's size,
  * or a .npy file (C order) holding them.
  *
- * The program allocates once (weights, arena, inputs and outputs in one
- * 64-byte aligned block); the model itself never allocates.
+ * The program allocates once (weights, arena, inputs and outputs in one block
+ * aligned as the header's <NAME>_ALIGNMENT says); the model itself never allocates.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdint.h>
@@ -165,7 +165,7 @@ int main(int argc, char **argv) {
         return 1;
     }
 
-    /* One 64-byte aligned block: [weights] arena inputs outputs. */
+    /* One block aligned as the header says (M(_info).alignment): [weights] arena inputs outputs. */
     size_t a = info->alignment, total = round_up(info->arena_bytes, a);
 #ifndef NNC_USE_C_ARRAY
     total += round_up(info->weights_bytes, a);

@@ -23,6 +23,7 @@ from onnx import numpy_helper as nh
 import compiler
 from backends.cpu.bundle import c_array_text, check_name, symbol_map, write_bundle
 from ir.errors import BackendError, CompilerError, PassError
+from ir.memory import ALIGNMENT
 from passes.manager import PassManager
 from backends.cpu import PIPELINE as CPU_PIPELINE
 from runtime.native import C_DIR, c_compiler
@@ -178,7 +179,7 @@ def test_header_states_sizes_and_tensors(tmp_path):
     define = lambda key: re.search(rf"#define {key} (.*)", text).group(1)  # noqa: E731
     assert int(define("EW_WEIGHTS_BYTES")) == module.executable.weights.size == bundle.path("weights").stat().st_size
     assert int(define("EW_ARENA_BYTES")) == desc["arena_bytes"]
-    assert int(define("EW_ALIGNMENT")) == 64
+    assert int(define("EW_ALIGNMENT")) == ALIGNMENT == 64
     assert define("EW_INPUT_1_NAME") == '"n"' and define("EW_INPUT_1_DTYPE") == '"i32"'
     assert int(define("EW_INPUT_1_BYTES")) == 7 * 4
     assert int(define("EW_OUTPUT_0_BYTES")) == 20 * 7 * 4
@@ -238,7 +239,7 @@ def test_bundle_from_lowered_graph(tmp_path):
     from backends.cpu.lower import lower
     model = small_model("Sigmoid", 5)
     result = compiler.build(model, "cpu", passes=cpu_passes())
-    target = result.module.backend.target_info
+    target = result.context.target
     lowered = lower(result.graph, KernelBuilder(target, "lowered"))
     feeds = random_feeds(result.module)
     results, _ = run_bundle(result.module, feeds, tmp_path, "low", threads=1, source=lowered, target=target)

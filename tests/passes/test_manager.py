@@ -1,4 +1,4 @@
-"""Pipeline parsing, per-pass verification, timing, IR printing and dumping."""
+"""Pipeline parsing, pass instruments (verification, timing, IR printing and dumping, custom ones)."""
 
 import io
 
@@ -7,6 +7,7 @@ import pytest
 from ir import parse_graph
 from ir.errors import PassError
 from passes import PassManager, parse_pipeline, register_pass
+from passes.instruments import DumpIR, PassInstrument, PrintIRAfter, Timing, VerifyEach
 
 SRC = """graph @main(%x: f32[2]) {
   %a: f32[2] = constant [1.0, 2.0]
@@ -94,3 +95,84 @@ def test_with_pass_options_sets_options_on_the_named_pass_only():
     assert steps[1].options == {"tune_budget": 5.0, "tune": True, "tuning_db": "db.json"}
     with pytest.raises(PassError, match="unknown option"):
         with_pass_options("schedule", "schedule", {"speed": 11})
+
+
+class Recorder(PassInstrument):
+    """Records every hook call, in order."""
+
+    def __init__(self, calls):
+        self.calls = calls
+
+    def enter_pipeline(self, graph, ctx):
+        self.calls.append(("enter", len(graph.nodes)))
+
+    def run_before_pass(self, graph, step, ctx):
+        assert ctx.current_pass == step.info.name
+        self.calls.append(("before", step.info.name, len(graph.nodes)))
+
+    def run_after_pass(self, graph, step, ctx, changed, seconds):
+        assert seconds >= 0
+        self.calls.append(("after", step.info.name, changed, len(graph.nodes)))
+
+    def exit_pipeline(self, graph, ctx):
+        self.calls.append(("exit", ctx.current_pass))
+
+
+def test_instrument_sees_the_pass_order():
+    calls = []
+    pm = PassManager("fold-constants,test-options{size=3},cse,dce", instruments=[Recorder(calls)])
+    ctx = pm.run(parse_graph(SRC))
+    assert ctx.stats["seen"][0] == 3
+    # Neg(constant) folds away (2 -> 1 nodes); dce then drops the unused constant.
+    assert calls == [("enter", 2),
+                     ("before", "fold-constants", 2), ("after", "fold-constants", True, 1),
+                     ("before", "test-options", 1), ("after", "test-options", False, 1),
+                     ("before", "cse", 1), ("after", "cse", False, 1),
+                     ("before", "dce", 1), ("after", "dce", True, 1),
+                     ("exit", "")]
+    # The built-in instruments come first, in a fixed order; the caller's after them.
+    assert [type(i).__name__ for i in pm.instruments] == ["Timing", "VerifyEach", "Recorder"]
+
+
+def test_instruments_run_in_order_and_see_the_same_pass():
+    calls = []
+    first, second = Recorder(calls), Recorder(calls)
+    first.run_after_pass = lambda g, step, ctx, changed, s: calls.append(("first", step.info.name))
+    second.run_after_pass = lambda g, step, ctx, changed, s: calls.append(("second", step.info.name))
+    PassManager("cse,dce", verify_each=False, instruments=[first, second]).run(parse_graph(SRC))
+    assert [c for c in calls if c[0] in ("first", "second")] == [
+        ("first", "cse"), ("second", "cse"), ("first", "dce"), ("second", "dce")]
+
+
+def test_exit_runs_when_a_pass_breaks_the_graph():
+    calls = []
+    with pytest.raises(PassError, match="test-break-uses"):
+        PassManager("test-break-uses,dce", instruments=[Recorder(calls)]).run(parse_graph(SRC))
+    # VerifyEach (before the caller's instrument) raised after the pass: dce never ran.
+    assert calls == [("enter", 2), ("before", "test-break-uses", 2), ("exit", "")]
+
+
+def test_without_verify_each_nothing_verifies():
+    pm = PassManager("test-break-uses", verify_each=False)
+    pm.run(parse_graph(SRC))  # the broken use list goes unnoticed
+    assert not any(isinstance(i, VerifyEach) for i in pm.instruments)
+    assert [r.name for r in pm.records] == ["test-break-uses"]
+
+
+def test_standard_instruments_work_on_their_own(tmp_path):
+    out = io.StringIO()
+    timing = Timing()
+    pm = PassManager("fold-constants,dce", verify_each=False,
+                     instruments=[timing, PrintIRAfter(["all"], out), DumpIR(tmp_path / "ir")])
+    pm.run(parse_graph(SRC))
+    assert [(r.name, r.nodes_before, r.nodes_after) for r in timing.records] == [
+        ("fold-constants", 2, 1), ("dce", 1, 1)]
+    assert "total" in timing.report()
+    assert out.getvalue().count("// ----- IR after") == 2
+    assert sorted(p.name for p in (tmp_path / "ir").iterdir()) == ["00-input.ir", "01-fold-constants.ir",
+                                                                   "02-dce.ir"]
+
+
+def test_unknown_print_ir_after_name_fails_early():
+    with pytest.raises(PassError, match="unknown pass"):
+        PassManager("dce", print_ir_after=["no-such-pass"])

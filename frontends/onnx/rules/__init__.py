@@ -72,11 +72,6 @@ def needs_rule(op: str, domain: str, version: int) -> bool:
     return version < _CANONICAL_SINCE.get((domain, op), 0)
 
 
-def ops_with_rules() -> set[tuple[str, str]]:
-    _ensure_loaded()
-    return set(_RULES)
-
-
 _loaded = False
 
 
