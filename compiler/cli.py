@@ -318,7 +318,7 @@ def make_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m compiler", epilog=EPILOG,
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  description="Compile ONNX models for CPUs and accelerators.")
-    ap.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    ap.add_argument("--version", action="version", version=f"nncompiler {__version__}")
     ap.add_argument("--debug", action="store_true", help="show Python tracebacks on errors")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
 

@@ -11,8 +11,8 @@ the machine, so a build for another machine only needs another ``TargetInfo``
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Optional
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 
 
@@ -42,9 +42,6 @@ class TargetInfo:
     @property
     def vector_lanes_f32(self) -> int:
         return max(1, self.vector_bits // 32)
-
-    def with_options(self, **overrides: Any) -> TargetInfo:
-        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
