@@ -21,7 +21,7 @@ from ir.graph import Graph, Node
 from ir.types import TensorType
 
 from .manager import PassContext, register_pass
-from ir.schedule import Schedule
+from ir.schedule import Schedule, assign_schedule
 
 # Kernel kinds by anchor op (the heaviest op of a fused group).
 _ANCHOR_KIND = {
@@ -206,13 +206,6 @@ def kernel_signature(node: Node) -> str:
     return f"{kernel_kind(node)}|{anchor.qualified_op}|{attrs}|{shapes}"
 
 
-def schedule_of(graph: Graph, node: Node) -> Optional[Schedule]:
-    """The schedule chosen for ``node`` (None when the pass did not run or skipped it)."""
-    text = node.attrs.get("schedule") if node.domain == "nnc" and node.op == "Fused" else None
-    text = text or graph.meta.get("schedules", {}).get(node.outputs[0].name)
-    return Schedule.from_text(text) if text else None
-
-
 @register_pass("schedule")
 def schedule(graph: Graph, ctx: PassContext, *, tune: bool = False, tune_budget: float = 60.0,
              tuning_db: str = "") -> bool:
@@ -230,14 +223,14 @@ def schedule(graph: Graph, ctx: PassContext, *, tune: bool = False, tune_budget:
     changed = False
     for node in graph.nodes:
         if not _static_outputs(node):
+            changed |= node.schedule is not None
+            node.schedule = None  # an earlier schedule would describe other shapes
             continue
         sig = kernel_signature(node)
         chosen = db.lookup(target, sig) if db is not None else None
         if chosen is None:
             chosen = model_schedule(node, target)
-        if node.domain == "nnc" and node.op == "Fused":
-            node.attrs["schedule"] = chosen.to_text()  # visible in IR dumps
-        graph.meta.setdefault("schedules", {})[node.outputs[0].name] = chosen.to_text()
+        chosen = assign_schedule(node, chosen)  # node.schedule, stamped with the node's fingerprint
         ctx.decide("schedule", kernel=node.outputs[0].name, kind=chosen.kind,
                    params=chosen.params, est_cycles=chosen.est_cycles, source=chosen.source,
                    rule="tuning database" if chosen.source == "tuned" else "analytical model")
@@ -259,10 +252,10 @@ def _schedule_systolic(graph: Graph, ctx: PassContext, target: TargetInfo) -> bo
     for node in graph.nodes:
         chosen = systolic_schedule(anchor_of(node), target) if _static_outputs(node) else None
         if chosen is None:
+            changed |= node.schedule is not None
+            node.schedule = None
             continue
-        if node.domain == "nnc" and node.op == "Fused":
-            node.attrs["schedule"] = chosen.to_text()
-        graph.meta.setdefault("schedules", {})[node.outputs[0].name] = chosen.to_text()
+        chosen = assign_schedule(node, chosen)
         ctx.decide("schedule", kernel=node.outputs[0].name, kind=chosen.kind, dataflow=chosen.dataflow,
                    params=chosen.params, est_cycles=chosen.est_cycles,
                    utilization=round(utilization(chosen, target), 3),
