@@ -18,6 +18,8 @@ import numpy as np
 
 from backends.base import Backend, save_graph
 from ir.graph import Graph, Value
+from ir.memory import clear_plan
+from ir.schedule import clear_schedules
 from ir.registry import get_schema
 from ir.types import TensorType
 from passes.manager import PassContext, PassManager
@@ -65,8 +67,12 @@ def specialize(graph: Graph, inputs: Sequence[np.ndarray], value_inputs: Sequenc
 
     The inputs stay in the signature (callers keep passing them); their uses
     read the constant instead.  Fold and re-infer afterwards to propagate.
+    Schedules and the memory plan of ``graph`` are dropped: they describe its
+    generic shapes (the specialized pipeline computes new ones).
     """
     g = graph.clone()
+    clear_schedules(g)
+    clear_plan(g)
     for v, x in zip(g.inputs, inputs):
         if isinstance(v.type, TensorType) and not isinstance(x, list) and x is not None:
             v.type = v.type.with_shape(tuple(np.shape(x)))

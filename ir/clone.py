@@ -1,8 +1,14 @@
-"""Deep copies of graphs (constant arrays are shared: they are read-only)."""
+"""Deep copies of graphs (constant arrays are shared: they are read-only).
+
+Pass results come along: node schedules, value placements (their bases
+mapped to the copies) and the graph's arena.
+"""
 
 from __future__ import annotations
 
 from typing import Any
+
+from dataclasses import replace
 
 from .graph import Graph, Value
 
@@ -35,7 +41,15 @@ def clone_graph(g: Graph) -> Graph:
         m = new.create_node(n.op, inputs, attrs, domain=n.domain, name=n.name,
                             output_names=[o.name for o in n.outputs],
                             output_types=[o.type for o in n.outputs])
+        if n.schedule is not None:
+            m.schedule = n.schedule.copy()
         for old, out in zip(n.outputs, m.outputs):
             mapping[id(old)] = out
     new.set_outputs(mapping[id(v)] for v in g.outputs)
+    new.memory = g.memory
+    for v in g.values():
+        p = v.placement
+        if p is not None:
+            base = mapping.get(id(p.base)) if p.base is not None else None
+            mapping[id(v)].placement = p if p.base is None else replace(p, base=base)
     return new

@@ -13,6 +13,20 @@ Invariants, kept by construction (only ``Graph`` methods mutate them):
 
 ``ir.verifier.verify`` checks all of these, so a pass that breaks one is
 caught right after it runs.
+
+Pass results that later stages rely on are part of the IR too (printed,
+parsed and verified like the rest):
+
+* ``Node.schedule``: the ``ir.schedule.Schedule`` chosen for a kernel node
+  (a plain op or an ``nnc.Fused`` group) by the ``schedule`` pass;
+* ``Value.placement``: where the memory plan puts a node output
+  (an ``ir.memory.Placement``: arena offset, size, view of or in place of
+  another value), and ``Graph.memory``: the arena it lives in (an
+  ``ir.memory.Arena``), both written by ``plan-memory``.
+
+They describe the graph as it was when computed: a rewrite that replaces a
+node drops its schedule and its outputs' placements with it, and the
+verifier reports a schedule or plan that no longer fits.
 """
 
 from __future__ import annotations
@@ -20,13 +34,17 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, NamedTuple, Optional
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 
 import numpy as np
 
 from .dtypes import DType
 from .errors import CompilerError
 from .types import TensorType, Type
+
+if TYPE_CHECKING:
+    from .memory import Arena, Placement
+    from .schedule import Schedule
 
 
 class Use(NamedTuple):
@@ -39,7 +57,7 @@ class Use(NamedTuple):
 class Value:
     """An SSA value: a graph input, a constant, or a node output."""
 
-    __slots__ = ("name", "type", "producer", "index", "_uses", "const", "graph")
+    __slots__ = ("name", "type", "producer", "index", "_uses", "const", "graph", "placement")
 
     def __init__(self, name: str, type: Type, *, const: Optional[np.ndarray] = None) -> None:
         self.name = name
@@ -49,6 +67,8 @@ class Value:
         self._uses: list[Use] = []
         self.const = const
         self.graph: Optional[Graph] = None
+        # Where the memory plan puts this node output (None when unplanned).
+        self.placement: Optional[Placement] = None
 
     @property
     def uses(self) -> tuple[Use, ...]:
@@ -91,10 +111,11 @@ class Node:
 
     ``inputs`` may hold ``None`` for an omitted optional input.  Attribute
     values are plain Python data (int, float, str, bytes, lists of them,
-    ``numpy.ndarray`` for tensors, ``Graph`` for subgraphs).
+    ``numpy.ndarray`` for tensors, ``Graph`` for subgraphs).  ``schedule``
+    is the kernel schedule the ``schedule`` pass chose (None before).
     """
 
-    __slots__ = ("op", "domain", "_inputs", "outputs", "attrs", "name", "graph")
+    __slots__ = ("op", "domain", "_inputs", "outputs", "attrs", "name", "graph", "schedule")
 
     def __init__(self, op: str, domain: str = "", attrs: Optional[dict[str, Any]] = None,
                  name: str = "") -> None:
@@ -105,6 +126,7 @@ class Node:
         self.attrs: dict[str, Any] = dict(attrs or {})
         self.name = name
         self.graph: Optional[Graph] = None
+        self.schedule: Optional[Schedule] = None
 
     @property
     def inputs(self) -> tuple[Optional[Value], ...]:
@@ -175,6 +197,8 @@ class Graph:
         self.nodes: list[Node] = []
         self._names: dict[str, Value] = {}
         self._fresh = itertools.count()
+        # The memory plan's arena (None when unplanned); values carry their placements.
+        self.memory: Optional[Arena] = None
         # Free-form metadata (opset, producer...) that printers ignore.
         self.meta: dict[str, Any] = {}
 

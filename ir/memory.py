@@ -6,6 +6,20 @@ write over an input (in place), when a value is live, and the checker that
 proves a plan sound from the graph alone.  Backends read plans through here
 and never compute one.
 
+The IR holds a plan as annotations: each planned node output carries its
+``Placement`` (``Value.placement``: offset, size, and the value it views or
+overwrites, if any) and the graph its ``Arena`` (``Graph.memory``: size,
+alignment, statistics).  The text form shows both (see ``ir.printer``)::
+
+    graph @main(%x: f32[4,16]) memory{arena_bytes=256, alignment=64, ...} {
+      %a: f32[4,16] @mem(offset=0, nbytes=256) = Softmax(%x)
+      %b: f32[4,16] @mem(offset=0, nbytes=256, inplace_of=%a) = Relu(%a)
+      ...
+
+Annotations live on values, so renames keep them right; ``plan_of`` rebuilds
+the name-keyed ``MemoryPlan`` that consumers and ``verify_plan`` read, and
+``set_plan`` writes one back.  Nested graphs (fused bodies) have no plan.
+
 Over the node order a value is live from the node that produces it to its
 last reader (inclusive: a kernel's inputs and outputs are live together);
 graph outputs live to the end.  Graph inputs and constants are never planned.
@@ -38,6 +52,42 @@ class PlanEntry(NamedTuple):
     def base(self) -> Optional[str]:
         """The aliased value's name for a view or an in-place result."""
         return self.kind.split(":", 1)[1] if ":" in self.kind else None
+
+
+PLACEMENT_KINDS = ("arena", "view", "inplace")
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one node output lives in the arena (``Value.placement``).
+
+    ``kind`` is ``arena`` (its own bytes), ``view`` (a view op's output on
+    its input's bytes) or ``inplace`` (a kernel writing over an input that
+    dies there); ``base`` is that input (the value itself, so renames keep
+    it right) for the last two.
+    """
+
+    offset: int
+    nbytes: int
+    kind: str = "arena"
+    base: Optional[Value] = None
+
+    def entry(self) -> PlanEntry:
+        """The name-keyed form: kind ``arena``, ``view-of:<base>`` or ``inplace-of:<base>``."""
+        if self.kind == "arena" or self.base is None:
+            return PlanEntry(self.offset, self.nbytes, self.kind)
+        return PlanEntry(self.offset, self.nbytes, f"{self.kind}-of:{self.base.name}")
+
+
+@dataclass(frozen=True)
+class Arena:
+    """The graph-level part of a memory plan (``Graph.memory``)."""
+
+    arena_bytes: int
+    alignment: int = ALIGNMENT
+    naive_bytes: int = 0        # every planned value in its own buffer
+    peak_live_bytes: int = 0    # lower bound: most aligned bytes live at one node
+    algorithm: str = ""
 
 
 @dataclass
@@ -76,6 +126,59 @@ class MemoryPlan:
         return (f"arena {self.arena_bytes} B for {len(self.entries)} values (naive {self.naive_bytes} B, "
                 f"{self.ratio:.1%}; peak live {self.peak_live_bytes} B), {self.count('view-of')} views, "
                 f"{self.count('inplace-of')} in place, by {self.algorithm}")
+
+
+# ---------------------------------------------------------- IR annotations
+def plan_of(graph: Graph) -> Optional[MemoryPlan]:
+    """The graph's memory plan rebuilt from its annotations; None when it has none.
+
+    Entries are keyed by the values' current names, in definition order.
+    Placements on graph inputs or constants are included (``verify_plan``
+    rejects them).
+    """
+    arena = graph.memory
+    if arena is None:
+        return None
+    entries = {v.name: v.placement.entry() for v in graph.values() if v.placement is not None}
+    return MemoryPlan(arena.arena_bytes, arena.alignment, entries, arena.naive_bytes,
+                      arena.peak_live_bytes, arena.algorithm)
+
+
+def set_plan(graph: Graph, plan: MemoryPlan) -> None:
+    """Write ``plan`` into the graph: placements on its values, the arena on the graph.
+
+    Replaces any plan the graph had.  Every entry must name a node output of
+    ``graph`` (and a view's or in-place result's base a value of it).
+    """
+    clear_plan(graph)
+    by_name = {v.name: v for v in graph.values()}
+    for name, e in plan.entries.items():
+        v = by_name.get(name)
+        if v is None:
+            raise CompilerError("memory plan names a value that is not in the graph", subject=f"%{name}")
+        base = None
+        kind = "arena"
+        if e.base is not None:
+            kind = e.kind.split("-of:", 1)[0]
+            base = by_name.get(e.base)
+            if kind not in ("view", "inplace") or base is None:
+                raise CompilerError("memory plan entry has a bad kind", subject=f"%{name}", found=e.kind)
+        elif e.kind != "arena":
+            raise CompilerError("memory plan entry has a bad kind", subject=f"%{name}", found=e.kind)
+        v.placement = Placement(e.offset, e.nbytes, kind, base)
+    graph.memory = Arena(plan.arena_bytes, plan.alignment, plan.naive_bytes, plan.peak_live_bytes,
+                         plan.algorithm)
+
+
+def clear_plan(graph: Graph) -> bool:
+    """Drop the graph's memory plan (arena and placements); returns whether it had any."""
+    had = graph.memory is not None
+    graph.memory = None
+    for v in graph.values():
+        if v.placement is not None:
+            v.placement = None
+            had = True
+    return had
 
 
 # ------------------------------------------------------------------ liveness

@@ -5,6 +5,22 @@ constants (printed as a digest) are filled from the ``weights`` mapping when
 given (name -> array, checked against the digest); otherwise parsing fails
 for them unless ``allow_elided=True``, which keeps a zero-filled placeholder
 (good for inspecting structure, wrong for running).
+
+Pass results read back as the printer writes them (see ``ir.printer``):
+
+* ``schedule{kind="gemm", params={kc=128, mr=8}, vector="n:16", parallel=1,
+  est_cycles=512, source="model", dataflow="ws", for="1a2b3c4d"}`` after a
+  node's attributes sets ``Node.schedule`` (``kind`` and ``params`` are
+  required; the others default as in ``ir.schedule.Schedule``);
+* ``@mem(offset=0, nbytes=256)``, ``@mem(..., view_of=%a)`` or
+  ``@mem(..., inplace_of=%a)`` after the type in a definition sets
+  ``Value.placement`` (the aliased value must be defined earlier);
+* ``memory{arena_bytes=512, alignment=64, naive_bytes=768,
+  peak_live_bytes=512, algorithm="..."}`` between a graph's inputs and its
+  body sets ``Graph.memory`` (``arena_bytes`` required).
+
+The parser checks syntax only; ``ir.verifier`` checks that a schedule fits
+its node and a plan its graph.
 """
 
 from __future__ import annotations
@@ -20,7 +36,9 @@ import numpy as np
 from .dtypes import DType
 from .errors import IRParseError
 from .graph import Graph, Value
+from .memory import ALIGNMENT, Arena, Placement
 from .printer import tensor_digest
+from .schedule import Schedule
 from .types import QuantParams, SequenceType, OptionalType, TensorType, Type
 
 _TOKEN = re.compile(r"""
@@ -131,10 +149,15 @@ class Parser:
             while True:
                 name = _unquote_name(self.t.expect_kind("name"))
                 self.t.expect(":")
-                g.add_input(name, self.type())
+                typ = self.type()
+                placement = self.placement(g)
+                v = g.add_input(name, typ)
+                v.placement = placement
                 if self.t.accept(")"):
                     break
                 self.t.expect(",")
+        if self.t.peek()[1] == "memory":
+            g.memory = self.arena()
         self.t.expect("{")
         while True:
             kind, text, pos = self.t.peek()
@@ -163,11 +186,13 @@ class Parser:
 
     def statement(self, g: Graph) -> None:
         results: list[tuple[str, Type, int]] = []
+        placements: list[Optional[Placement]] = []
         while True:
             kind, text, pos = self.t.next()
             name = _unquote_name(text)
             self.t.expect(":")
             results.append((name, self.type(), pos))
+            placements.append(self.placement(g))
             if not self.t.accept(","):
                 break
         self.t.expect("=")
@@ -183,6 +208,7 @@ class Parser:
             self._check_name(v, name, pos)
             if v.type != typ:
                 v.type = typ
+            v.placement = placements[0]
             return
         if kind != "ident":
             self.t.error_at(pos, f"expected an op name, got {text!r}")
@@ -214,6 +240,9 @@ class Parser:
                     if self.t.accept("}"):
                         break
                     self.t.expect(",")
+        schedule = None
+        if self.t.peek()[1] == "schedule" and self.t.peek(1)[1] == "{":
+            schedule = self.schedule()
         loc = ""
         if self.t.peek()[1] == "loc":
             self.t.next()
@@ -225,10 +254,119 @@ class Parser:
                              output_types=[r[1] for r in results])
         for out, (name, _, p) in zip(node.outputs, results):
             self._check_name(out, name, p)
+        for out, placement in zip(node.outputs, placements):
+            out.placement = placement
+        node.schedule = schedule
 
     def _check_name(self, v: Value, name: str, pos: int) -> None:
         if v.name != name:
             self.t.error_at(pos, f"value %{name} is defined twice")
+
+    # ------------------------------------------------------- pass results
+    def fields(self, what: str, parse_value) -> dict[str, Any]:
+        """``{key=value, ...}`` (the opening brace next); ``parse_value(key)`` reads each value."""
+        self.t.expect("{")
+        fields: dict[str, Any] = {}
+        if self.t.accept("}"):
+            return fields
+        while True:
+            kind, key, pos = self.t.next()
+            if kind != "ident":
+                self.t.error_at(pos, f"expected a {what} field name, got {key!r}")
+            if key in fields:
+                self.t.error_at(pos, f"{what} field {key!r} is given twice")
+            self.t.expect("=")
+            fields[key] = parse_value(key, pos)
+            if self.t.accept("}"):
+                return fields
+            self.t.expect(",")
+
+    def int_value(self) -> int:
+        kind, text, pos = self.t.next()
+        if kind != "number" or not re.fullmatch(r"-?\d+", text):
+            self.t.error_at(pos, f"expected an integer, got {text!r}")
+        return int(text)
+
+    def string_value(self) -> str:
+        return json.loads(self.t.expect_kind("string"))
+
+    def schedule(self) -> Schedule:
+        """``schedule{kind="...", params={...}, ...}`` (see the module docstring)."""
+        kind, text, start = self.t.next()  # "schedule"
+        ints = ("parallel", "est_cycles")
+        strings = ("kind", "vector", "source", "dataflow", "for")
+
+        def value(key: str, pos: int) -> Any:
+            if key == "params":
+                return self.fields("schedule parameter", lambda k, p: self.int_value())
+            if key in ints:
+                return self.int_value()
+            if key in strings:
+                return self.string_value()
+            self.t.error_at(pos, f"unknown schedule field {key!r}",)
+
+        f = self.fields("schedule", value)
+        for required in ("kind", "params"):
+            if required not in f:
+                self.t.error_at(start, f"schedule without {required!r}")
+        s = Schedule(f["kind"], f["params"], parallel=f.get("parallel", 1), est_cycles=f.get("est_cycles", 0),
+                     source=f.get("source", "model"), dataflow=f.get("dataflow", ""),
+                     fingerprint=f.get("for", ""))
+        if "vector" in f:
+            axis, sep, width = f["vector"].rpartition(":")
+            if not sep or not re.fullmatch(r"\d+", width):
+                self.t.error_at(start, f"schedule vector must be \"axis:lanes\", got {f['vector']!r}")
+            s.vector_axis, s.vector_width = axis, int(width)
+        return s
+
+    def placement(self, g: Graph) -> Optional[Placement]:
+        """``@mem(offset=..., nbytes=...[, view_of=%v | inplace_of=%v])`` if next, else None."""
+        kind, text, start = self.t.peek()
+        if kind != "gname" or text != "@mem":
+            return None
+        self.t.next()
+        self.t.expect("(")
+        f: dict[str, Any] = {}
+        while True:
+            key_kind, key, pos = self.t.next()
+            if key in f:
+                self.t.error_at(pos, f"@mem field {key!r} is given twice")
+            self.t.expect("=")
+            if key in ("offset", "nbytes"):
+                f[key] = self.int_value()
+            elif key in ("view_of", "inplace_of"):
+                f[key] = self.lookup(g, self.t.next())
+            else:
+                self.t.error_at(pos, f"unknown @mem field {key!r}")
+            if self.t.accept(")"):
+                break
+            self.t.expect(",")
+        if "offset" not in f or "nbytes" not in f:
+            self.t.error_at(start, "@mem needs offset and nbytes")
+        aliases = [k for k in ("view_of", "inplace_of") if k in f]
+        if len(aliases) > 1:
+            self.t.error_at(start, "@mem names both view_of and inplace_of")
+        if not aliases:
+            return Placement(f["offset"], f["nbytes"])
+        return Placement(f["offset"], f["nbytes"], aliases[0][:-3], f[aliases[0]])
+
+    def arena(self) -> Arena:
+        """``memory{arena_bytes=..., alignment=..., ...}`` (see the module docstring)."""
+        kind, text, start = self.t.next()  # "memory"
+        ints = ("arena_bytes", "alignment", "naive_bytes", "peak_live_bytes")
+
+        def value(key: str, pos: int) -> Any:
+            if key in ints:
+                return self.int_value()
+            if key == "algorithm":
+                return self.string_value()
+            self.t.error_at(pos, f"unknown memory field {key!r}")
+
+        f = self.fields("memory", value)
+        if "arena_bytes" not in f:
+            self.t.error_at(start, "memory without 'arena_bytes'")
+        return Arena(f["arena_bytes"], f.get("alignment", ALIGNMENT), f.get("naive_bytes", 0),
+                     f.get("peak_live_bytes", 0), f.get("algorithm", ""))
 
     # ------------------------------------------------------------ types
     def type(self) -> Type:

@@ -14,6 +14,30 @@ Constants with more than ``inline_limit`` elements are printed as a SHA-256
 digest (``elided``) by default, or in full as base64 of their little-endian
 bytes with ``constants="inline"``.  Attributes are sorted by name.  Floats
 print as the shortest text that reads back to the same bits.
+
+Pass results are printed with the IR they describe (and read back by
+``ir.parser``):
+
+* a kernel's schedule (``Node.schedule``) after the node's attributes::
+
+      %y: f32[8,64] = Gemm(%a, %b) schedule{kind="gemm", params={kc=128, mc=8, mr=8, nr=32},
+          vector="n:16", parallel=1, est_cycles=512, source="model", for="1a2b3c4d"}
+
+  ``params`` sorted by name; ``vector`` (axis:lanes) only when set,
+  ``dataflow`` only for systolic schedules, ``for`` (the fingerprint of the
+  node it was chosen for, ``ir.schedule.kernel_fingerprint``) only when known;
+
+* a value's place in the memory plan (``Value.placement``) after its type in
+  its definition, ``view_of``/``inplace_of`` naming the value it aliases::
+
+      %r: f32[64] @mem(offset=0, nbytes=256, view_of=%a) = Reshape(%a, %shape)
+
+* the plan's arena (``Graph.memory``) in the graph header::
+
+      graph @main(%x: f32[4,16]) memory{arena_bytes=512, alignment=64, naive_bytes=768,
+          peak_live_bytes=512, algorithm="greedy-by-size/best-fit"} {
+
+(Each is one line in the real output; wrapped here.)
 """
 
 from __future__ import annotations
@@ -22,13 +46,17 @@ import base64
 import hashlib
 import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .dtypes import DType
-from .graph import Graph, Node
+from .graph import Graph, Node, Value
+from .schedule import Schedule
 from .types import OptionalType, SequenceType, TensorType
+
+if TYPE_CHECKING:
+    from .memory import Arena, Placement
 
 _BARE_NAME = re.compile(r"^[A-Za-z0-9_.$/\-]+$")
 INLINE_LIMIT = 16
@@ -106,12 +134,13 @@ class Printer:
         self.locations = locations
 
     def graph(self, g: Graph, indent: str = "") -> str:
-        args = ", ".join(f"{format_name(v.name)}: {v.type}" for v in g.inputs)
-        lines = [f"graph @{_graph_name(g.name)}({args}) {{"]
+        args = ", ".join(self.definition(v) for v in g.inputs)
+        memory = f" {format_arena(g.memory)}" if g.memory is not None else ""
+        lines = [f"graph @{_graph_name(g.name)}({args}){memory} {{"]
         inner = indent + "  "
         for c in g.constants.values():
             payload = format_payload(c.const, c.type.dtype, self.constants, self.inline_limit)
-            lines.append(f"{inner}{format_name(c.name)}: {c.type} = constant {payload}")
+            lines.append(f"{inner}{self.definition(c)} = constant {payload}")
         for n in g.nodes:
             lines.append(inner + self.node(n, inner))
         rets = ", ".join(format_name(v.name) for v in g.outputs)
@@ -119,13 +148,22 @@ class Printer:
         lines.append(indent + "}")
         return "\n".join(lines)
 
+    def definition(self, v: Value) -> str:
+        """``%name: type``, then the value's placement when it has one."""
+        text = f"{format_name(v.name)}: {v.type}"
+        if v.placement is not None:
+            text += " " + format_placement(v.placement)
+        return text
+
     def node(self, n: Node, indent: str) -> str:
-        outs = ", ".join(f"{format_name(v.name)}: {v.type}" for v in n.outputs)
+        outs = ", ".join(self.definition(v) for v in n.outputs)
         ins = ", ".join("none" if v is None else format_name(v.name) for v in n.inputs)
         text = f"{outs} = {n.qualified_op}({ins})"
         if n.attrs:
             items = ", ".join(f"{k}={self.attr(n.attrs[k], indent)}" for k in sorted(n.attrs))
             text += " {" + items + "}"
+        if n.schedule is not None:
+            text += " " + format_schedule(n.schedule)
         if self.locations and n.name:
             text += f" loc({json.dumps(n.name)})"
         return text
@@ -157,6 +195,35 @@ class Printer:
         if isinstance(v, (TensorType, SequenceType, OptionalType)):
             return f"type<{v}>"
         raise TypeError(f"cannot print attribute value of type {type(v).__name__}")
+
+
+def format_schedule(s: Schedule) -> str:
+    """``schedule{kind=..., params={...}, ...}`` (see the module docstring)."""
+    params = ", ".join(f"{k}={int(v)}" for k, v in sorted(s.params.items()))
+    items = [f"kind={json.dumps(s.kind)}", f"params={{{params}}}"]
+    if s.vector_axis or s.vector_width != 1:
+        items.append(f"vector={json.dumps(f'{s.vector_axis}:{s.vector_width}')}")
+    items += [f"parallel={s.parallel}", f"est_cycles={s.est_cycles}", f"source={json.dumps(s.source)}"]
+    if s.dataflow:
+        items.append(f"dataflow={json.dumps(s.dataflow)}")
+    if s.fingerprint:
+        items.append(f"for={json.dumps(s.fingerprint)}")
+    return "schedule{" + ", ".join(items) + "}"
+
+
+def format_placement(p: Placement) -> str:
+    """``@mem(offset=..., nbytes=...[, view_of=%base | inplace_of=%base])``."""
+    text = f"@mem(offset={p.offset}, nbytes={p.nbytes}"
+    if p.kind != "arena":
+        base = format_name(p.base.name) if p.base is not None else "none"
+        text += f", {p.kind}_of={base}"
+    return text + ")"
+
+
+def format_arena(a: Arena) -> str:
+    """``memory{arena_bytes=..., alignment=..., naive_bytes=..., peak_live_bytes=..., algorithm="..."}``."""
+    return (f"memory{{arena_bytes={a.arena_bytes}, alignment={a.alignment}, naive_bytes={a.naive_bytes}, "
+            f"peak_live_bytes={a.peak_live_bytes}, algorithm={json.dumps(a.algorithm)}}}")
 
 
 def _graph_name(name: str) -> str:

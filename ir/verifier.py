@@ -1,4 +1,11 @@
-"""Checks the IR invariants listed in ``ir.graph``; errors show the IR around the fault."""
+"""Checks the IR invariants listed in ``ir.graph``; errors show the IR around the fault.
+
+Pass results are checked too: a node's schedule must still fit the node
+(``ir.schedule.stale_schedule``), and a graph with a memory plan must carry a
+sound one (``ir.memory.verify_plan``: every intermediate placed, sizes,
+alignment, no two live values sharing bytes).  Nested graphs (fused bodies,
+control-flow branches) carry neither.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +13,10 @@ from typing import Optional
 
 from .errors import CompilerError, VerificationError
 from .graph import Graph, Node, Use, Value
+from .memory import PLACEMENT_KINDS, plan_of, verify_plan
 from .printer import Printer
 from .registry import get_schema, has_schema
+from .schedule import stale_schedule
 from .types import TensorType
 
 
@@ -29,9 +38,10 @@ def _context(g: Graph, node: Optional[Node], radius: int = 2) -> str:
 
 
 class _Verifier:
-    def __init__(self, g: Graph, check_types: bool) -> None:
+    def __init__(self, g: Graph, check_types: bool, nested: bool = False) -> None:
         self.g = g
         self.check_types = check_types
+        self.nested = nested
 
     def fail(self, msg: str, node: Optional[Node] = None, **kw) -> None:
         subject = f"graph @{self.g.name}" + (f", {node.describe()}" if node else "")
@@ -89,7 +99,7 @@ class _Verifier:
                 define(out, "output", node)
             for sub in node.subgraphs():
                 try:
-                    verify(sub, check_types=self.check_types)
+                    _Verifier(sub, self.check_types, nested=True).run()
                 except VerificationError as exc:
                     self.fail(f"in subgraph @{sub.name}: {exc}", node)
 
@@ -106,6 +116,46 @@ class _Verifier:
         if len(g._names) != len(names):
             stale = sorted(set(g._names) - set(names))[:5]
             self.fail(f"name table holds values not in the graph: {stale}")
+        self.check_schedules()
+        self.check_memory_plan()
+
+    # ------------------------------------------------------- pass results
+    def check_schedules(self) -> None:
+        for node in self.g.nodes:
+            if node.schedule is None:
+                continue
+            if self.nested:
+                self.fail("a node of a nested graph has a schedule (only top-level kernels have one)", node)
+            why = stale_schedule(node)
+            if why is not None:
+                self.fail(f"schedule of %{node.outputs[0].name if node.outputs else '?'} is stale: {why}; "
+                          "re-run `schedule`", node)
+
+    def check_memory_plan(self) -> None:
+        g = self.g
+        placed = [v for v in g.values() if v.placement is not None]
+        if self.nested and (g.memory is not None or placed):
+            self.fail("a nested graph has a memory plan (only the top-level graph is planned)")
+        if g.memory is None:
+            if placed:
+                self.fail(f"%{placed[0].name} has a memory placement but the graph has no memory plan; "
+                          "re-run `plan-memory`", placed[0].producer)
+            return
+        for v in placed:
+            base = v.placement.base
+            if v.placement.kind not in PLACEMENT_KINDS or (v.placement.kind == "arena") != (base is None):
+                self.fail(f"memory placement of %{v.name} has a bad kind", v.producer,
+                          found=f"{v.placement.kind} of {'%' + base.name if base is not None else 'nothing'}")
+            if base is not None and (base.graph is not g or g._names.get(base.name) is not base):
+                self.fail(f"memory placement of %{v.name} aliases a value that is not in this graph",
+                          v.producer, found=f"%{base.name}")
+        try:
+            verify_plan(g, plan_of(g))  # type: ignore[arg-type]
+        except CompilerError as exc:
+            name = (exc.subject or "").split(" and ")[-1].lstrip("%")
+            value = g._names.get(name)
+            self.fail(f"{exc.message} ({exc.subject}); re-run `plan-memory`",
+                      value.producer if value is not None else None, expected=exc.expected, found=exc.found)
 
     def check_schema(self, node: Node) -> None:
         if not has_schema(node.op, node.domain):

@@ -9,18 +9,22 @@ Contract:
   no bytes and alias a planned input.  In place (``inplace``): an
   elementwise/broadcast kernel (or a Fused group whose path from that input is
   elementwise) writes over a full-size planned input that nothing reads later.
-* Stores ``graph.meta["memory_plan"]`` (a ``passes.memory_plan.MemoryPlan``),
-  checked by ``ir.memory.verify_plan``; the IR text is untouched.  The plan describes the
-  graph as it is now: run this pass last (any later rewrite makes it stale;
-  ``verify_plan`` tells).
+* Writes the plan into the IR (``ir.memory.set_plan``): each planned value's
+  ``Value.placement`` (offset, size, the value it views or overwrites) and the
+  graph's ``Graph.memory`` (arena size, alignment, statistics), printed as
+  ``@mem(...)`` after the value's type and ``memory{...}`` in the graph
+  header; ``ir.memory.plan_of`` reads it back as a ``MemoryPlan``.  Checked by
+  ``ir.memory.verify_plan`` here and by the verifier after every later pass.
+  The plan describes the graph as it is now: run this pass last (a later
+  rewrite must drop the plan, ``ir.memory.clear_plan``, or re-run this pass).
 * Does not fire on a graph with a value of non-static size: it records why,
-  and drops a stale plan (backends plan per static specialization).
+  and drops any earlier plan (backends plan per static specialization).
 """
 
 from __future__ import annotations
 
 from ir.graph import Graph
-from ir.memory import ALIGNMENT, MemoryPlan, verify_plan
+from ir.memory import ALIGNMENT, MemoryPlan, clear_plan, set_plan, verify_plan
 
 from .manager import PassContext, register_pass
 from .memory_plan import Unplannable, build_plan
@@ -36,13 +40,13 @@ def plan_memory(graph: Graph, ctx: PassContext, *, views: bool = True, inplace: 
         plan, details = build_plan(graph, views=views, inplace=inplace, plan_outputs=plan_outputs,
                                    alignment=alignment)
     except Unplannable as exc:
-        graph.meta.pop("memory_plan", None)
+        dropped = clear_plan(graph)
         ctx.decide("no memory plan: a tensor size is not static", rule="static shapes only",
                    value=str(exc), hint="compile a static specialization to plan memory")
         ctx.stats["memory_planned"] = False
-        return False
+        return dropped
     verify_plan(graph, plan)
-    graph.meta["memory_plan"] = plan
+    set_plan(graph, plan)
     _report(ctx, plan, details)
     return True
 

@@ -12,20 +12,11 @@ to a tuning database file that later builds reuse.
 
 from __future__ import annotations
 
-from typing import Optional
-
 from ir.graph import Graph, Node
-from ir.schedule import Schedule
+from ir.schedule import assign_schedule
 from ir.types import TensorType
 
 from .manager import PassContext, register_pass
-
-
-def schedule_of(graph: Graph, node: Node) -> Optional[Schedule]:
-    """The schedule chosen for ``node`` (None when the pass did not run or skipped it)."""
-    text = node.attrs.get("schedule") if node.domain == "nnc" and node.op == "Fused" else None
-    text = text or graph.meta.get("schedules", {}).get(node.outputs[0].name)
-    return Schedule.from_text(text) if text else None
 
 
 @register_pass("schedule")
@@ -42,16 +33,15 @@ def schedule(graph: Graph, ctx: PassContext, *, tune: bool = False, tune_budget:
         tune_graph(graph, ctx, rules, db, tune_budget)
     changed = False
     for node in graph.nodes:
-        if not _static_outputs(node):
+        chosen = None
+        if _static_outputs(node):
+            chosen = db.lookup(ctx.target, rules.signature(node)) if db is not None else None
+            chosen = chosen or rules.schedule(node, ctx.target)
+        if chosen is None:  # no shapes, or a kernel the target's rules do not schedule
+            changed |= node.schedule is not None
+            node.schedule = None  # an earlier schedule would describe other shapes
             continue
-        chosen = db.lookup(ctx.target, rules.signature(node)) if db is not None else None
-        if chosen is None:
-            chosen = rules.schedule(node, ctx.target)
-        if chosen is None:
-            continue
-        if node.domain == "nnc" and node.op == "Fused":
-            node.attrs["schedule"] = chosen.to_text()  # visible in IR dumps
-        graph.meta.setdefault("schedules", {})[node.outputs[0].name] = chosen.to_text()
+        chosen = assign_schedule(node, chosen)  # node.schedule, stamped with the node's fingerprint
         ctx.decide("schedule", kernel=node.outputs[0].name, kind=chosen.kind, params=chosen.params,
                    est_cycles=chosen.est_cycles, source=chosen.source,
                    **{"rule": "tuning database" if chosen.source == "tuned" else "analytical model",

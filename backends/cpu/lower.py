@@ -1,5 +1,12 @@
 """Lowering a scheduled, planned graph to one LLVM module.
 
+The graph must come with its pass results: the memory plan (``plan-memory``:
+``Graph.memory`` and the values' placements, read through
+``ir.memory.plan_of``) and a schedule on each kernel node that needs one
+(``schedule``: ``Node.schedule``).  Nothing here recomputes them: a graph
+without a plan, with an unplaced intermediate or with a stale schedule is
+refused with a ``BackendError`` naming the pass to run.
+
 Every top-level node becomes a kernel (task function) unless the memory plan
 made it a view.  Every value gets a location: the i-th input or output buffer
 the caller passes, the weights blob (constants, those of fused bodies
@@ -23,9 +30,8 @@ import numpy as np
 from ir.errors import BackendError
 from ir.graph import Graph, Node, Value
 from ir.types import TensorType
-from ir.memory import ALIGNMENT, MemoryPlan
-from passes.memory_plan import build_plan
-from passes.scheduling import schedule_of
+from ir.memory import ALIGNMENT, MemoryPlan, plan_of
+from ir.schedule import stale_schedule
 
 from .codegen import I8P, I8PP, I32, I64, KernelBuilder, VOID, const_int
 from .kernels import Kernel, find_generator
@@ -85,13 +91,17 @@ def pack_weights(graph: Graph) -> tuple[np.ndarray, list[dict[str, Any]], dict[i
 
 
 def current_plan(graph: Graph) -> MemoryPlan:
-    """The graph's memory plan, made now if the pipeline did not (or a rewrite made it stale)."""
-    plan = graph.meta.get("memory_plan")
-    names = {o.name for n in graph.nodes for o in n.outputs if not o.is_graph_output}
-    if isinstance(plan, MemoryPlan) and names <= set(plan.entries):
-        return plan
-    plan, _ = build_plan(graph)
-    graph.meta["memory_plan"] = plan
+    """The graph's memory plan; a BackendError when it has none or it misses an intermediate."""
+    plan = plan_of(graph)
+    if plan is None:
+        raise BackendError("the graph has no memory plan", subject=f"graph @{graph.name}",
+                           hint="run the `plan-memory` pass last (it ends the cpu pipeline)")
+    for n in graph.nodes:
+        for o in n.outputs:
+            if o.placement is None and not o.is_graph_output:
+                raise BackendError("an intermediate has no place in the memory plan",
+                                   subject=f"%{o.name} of {n.describe()}",
+                                   hint="a pass rewrote the graph after planning: re-run `plan-memory` last")
     return plan
 
 
@@ -147,7 +157,11 @@ class Lowering:
             if gen is None:
                 missing.append(f"{node.describe()}: {why}")
                 continue
-            kernel = gen.emit(self.kb, node, schedule_of(self.graph, node))
+            stale = stale_schedule(node)
+            if stale is not None:
+                raise BackendError(f"the schedule is stale: {stale}", subject=node.describe(),
+                                   hint="re-run the `schedule` pass after the last rewrite")
+            kernel = gen.emit(self.kb, node, node.schedule)
             kernels.append((kernel, node))
         if missing:
             raise BackendError("the cpu target cannot compile these nodes", found="; ".join(missing[:5]))

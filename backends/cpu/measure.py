@@ -1,8 +1,10 @@
 """Timing one kernel under a candidate schedule (what ``schedule{tune=true}`` calls).
 
 The node is cut out into a graph of its own (its inputs become graph inputs,
-constants stay constants), given the candidate schedule, compiled alone and
-run on random data; the median of a few runs is the kernel's time.
+constants stay constants), given the candidate schedule (``Node.schedule``),
+memory-planned by the ``plan-memory`` pass like any graph the backend
+compiles, compiled alone and run on random data; the median of a few runs is
+the kernel's time.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ import numpy as np
 
 from ir.graph import Graph, Node
 from ir.types import TensorType
-from passes.memory_plan import build_plan
-from ir.schedule import Schedule
+from ir.schedule import Schedule, assign_schedule
+from passes.manager import PassContext, PassManager
 
 
 
@@ -44,10 +46,8 @@ def isolate(graph: Graph, node: Node) -> Graph:
 def measure(backend, graph: Graph, node: Node, schedule: Schedule, repeat: int = 5) -> float:
     """Median seconds of ``node`` compiled alone with ``schedule``."""
     g = isolate(graph, node)
-    g.meta["schedules"] = {g.outputs[0].name: schedule.to_text()}
-    if node.domain == "nnc" and node.op == "Fused":
-        g.nodes[0].attrs["schedule"] = schedule.to_text()
-    g.meta["memory_plan"], _ = build_plan(g)
+    assign_schedule(g.nodes[0], schedule)
+    PassManager("plan-memory").run(g, PassContext(target=backend.target_info, backend=backend))
     exe = backend.compile(g)
     rng = np.random.default_rng(0)
     feeds = []

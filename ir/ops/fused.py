@@ -6,10 +6,10 @@ are the body's inputs, the body's outputs the node's outputs.  Every backend
 sees the same groups, and the reference interpreter simply runs the body, so
 fused graphs stay checkable against unfused ones.
 
-Attributes: ``body`` (the subgraph), ``pattern`` (a readable summary such as
-``"Conv+Add+Relu"``, the anchor op first), ``schedule`` (the tiling decision,
-text from ``passes.schedule.Schedule.to_text``; empty until the scheduling
-pass runs).  ``nnc`` is the domain of the compiler's own ops.
+Attributes: ``body`` (the subgraph) and ``pattern`` (a readable summary such
+as ``"Conv+Add+Relu"``, the anchor op first).  The tiling decision is not an
+attribute: like every kernel node's, it is ``Node.schedule`` (set by the
+scheduling pass).  ``nnc`` is the domain of the compiler's own ops.
 """
 
 from __future__ import annotations
@@ -25,8 +25,7 @@ NNC = "nnc"
 
 fused = define(
     "Fused", domain=NNC, inputs=["inputs...?"], outputs=["outputs..."], kind=OPAQUE,
-    attrs={"body": Attr.graph(required=True), "pattern": Attr.string(""),
-           "schedule": Attr.string("")},
+    attrs={"body": Attr.graph(required=True), "pattern": Attr.string("")},
     doc="A fused group: runs its body subgraph as one kernel.")
 
 
@@ -49,5 +48,5 @@ def _same_shape_family(a: Any, b: Any) -> bool:
 
 
 @fused.reference
-def _(*inputs: Any, body: Graph, pattern: str, schedule: str) -> list[Any]:
+def _(*inputs: Any, body: Graph, pattern: str) -> list[Any]:
     return run_subgraph(body, list(inputs))

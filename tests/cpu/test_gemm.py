@@ -14,7 +14,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import compiler
-from ir.errors import CompilerError
+from ir.errors import BackendError, CompilerError
+from ir.memory import plan_of
 
 FALLBACK_PIPELINE = ("fold-constants,remove-identity,cse,dce,layout-nchwc,fold-constants,dce,fuse,dce,"
                      "schedule,plan-memory")
@@ -160,13 +161,25 @@ def test_empty_dimensions(m, k, n):
 
 
 def test_without_schedule_pass():
-    """No schedule attribute: the kernel asks the analytical model itself."""
+    """No schedule on the node: the blocked kernel does not choose tiles itself, it names the pass."""
     rng = np.random.default_rng(4)
     inputs = {"a": rand(rng, 33, 300), "b": rand(rng, 300, 65)}
     model = make_model([helper.make_node("MatMul", ["a", "b"], ["y"])], inputs, {}, ["y"])
-    cpu = compiler.compile(model, target="cpu", passes=FALLBACK_PIPELINE.replace("schedule,", ""))
+    with pytest.raises(BackendError, match=r"MatMul node \(%y\): .*has no schedule.*run the `schedule` pass"):
+        compiler.compile(model, target="cpu", passes=FALLBACK_PIPELINE.replace("schedule,", ""))
+    cpu = compiler.compile(model, target="cpu", passes=FALLBACK_PIPELINE)
     want = inputs["a"].astype(np.float64) @ inputs["b"]
     np.testing.assert_allclose(cpu.run(inputs)["y"], want, rtol=RTOL, atol=1e-4)
+
+
+def test_without_plan_memory_pass():
+    """No memory plan: the backend does not plan, it names the pass."""
+    rng = np.random.default_rng(4)
+    inputs = {"a": rand(rng, 8, 64), "b": rand(rng, 64, 32)}
+    model = make_model([helper.make_node("MatMul", ["a", "b"], ["h"]), helper.make_node("Softmax", ["h"], ["y"])],
+                       inputs, {}, ["y"])
+    with pytest.raises(BackendError, match=r"no memory plan.*run the `plan-memory` pass"):
+        compiler.compile(model, target="cpu", passes=FALLBACK_PIPELINE.replace(",plan-memory", ""))
 
 
 # ------------------------------------------------------------------ epilogues
@@ -191,8 +204,8 @@ def test_matmul_bias_residual_in_place(m, k, n):
              helper.make_node("MatMul", ["t", "w2"], ["y"])]
     consts = {"wr": rand(rng, k, n), "w": rand(rng, k, n), "bias": rand(rng, n), "w2": rand(rng, n, 8)}
     inputs = {"a": rand(rng, m, k), "r0": rand(rng, m, k)}
-    plan = compiler.build(make_model(nodes, inputs, consts, ["y"]), target="cpu",
-                          passes=PASSES).graph.meta["memory_plan"]
+    plan = plan_of(compiler.build(make_model(nodes, inputs, consts, ["y"]), target="cpu",
+                                  passes=PASSES).graph)
     assert plan.entries["t"].kind.startswith("inplace-of:"), plan.entries
     check(nodes, inputs, consts)
 

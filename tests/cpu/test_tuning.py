@@ -46,6 +46,7 @@ def test_tune_records_then_reuses_the_fastest_schedule(tmp_path):
     reused = build(model, "cpu", tuning_db=db_path)
     sources = {d["kernel"]: d["source"] for d in decisions(reused, "schedule")}
     assert "tuned" in sources.values()
+    assert any(n.schedule is not None and n.schedule.source == "tuned" for n in reused.graph.nodes)
     assert not decisions(reused, "tuned")  # nothing measured the second time
     np.testing.assert_allclose(reused.module.run({"x": x})["y"], expected, rtol=1e-4, atol=1e-5)
 

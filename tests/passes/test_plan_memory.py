@@ -17,9 +17,12 @@ import onnx
 import pytest
 
 from frontends.onnx import ImportOptions, import_onnx
-from ir import CompilerError, Graph, Interpreter, f32, parse_graph, print_graph, run_graph, tensor
+from ir import CompilerError, Graph, Interpreter, f32, parse_graph, print_graph, run_graph, tensor, verify
+from ir.errors import PassError, VerificationError
 from passes import run_pipeline
-from ir.memory import MemoryPlan, PlanEntry, verify_plan
+from passes.manager import PassInfo, PassManager, PassStep
+from tests.passes.golden import assert_pass
+from ir.memory import Arena, MemoryPlan, Placement, PlanEntry, clear_plan, plan_of, verify_plan
 from passes.memory_plan import build_plan
 
 LIGHT = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
@@ -31,8 +34,12 @@ def planned(source: str, options: str = "") -> tuple[Graph, MemoryPlan]:
     g = parse_graph(textwrap.dedent(source).strip(), allow_elided=False)
     before = print_graph(g)
     run_pipeline(g, "plan-memory" + (f"{{{options}}}" if options else ""))
-    assert print_graph(g) == before  # the IR text never changes
-    return g, g.meta.get("memory_plan")
+    plan = plan_of(g)
+    after = print_graph(g)
+    assert parse_graph(after) is not None and print_graph(parse_graph(after)) == after  # round trip
+    clear_plan(g)
+    assert print_graph(g) == before  # the plan is the only change: without it, the IR text is the same
+    return g, plan
 
 
 def table(plan: MemoryPlan) -> dict[str, tuple[int, int, str]]:
@@ -230,19 +237,163 @@ def test_dynamic_shapes_get_no_plan():
           %y: f32[N,16] = Softmax(%a)
           return %y
         }""").strip())
-    g.meta["memory_plan"] = "stale"
+    g.memory = Arena(256)  # a stale plan: dropped
+    g.value("a").placement = Placement(0, 256)
     ctx = run_pipeline(g, "plan-memory")
-    assert "memory_plan" not in g.meta
+    assert plan_of(g) is None and g.memory is None and g.value("a").placement is None
     assert ctx.stats["memory_planned"] is False
     (decision,) = ctx.log
     assert "not static" in decision["decision"] and "%a" in decision["value"]
+
+
+# --------------------------------------------------------------- IR text
+VIEW_AND_INPLACE = """
+    graph @main(%x: f32[4,16]) {
+      %shape: i64[1] = constant [64]
+      %a: f32[4,16] = Softmax(%x)
+      %r: f32[64] = Reshape(%a, %shape)
+      %b: f32[64] = Relu(%r)
+      %c: f32[64] = Softmax(%b)
+      %d: f32[64] = Add(%c, %b)
+      %y: f32[64] = Softmax(%d)
+      return %y
+    }"""
+
+
+def test_golden_text_with_a_view_and_in_place_results():
+    # %r views %a; Relu writes over %r (its last reader), so %a, %r and %b share one buffer, live
+    # until %d reads %b; %c needs its own; Add writes over %c (first operand dying there).
+    # Five values of 256 B (naive 1280) in two buffers: 512 B, which is also the peak.
+    assert_pass(VIEW_AND_INPLACE, "plan-memory", """
+        graph @main(%x: f32[4,16]) memory{arena_bytes=512, alignment=64, naive_bytes=1280, peak_live_bytes=512, algorithm="greedy-by-size/best-fit"} {
+          %shape: i64[1] = constant [64]
+          %a: f32[4,16] @mem(offset=0, nbytes=256) = Softmax(%x)
+          %r: f32[64] @mem(offset=0, nbytes=256, view_of=%a) = Reshape(%a, %shape)
+          %b: f32[64] @mem(offset=0, nbytes=256, inplace_of=%r) = Relu(%r)
+          %c: f32[64] @mem(offset=256, nbytes=256) = Softmax(%b)
+          %d: f32[64] @mem(offset=256, nbytes=256, inplace_of=%c) = Add(%c, %b)
+          %y: f32[64] = Softmax(%d)
+          return %y
+        }""")
+
+
+def test_golden_text_without_views_and_in_place():
+    # Every value its own bytes: %c reuses %r's (dead after %b), %d needs a third slot (%b, %c live).
+    assert_pass(VIEW_AND_INPLACE, "plan-memory{views=false,inplace=false}", """
+        graph @main(%x: f32[4,16]) memory{arena_bytes=768, alignment=64, naive_bytes=1280, peak_live_bytes=768, algorithm="greedy-by-size/best-fit"} {
+          %shape: i64[1] = constant [64]
+          %a: f32[4,16] @mem(offset=0, nbytes=256) = Softmax(%x)
+          %r: f32[64] @mem(offset=256, nbytes=256) = Reshape(%a, %shape)
+          %b: f32[64] @mem(offset=0, nbytes=256) = Relu(%r)
+          %c: f32[64] @mem(offset=256, nbytes=256) = Softmax(%b)
+          %d: f32[64] @mem(offset=512, nbytes=256) = Add(%c, %b)
+          %y: f32[64] = Softmax(%d)
+          return %y
+        }""")
+
+
+def test_golden_text_dynamic_shapes_are_not_planned():
+    source = """
+        graph @main(%x: f32[N,16]) {
+          %a: f32[N,16] = Softmax(%x)
+          %y: f32[N,16] = Relu(%a)
+          return %y
+        }"""
+    assert_pass(source, "plan-memory", source)
+
+
+def test_annotations_follow_renames_and_clones():
+    g = parse_graph(textwrap.dedent(VIEW_AND_INPLACE).strip())
+    run_pipeline(g, "plan-memory")
+    g.rename(g.value("a"), "softmax_out")
+    plan = plan_of(g)
+    assert plan.entries["softmax_out"] == PlanEntry(0, 256, "arena")
+    assert plan.entries["r"] == PlanEntry(0, 256, "view-of:softmax_out")
+    verify_plan(g, plan)
+    copy = g.clone()
+    assert print_graph(copy) == print_graph(g)
+    assert copy.value("r").placement.base is copy.value("softmax_out")  # the copy's own value
+    assert table(plan_of(copy)) == table(plan)
+    assert "memory_plan" not in g.meta
+
+
+def test_verifier_reports_a_broken_plan():
+    g = parse_graph(textwrap.dedent(VIEW_AND_INPLACE).strip())
+    run_pipeline(g, "plan-memory")
+    verify(g)
+    c, d = g.value("c"), g.value("d")
+    c.placement = Placement(0, 256)  # onto %b, which %d still reads
+    d.placement = Placement(0, 256, "inplace", c)
+    with pytest.raises(VerificationError, match=r"two values live at the same time share bytes "
+                                                r"\(%b and %c\); re-run `plan-memory`") as exc:
+        verify(g)
+    assert ">> %c: f32[64] @mem(offset=0, nbytes=256) = Softmax(%b)" in str(exc.value)
+    c.placement = Placement(32, 256)
+    with pytest.raises(VerificationError, match=r"misaligned.*%c"):
+        verify(g)
+    c.placement = None
+    with pytest.raises(VerificationError, match=r"intermediate has no place \(%c\)"):
+        verify(g)
+    c.placement = Placement(256, 256)
+    with pytest.raises(VerificationError, match=r"alias does not sit on its base \(%d\)"):
+        verify(g)
+    d.placement = Placement(256, 256, "inplace", c)
+    verify(g)
+    g.inputs[0].placement = Placement(0, 256)
+    with pytest.raises(VerificationError, match="not node outputs"):
+        verify(g)
+    g.inputs[0].placement = None
+    verify(g)
+    g.memory = None
+    with pytest.raises(VerificationError, match="placement but the graph has no memory plan"):
+        verify(g)
+
+
+def test_a_rewrite_after_planning_fails_verification():
+    def add_node(graph, ctx):  # plays a pass that rewrites the graph after plan-memory
+        graph.create_node("Neg", [graph.value("c")], after=graph.value("c").producer)
+        return True
+
+    def add_node_and_drop_plan(graph, ctx):  # ... as such a pass must: dropping the plan
+        add_node(graph, ctx)
+        return clear_plan(graph)
+
+    g = parse_graph(textwrap.dedent(VIEW_AND_INPLACE).strip())
+    step = PassStep(PassInfo("add-node", add_node, "test only", {}), {})
+    with pytest.raises(PassError, match=r"intermediate has no place \(%neg\); re-run `plan-memory`"):
+        PassManager(["plan-memory", step]).run(g)
+    g = parse_graph(textwrap.dedent(VIEW_AND_INPLACE).strip())
+    step = PassStep(PassInfo("add-node", add_node_and_drop_plan, "test only", {}), {})
+    PassManager(["plan-memory", step]).run(g)
+    assert plan_of(g) is None and all(v.placement is None for v in g.values())
+    PassManager(["plan-memory"]).run(g)  # planning again covers the new value
+    assert g.value("neg").placement is not None
+
+
+def test_nested_graphs_have_no_plan():
+    g = parse_graph(textwrap.dedent("""
+        graph @main(%x: f32[4,16]) {
+          %f: f32[4,16] = nnc.Fused(%x) {body=graph @body(%i: f32[4,16]) {
+            %s: f32[4,16] = Softmax(%i)
+            %o: f32[4,16] = Relu(%s)
+            return %o
+          }, pattern="Softmax+Relu"}
+          %y: f32[4,16] = Softmax(%f)
+          return %y
+        }""").strip())
+    run_pipeline(g, "plan-memory")
+    body = g.value("f").producer.attrs["body"]
+    assert body.memory is None and all(v.placement is None for v in body.values())
+    body.value("s").placement = Placement(0, 256)
+    with pytest.raises(VerificationError, match="nested graph has a memory plan"):
+        verify(g)
 
 
 def test_report_and_json_round_trip():
     g = parse_graph("graph @main(%x: f32[4,16]) {\n %a: f32[4,16] = Softmax(%x)\n"
                     " %b: f32[4,16] = Relu(%a)\n %y: f32[4,16] = Softmax(%b)\n return %y\n}")
     ctx = run_pipeline(g, "plan-memory")
-    plan = g.meta["memory_plan"]
+    plan = plan_of(g)
     assert MemoryPlan.from_json(plan.to_json()) == plan
     assert ctx.stats["memory_arena_bytes"] == 256 and ctx.stats["memory_inplace"] == 1
     assert [d["decision"] for d in ctx.log] == ["place intermediates in one arena",
@@ -377,7 +528,7 @@ LARGE = [light(n) for n in ("resnet50", "densenet121", "vgg19", "inception_v2", 
 def check_model(path: str, run_arena: bool) -> MemoryPlan:
     g = prepared_model(path, batch=3 if "digits" in path else 0).clone()
     ctx = run_pipeline(g, "plan-memory")
-    plan = g.meta["memory_plan"]
+    plan = plan_of(g)
     verify_plan(g, plan)
     assert plan.peak_live_bytes <= plan.arena_bytes <= plan.naive_bytes
     assert ctx.stats["memory_ratio"] == plan.ratio
@@ -403,4 +554,4 @@ def test_light_models_all(path: str):
 def test_digits_with_a_symbolic_batch_get_no_plan(name: str):
     g = prepared_model(f"{DIGITS}/{name}.onnx").clone()
     ctx = run_pipeline(g, "plan-memory")
-    assert "memory_plan" not in g.meta and ctx.stats["memory_planned"] is False
+    assert plan_of(g) is None and ctx.stats["memory_planned"] is False

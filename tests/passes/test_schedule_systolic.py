@@ -50,7 +50,7 @@ def _schedule(m: int, n: int, target: TargetInfo, pass_target=None) -> Schedule:
     g = parse_graph(src.replace('constant elided "sha256:0000000000000000"', "constant " + str(
         np.zeros((64, n), np.float32).reshape(-1).tolist())))
     PassManager("schedule").run(g, PassContext(target=target, backend=pass_target or SystolicPassTarget()))
-    return Schedule.from_text(g.meta["schedules"]["y"])
+    return g.value("y").producer.schedule
 
 
 def test_the_cheapest_dataflow_wins_and_round_trips():

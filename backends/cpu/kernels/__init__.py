@@ -7,7 +7,10 @@ into a task function.  It registers under the kernel kinds of
 * ``supports(node) -> Optional[str]``: None when it can compile the node,
   else the reason (reported to the user as "target cpu cannot run ...");
 * ``emit(kb, node, schedule) -> Kernel``: the IR, the task count, and the
-  buffers (values) the task function reads, in slot order.
+  buffers (values) the task function reads, in slot order.  ``schedule`` is
+  ``node.schedule`` (None when the ``schedule`` pass did not set one); a
+  kernel whose tiling comes from it takes it through ``require_schedule``,
+  which refuses a missing one rather than choosing tiles itself.
 
 ``KernelContext`` bundles what ``emit`` needs.
 """
@@ -18,7 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from ir.errors import BackendError
 from ir.graph import Graph, Node, Value
+from ir.schedule import Schedule
 
 from ..codegen import KernelBuilder, TaskFunction
 
@@ -62,6 +67,18 @@ def find_generator(kind: str, node: Node) -> tuple[Optional[Generator], str]:
                 return g, ""
             reasons.append(why)
     return None, "; ".join(dict.fromkeys(reasons)) or f"no cpu kernel for {kind} kernels"
+
+
+def require_schedule(node: Node, schedule: Optional[Schedule], kind: str) -> Schedule:
+    """``schedule`` when it is one of ``kind``; a BackendError naming the node and the pass otherwise."""
+    if schedule is None:
+        raise BackendError(f"the node has no schedule and its {kind} kernel takes its tiling from one",
+                           subject=node.describe(),
+                           hint="run the `schedule` pass before the cpu backend (the cpu pipeline does)")
+    if schedule.kind != kind:
+        raise BackendError(f"the node's schedule is for a {schedule.kind} kernel, not {kind}",
+                           subject=node.describe(), hint="re-run the `schedule` pass for the cpu target")
+    return schedule
 
 
 def body_and_keys(node: Node) -> tuple[Optional[Graph], dict[int, Value], list[Value]]:

@@ -57,12 +57,11 @@ from ir.dtypes import DType
 from ir.graph import Node
 from ir.anchor import anchor_of
 
-from ..scheduling import model_schedule
 
 from ..codegen import F32, I32, KernelBuilder, const_int, const_vector, for_range, load_vector, splat, \
     task_range, fma
 from ..evaluator import delinearize, shape_of
-from . import Kernel, generator, label_of
+from . import Kernel, generator, label_of, require_schedule
 from .conv import Accumulators, Epilogue, RowPlan, emit_chunk, emit_row, epilogue_support, \
     interior_columns, n_tasks_for, operand_pointer, plan_row, schedule_param, tap_range
 
@@ -134,8 +133,7 @@ def vector_width(kb: KernelBuilder, ob: int) -> int:
 # ------------------------------------------------------------------ group 1
 def choose_tile(kb: KernelBuilder, node: Node, g: Geometry, schedule: Any, vpb: int) -> tuple[int, int]:
     """(ow_block, oc_unroll): the schedule's, made legal for this geometry."""
-    if schedule is None:
-        schedule = model_schedule(node, kb.target)
+    schedule = require_schedule(node, schedule, "conv2d_nchwc")
     oc_unroll = max(1, schedule_param(schedule, "oc_unroll", 1))
     while g.ocb % oc_unroll:
         oc_unroll -= 1
@@ -397,20 +395,6 @@ def emit_conv(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
 
 
 # ---------------------------------------------------------------- depthwise
-def dw_ow_block(g: Geometry, budget: int) -> int:
-    """Pixels per register tile of a depthwise conv (used when no schedule was chosen).
-
-    Each tile costs ``OW/ow_block``-independent FMAs (one per tap and pixel,
-    plus the idle ones of a partial last tile) and a fixed overhead (the
-    kernel-row loop, bias, epilogue and stores: about 8 cycles per kernel row
-    and 10 per tile); ``budget`` accumulators fit next to the taps' weights.
-    """
-    def cost(blk: int) -> float:
-        tiles = -(-g.ow // blk)
-        return tiles * (blk * g.kw * g.kh / 2 + 8 * g.kh + 10)
-    return min(range(1, max(1, min(budget, g.ow)) + 1), key=cost)
-
-
 class DepthwiseNCHWc:
     """Emits one depthwise ConvNCHWc kernel: channels in vector lanes, a tile of ow_block pixels."""
 
@@ -421,7 +405,7 @@ class DepthwiseNCHWc:
         self.V = vector_width(kb, g.ob)
         self.vpb = g.ob // self.V
         budget = max(1, (kb.target.registers - (g.kw + 2) * self.vpb) // self.vpb)
-        wanted = dw_ow_block(g, budget) if schedule is None else schedule_param(schedule, "ow_block", 8)
+        wanted = schedule_param(require_schedule(node, schedule, "dwconv2d_nchwc"), "ow_block", 8)
         self.ow_block = max(1, min(wanted, budget, g.ow))
         self.tf = tf = kb.task_function(f"dwconv_{node.outputs[0].name}")
         self.b = tf.builder

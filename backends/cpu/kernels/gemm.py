@@ -18,8 +18,8 @@ One generator, two kernel templates:
 epilogue (alpha/beta*C, then the group's elementwise ops) on the
 accumulators before the store.
 
-The tile sizes come from the Schedule (``backends.cpu.scheduling._gemm_candidates``:
-mr, nr, kc; the analytical model when the schedule pass did not run);
+The tile sizes come from the node's Schedule (``backends.cpu.scheduling._gemm_candidates``:
+mr, nr, kc; the blocked kernel refuses a node the schedule pass did not schedule);
 ``gemm_blocked.refine`` adjusts them to the problem (mr re-scored to fill
 the registers, M == 1 gets 8 accumulator vectors, K blocks are evened out).
 float32 and float64 operands are supported (a vector holds half as many
@@ -36,10 +36,9 @@ from typing import Any, Optional
 from ir.graph import Node
 from ir.anchor import anchor_of
 
-from ..scheduling import model_schedule
 
 from ..codegen import KernelBuilder
-from . import Kernel, generator, label_of
+from . import Kernel, generator, label_of, require_schedule
 from .gemm_blocked import emit_blocked
 from .gemm_dot import dot_applies, emit_dot
 from .gemm_problem import make_problem, problem_support
@@ -58,6 +57,5 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
         return Kernel(tf.fn.name, 1, tf.buffers, label_of(node))
     if p.k == 0 or dot_applies(p):  # (K == 0: the dot kernel's loop is empty, the epilogue stores beta*C)
         return emit_dot(kb, node, p)
-    if schedule is None or schedule.kind != "gemm":
-        schedule = model_schedule(node, kb.target)
+    schedule = require_schedule(node, schedule, "gemm")
     return emit_blocked(kb, node, p, dict(schedule.params), tuned=schedule.source == "tuned")
