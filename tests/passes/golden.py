@@ -10,19 +10,19 @@ from passes import run_pipeline
 from passes.manager import PassContext, PassManager
 
 
-def run_on_text(source: str, pipeline: str, *, target: Optional[Any] = None,
+def run_on_text(source: str, pipeline: str, *, target: Optional[Any] = None, backend: Optional[Any] = None,
                 allow_elided: bool = False) -> str:
-    """``source`` parsed, run through ``pipeline`` (with ``target`` as the context's target), printed.
+    """``source`` parsed, run through ``pipeline`` (with ``target`` and ``backend`` in the context), printed.
 
     ``allow_elided`` reads elided constants as zeros: write their digest as
     that of a zero tensor so the text prints back the same.
     """
     text = textwrap.dedent(source).strip()
     g = parse_graph(text, allow_elided=allow_elided)
-    if target is None:
+    if target is None and backend is None:
         run_pipeline(g, pipeline)
     else:
-        PassManager(pipeline).run(g, PassContext(target=target))
+        PassManager(pipeline).run(g, PassContext(target=target, backend=backend))
     return print_graph(g)
 
 

@@ -2,7 +2,7 @@
 
 The target is fixed (not the host's), so the chosen tiles do not depend on
 the machine running the tests.  The numbers follow the analytical model of
-``passes.scheduling`` (worked out in the comments).
+``backends.cpu.scheduling`` (worked out in the comments).
 """
 
 from __future__ import annotations
@@ -15,12 +15,15 @@ import pytest
 from ir import Graph, f32, parse_graph, tensor, verify
 from ir.errors import PassError, VerificationError
 from ir.schedule import Schedule, assign_schedule, kernel_fingerprint, stale_schedule
+from backends.base import get_backend
 from ir.target import TargetInfo
 from passes.manager import PassContext, PassInfo, PassManager, PassStep
 from tests.passes.golden import assert_pass
 
 AVX512 = TargetInfo(name="cpu", kind="cpu", isa="avx512", vector_bits=512, cores=2, registers=32,
                     fma_units=2, l1d_bytes=32 * 1024, l2_bytes=1024 * 1024, l3_bytes=8 * 1024 * 1024)
+
+CPU = get_backend("cpu")  # its schedule rules; the hardware is AVX512 above
 
 # A 3x3 Conv (16 -> 32 channels, pad 1) + Relu on 8x8 pixels after layout-nchwc and fuse.  The
 # weights are zeros (their digests are those of zero tensors: read back as zeros).
@@ -47,7 +50,7 @@ GEMM = """
 
 def scheduled(source: str, target: TargetInfo = AVX512) -> Graph:
     g = parse_graph(textwrap.dedent(source).strip(), allow_elided=True)
-    PassManager("schedule").run(g, PassContext(target=target))
+    PassManager("schedule").run(g, PassContext(target=target, backend=CPU))
     return g
 
 
@@ -68,7 +71,7 @@ def test_conv_relu_nchwc_golden():
           }, pattern="ConvNCHWc+Relu"} schedule{kind="conv2d_nchwc", params={ic_unroll=4, oc_unroll=2, ow_block=8}, vector="oc:16", parallel=3, est_cycles=5760, source="model", for="5b877ba3"}
           %relu: f32[1,32,8,8] = nnc.FromBlocked(%relu_16c) {channels=32} schedule{kind="injective", params={chunk=256}, vector="inner:16", parallel=1, est_cycles=512, source="model", for="d70193a7"}
           return %relu
-        }""", target=AVX512, allow_elided=True)
+        }""", target=AVX512, backend=CPU, allow_elided=True)
 
 
 def test_gemm_golden():
@@ -78,7 +81,7 @@ def test_gemm_golden():
         graph @main(%a: f32[8,32], %b: f32[32,64], %c: f32[64]) {
           %y: f32[8,64] = Gemm(%a, %b, %c) {alpha=0.5} schedule{kind="gemm", params={kc=32, mc=8, mr=4, nr=64}, vector="n:16", parallel=1, est_cycles=307, source="model", for="1ad8e8ef"}
           return %y
-        }""", target=AVX512)
+        }""", target=AVX512, backend=CPU)
 
 
 def test_node_schedule_is_typed_and_fused_nodes_have_no_schedule_attribute():
@@ -99,7 +102,7 @@ def test_dynamic_shapes_get_no_schedule():
           %y: f32[N,64] = MatMul(%a, %b)
           return %y
         }"""
-    assert_pass(source, "schedule", source, target=AVX512)
+    assert_pass(source, "schedule", source, target=AVX512, backend=CPU)
 
 
 def test_no_target_no_schedule():
@@ -111,7 +114,7 @@ def test_a_node_that_became_dynamic_loses_its_schedule():
     y = g.value("y")
     a = g.inputs[0]
     a.type, y.type = tensor(f32, ("N", 32)), tensor(f32, ("N", 64))
-    PassManager("schedule").run(g, PassContext(target=AVX512))
+    PassManager("schedule").run(g, PassContext(target=AVX512, backend=CPU))
     assert y.producer.schedule is None
 
 
@@ -169,7 +172,7 @@ def test_a_pass_that_changes_a_scheduled_node_fails_verification():
     g = scheduled(GEMM)
     step = PassStep(PassInfo("change-alpha", change_alpha, "test only", {}), {})
     with pytest.raises(PassError, match=r"IR is invalid after this pass.*schedule of %y is stale"):
-        PassManager([step]).run(g, PassContext(target=AVX512))
+        PassManager([step]).run(g, PassContext(target=AVX512, backend=CPU))
 
 
 def test_schedules_in_nested_graphs_are_refused():
@@ -185,7 +188,7 @@ def test_print_ir_after_schedule_shows_every_schedule():
     g = parse_graph(textwrap.dedent(CONV_RELU_NCHWC).strip(), allow_elided=True)
     out = io.StringIO()
     PassManager("schedule,plan-memory", print_ir_after=["schedule"], stream=out).run(
-        g, PassContext(target=AVX512))
+        g, PassContext(target=AVX512, backend=CPU))
     text = out.getvalue()
     assert text.startswith("// ----- IR after schedule -----\n")
     assert "memory{" not in text  # printed before plan-memory ran
