@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
+from .discovery import Discovery
 from .dtypes import DType
 from .errors import TypeInferenceError, UnsupportedOpError
 from .types import TensorType, Type
@@ -271,9 +272,12 @@ def define(
     return schema
 
 
+# Every module of ir/ops/ not starting with "_" is an op family (``ir.discovery``).
+_DISCOVERY = Discovery("ir.ops")
+
+
 def _ensure_loaded() -> None:
-    # Importing the package registers every op family.
-    from . import ops  # noqa: F401
+    _DISCOVERY.ensure()
 
 
 def get_schema(name: str, domain: str = "") -> OpSchema:

@@ -9,6 +9,9 @@ into a task function.  It registers under the kernel kinds of
 * ``emit(kb, node, schedule) -> Kernel``: the IR, the task count, and the
   buffers (values) the task function reads, in slot order.
 
+Every module of this package whose name does not start with ``_`` is
+imported on first use (``ir.discovery``): a new kernel family is one file.
+
 ``KernelContext`` bundles what ``emit`` needs.
 """
 
@@ -18,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from ir.discovery import Discovery
 from ir.graph import Graph, Node, Value
 
 from ..codegen import KernelBuilder, TaskFunction
@@ -53,7 +57,7 @@ def generator(*kinds: str, supports: Callable[[Node], Optional[str]], priority: 
 
 def find_generator(kind: str, node: Node) -> tuple[Optional[Generator], str]:
     """The first generator for ``kind`` that supports ``node``, else (None, reasons)."""
-    _ensure_loaded()
+    _DISCOVERY.ensure()
     reasons = []
     for g in _GENERATORS:
         if kind in g.kinds or "*" in g.kinds:
@@ -84,11 +88,5 @@ def label_of(node: Node) -> str:
     return f"{pattern} %{node.outputs[0].name}"
 
 
-_loaded = False
-
-
-def _ensure_loaded() -> None:
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        from . import conv, elementwise, gemm, pool, reduction  # noqa: F401
+# Kernel families register on import: every module here not starting with "_" (``ir.discovery``).
+_DISCOVERY = Discovery(__name__)

@@ -1,6 +1,7 @@
 """Convolution kernels of the cpu target: what the three kinds share.
 
-Three kernel kinds, each in its own module (imported at the bottom):
+Three kernel kinds, each in its own module (found like every module of this
+package, see ``kernels/__init__.py``):
 
 * ``conv2d_nchwc`` and ``dwconv2d_nchwc`` (``conv_nchwc.py``): direct
   convolution on channel-blocked data (``nnc.ConvNCHWc``), TVM/oneDNN style:
@@ -318,7 +319,3 @@ def schedule_param(schedule: Any, name: str, default: int) -> int:
         return int(schedule.get(name, default))
     except Exception:  # noqa: BLE001 - a schedule of another kind: use the default
         return default
-
-
-# The kernels register themselves (they import the helpers above).
-from . import conv_nchw, conv_nchwc  # noqa: E402,F401

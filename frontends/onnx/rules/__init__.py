@@ -24,6 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
+from ir.discovery import Discovery
+
 if TYPE_CHECKING:
     from ..builder import NodeBuilder
 
@@ -77,11 +79,16 @@ def ops_with_rules() -> set[tuple[str, str]]:
     return set(_RULES)
 
 
-_loaded = False
+def unregister_rules(op: str, *, domain: str = "") -> None:
+    """Remove every rule of ``op`` and its ``canonical_since`` (for rules registered at run time)."""
+    _RULES.pop((domain, op), None)
+    _CANONICAL_SINCE.pop((domain, op), None)
+
+
+# Every module here not starting with "_" is a family of rules, imported on first use
+# (``ir.discovery``): a new family is one new file.
+_DISCOVERY = Discovery(__name__)
 
 
 def _ensure_loaded() -> None:
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        from . import families  # noqa: F401
+    _DISCOVERY.ensure()
