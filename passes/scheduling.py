@@ -41,7 +41,7 @@ _ANCHOR_KIND = {
     ("", "LayerNormalization"): "reduction",
     ("", "LRN"): "reduction",
 }
-_RANK = {"elementwise": 0, "broadcast": 1, "injective": 2, "reduction": 3, "complex": 4, "opaque": 8}
+from ir.registry import KIND_RANK as _RANK  # noqa: E402
 
 
 def anchor_of(node: Node) -> Node:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from ir.graph import Graph, Node
+from ir.registry import BROADCAST, ELEMENTWISE
 from ir.target import TargetInfo
 from passes.pipelines import PIPELINES
 from passes.scheduling import kernel_kind
@@ -20,17 +21,15 @@ from passes.scheduling import kernel_kind
 from ..base import Backend, CompileOptions, Executable, Support, register_backend
 from .bundle import truthy
 from .codegen import KernelBuilder
-from .evaluator import INJECTIVE_OPS, injective_support
+from .evaluator import injective_support, is_index_map
 from .executable import CpuExecutable, build_executable
 from .expr import elementwise_support
 from .host import host_cpu
-from .kernels import find_generator
+from .kernels import find_generator, generated_ops
 from .lower import lower
 
-VIEW_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"}
-# Ops with a kernel family of their own (ConvTranspose is lowered to Conv by the pipeline).
-_KERNEL_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul", "BatchNormalization", "Dropout",
-               "GlobalAveragePool", "GlobalMaxPool"}
+# Ops the cpu pipeline rewrites into ops with kernels: op -> (the pass, the op it becomes).
+_LOWERED = {("", "ConvTranspose"): ("lower-conv-transpose", ("", "Conv"))}
 
 
 class CpuBackend(Backend):
@@ -55,8 +54,8 @@ class CpuBackend(Backend):
         for v in list(node.inputs) + list(node.outputs):
             if v is not None and not isinstance(v.type, TensorType):
                 return Support.no(f"{v.type} values (sequences, optionals) are not supported by the cpu target")
-        if node.domain == "" and node.op in VIEW_OPS:
-            return Support.yes()
+        if node.schema.view:
+            return Support.yes()  # the memory plan aliases it, or the index-map kernel copies it
         kind = kernel_kind(node)
         gen, why = find_generator(kind, node)
         return Support.yes() if gen is not None else Support.no(why)
@@ -64,32 +63,32 @@ class CpuBackend(Backend):
     def supports_op(self, schema) -> Union[bool, str]:
         """Op-level coverage for ``python -m compiler ops`` (a build still checks every node).
 
-        True when a kernel generates the op, ``"expand"`` when the cpu pipeline
-        replaces it by its ONNX function body, False otherwise.
+        True when a kernel generates the op (the kernel generators' ``ops``,
+        which include every op with an elementwise emitter or an index map),
+        for views (the registry's ``view`` flag) and fused groups, and for ops
+        a pass of the cpu pipeline rewrites into such ops; ``"expand"`` when
+        the cpu pipeline replaces it by its ONNX function body; else False.
         """
-        from .kernels.lrn import LRN_OPS
-        from .kernels.normalize import NORMALIZE_OPS
-        from .kernels.pool import POOL_OPS
-        from .kernels.reduction import REDUCE_OPS
-        from .expr import ELEMENTWISE_OPS
-        name = schema.name
-        if schema.domain in ("", "ai.onnx"):
-            if name in ELEMENTWISE_OPS or name in INJECTIVE_OPS or name in VIEW_OPS or name in _KERNEL_OPS \
-                    or name in POOL_OPS or name in REDUCE_OPS or name in NORMALIZE_OPS or name in LRN_OPS:
-                return True
+        key = (schema.domain, schema.name)
+        generated = generated_ops()
+        if schema.view or key in generated or schema.qualified_name == "nnc.Fused":
+            return True
+        lowered = _LOWERED.get(key)
+        if lowered is not None and lowered[0] in self.default_pipeline.split(",") and lowered[1] in generated:
+            return True
+        if schema.domain == "":
             try:
                 import onnx.defs
-                onnx_schema = onnx.defs.get_schema(name)
+                onnx_schema = onnx.defs.get_schema(schema.name)
             except Exception:  # noqa: BLE001 - not an ONNX op
                 return False
             return "expand" if onnx_schema.has_function or onnx_schema.has_context_dependent_function else False
-        return schema.domain == "nnc" and name in ("Fused", "ToBlocked", "FromBlocked", "ConvNCHWc")
+        return False
 
     def fusable(self, node: Node) -> bool:
-        if node.domain == "" and node.op in INJECTIVE_OPS or node.domain == "nnc" and node.op in (
-                "ToBlocked", "FromBlocked"):
+        if is_index_map(node):
             return injective_support(node) is None
-        if node.schema.kind in ("elementwise", "broadcast"):
+        if node.schema.kind in (ELEMENTWISE, BROADCAST):
             return elementwise_support(node) is None
         return self.supports(node).ok
 

@@ -7,7 +7,10 @@ into a task function.  It registers under the kernel kinds of
 * ``supports(node) -> Optional[str]``: None when it can compile the node,
   else the reason (reported to the user as "target cpu cannot run ...");
 * ``emit(kb, node, schedule) -> Kernel``: the IR, the task count, and the
-  buffers (values) the task function reads, in slot order.
+  buffers (values) the task function reads, in slot order;
+* ``ops``: the anchor ops it generates (op names, or (domain, op) pairs; or a
+  function returning them, for tables filled elsewhere), which is what
+  ``CpuBackend.supports_op`` reports.
 
 Every module of this package whose name does not start with ``_`` is
 imported on first use (``ir.discovery``): a new kernel family is one file.
@@ -17,12 +20,13 @@ imported on first use (``ir.discovery``): a new kernel family is one file.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Optional
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Optional, Union
 
 from ir.discovery import Discovery
 from ir.graph import Graph, Node, Value
+from ir.registry import normalize_domain
 
 from ..codegen import KernelBuilder, TaskFunction
 
@@ -35,21 +39,31 @@ class Kernel:
     label: str           # for profiles: "Conv+Add+Relu %res2a"
 
 
+OpNames = Iterable[Union[str, tuple[str, str]]]
+
+
 @dataclass
 class Generator:
     kinds: tuple[str, ...]
     supports: Callable[[Node], Optional[str]]
     emit: Callable[[KernelBuilder, Node, Any], Kernel]
     priority: int = 0
+    ops: Union[OpNames, Callable[[], OpNames]] = ()
+
+    def op_keys(self) -> set[tuple[str, str]]:
+        """The (domain, op) pairs this generator can anchor a kernel on."""
+        ops = self.ops() if callable(self.ops) else self.ops
+        return {("", o) if isinstance(o, str) else (normalize_domain(o[0]), o[1]) for o in ops}
 
 
 _GENERATORS: list[Generator] = []
 
 
-def generator(*kinds: str, supports: Callable[[Node], Optional[str]], priority: int = 0):
+def generator(*kinds: str, supports: Callable[[Node], Optional[str]], priority: int = 0,
+              ops: Union[OpNames, Callable[[], OpNames]] = ()):
     """Register ``emit`` as the generator for ``kinds`` (higher priority is tried first)."""
     def register(emit: Callable[[KernelBuilder, Node, Any], Kernel]):
-        _GENERATORS.append(Generator(tuple(kinds), supports, emit, priority))
+        _GENERATORS.append(Generator(tuple(kinds), supports, emit, priority, ops))
         _GENERATORS.sort(key=lambda g: -g.priority)
         return emit
     return register
@@ -66,6 +80,15 @@ def find_generator(kind: str, node: Node) -> tuple[Optional[Generator], str]:
                 return g, ""
             reasons.append(why)
     return None, "; ".join(dict.fromkeys(reasons)) or f"no cpu kernel for {kind} kernels"
+
+
+def generated_ops() -> set[tuple[str, str]]:
+    """Every (domain, op) some generator can anchor a kernel on (op-level coverage)."""
+    _DISCOVERY.ensure()
+    out: set[tuple[str, str]] = set()
+    for g in _GENERATORS:
+        out |= g.op_keys()
+    return out
 
 
 def body_and_keys(node: Node) -> tuple[Optional[Graph], dict[int, Value], list[Value]]:

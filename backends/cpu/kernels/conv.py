@@ -45,7 +45,7 @@ from passes.scheduling import anchor_of
 
 from ..codegen import I32, KernelBuilder, TaskFunction, const_int, for_range, lane_mask, masked_store, \
     store_vector
-from ..evaluator import INJECTIVE_OPS, Evaluator, injective_support, shape_of, vector_ok
+from ..evaluator import Evaluator, injective_support, is_index_map, shape_of, vector_ok
 from ..expr import elementwise_support, emit_op, store_convert
 from . import body_and_keys, nodes_of
 
@@ -203,7 +203,7 @@ def epilogue_support(node: Node) -> Optional[str]:
             continue
         if n.domain == "nnc" and n.op == "Fused":
             return "nested fused groups"
-        injective = n.op in INJECTIVE_OPS or n.domain == "nnc"
+        injective = is_index_map(n)
         why = injective_support(n) if injective else elementwise_support(n)
         if why is not None:
             return why
