@@ -37,7 +37,6 @@ from .registry import BROADCAST, ELEMENTWISE
 from .types import TensorType
 
 ALIGNMENT = 64
-VIEW_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
 INPLACE_KINDS = frozenset({ELEMENTWISE, BROADCAST})
 
 
@@ -205,9 +204,17 @@ def live_ranges(graph: Graph) -> dict[str, tuple[int, int]]:
 
 
 # ------------------------------------------------------------ aliasing rules
+def is_view_op(node: Node) -> bool:
+    """Does the registry mark ``node``'s op as a view (output = input 0's bytes, reshaped)?"""
+    try:
+        return node.schema.view
+    except CompilerError:  # an op without a schema: assume nothing
+        return False
+
+
 def view_source(node: Node) -> Optional[Value]:
     """The input a view op's output can alias: same bytes, plain row-major layout."""
-    if node.domain != "" or node.op not in VIEW_OPS or len(node.outputs) != 1:
+    if not is_view_op(node) or len(node.outputs) != 1:
         return None
     src, out = node.input(0), node.outputs[0]
     if src is None or not isinstance(src.type, TensorType) or not isinstance(out.type, TensorType):

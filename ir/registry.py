@@ -15,8 +15,12 @@ An op is defined once, in ``ir/ops/<family>.py``::
 Inputs and outputs are given as names with a suffix: ``"B?"`` is optional,
 ``"inputs..."`` is variadic.  Attributes are ``Attr`` specs (ONNX names and
 defaults); the reference receives every attribute as a keyword argument, with
-defaults filled in.  ``kind`` tells fusion and backends how the op indexes its
-data (see the constants below).
+defaults filled in.  ``kind`` tells fusion, scheduling, the memory planner and
+backends how the op indexes its data (see the constants below); every pass
+and backend reads an op's class from here, and orders kinds by ``KIND_RANK``.
+``view=True`` marks an op whose output is its first input's bytes read in
+another shape (a row-major reinterpretation: Reshape, Flatten, Squeeze,
+Unsqueeze, Identity), which the memory planner may alias instead of copying.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
+from .discovery import Discovery
 from .dtypes import DType
 from .errors import TypeInferenceError, UnsupportedOpError
 from .types import TensorType, Type
@@ -41,6 +46,11 @@ INJECTIVE = "injective"      # each output element reads one input element (resh
 REDUCTION = "reduction"      # reduces over axes (pooling, reductions, softmax)
 COMPLEX = "complex"          # conv / matmul: heavy op whose elementwise epilogue can fuse
 OPAQUE = "opaque"            # anything else: never fused
+
+# The one order of the kinds (fusion keeps a group's heaviest kind; a fused kernel's anchor is
+# its heaviest op).  Ranks, not positions: room is left for kinds between COMPLEX and OPAQUE.
+KIND_RANK = {ELEMENTWISE: 0, BROADCAST: 1, INJECTIVE: 2, REDUCTION: 3, COMPLEX: 4, OPAQUE: 8}
+KINDS = tuple(KIND_RANK)
 
 _REQUIRED = object()
 
@@ -120,6 +130,7 @@ class OpSchema:
     outputs: list[Port]
     attrs: dict[str, Attr]
     kind: str = OPAQUE
+    view: bool = False  # output = input 0's bytes in another shape (see the module docstring)
     static_inputs: tuple[str, ...] = ()
     pure: bool = True
     doc: str = ""
@@ -251,6 +262,7 @@ def define(
     attrs: Optional[dict[str, Attr]] = None,
     domain: str = "",
     kind: str = OPAQUE,
+    view: bool = False,
     static_inputs: Sequence[str] = (),
     pure: bool = True,
     needs_num_outputs: bool = False,
@@ -260,20 +272,30 @@ def define(
     key = (normalize_domain(domain), name)
     if key in _REGISTRY:
         raise ValueError(f"op {name!r} (domain {domain!r}) is defined twice")
+    if kind not in KIND_RANK:
+        raise ValueError(f"op {name!r}: unknown kind {kind!r} (one of {', '.join(KINDS)})")
     schema = OpSchema(
         name=name, domain=key[0],
         inputs=[Port.parse(s) for s in inputs],
         outputs=[Port.parse(s) for s in outputs],
-        attrs=dict(attrs or {}), kind=kind, static_inputs=tuple(static_inputs),
+        attrs=dict(attrs or {}), kind=kind, view=view, static_inputs=tuple(static_inputs),
         pure=pure, needs_num_outputs=needs_num_outputs, doc=doc,
     )
     _REGISTRY[key] = schema
     return schema
 
 
+def undefine(name: str, domain: str = "") -> None:
+    """Remove an op from the registry (for ops defined at run time, e.g. by tests)."""
+    _REGISTRY.pop((normalize_domain(domain), name), None)
+
+
+# Every module of ir/ops/ not starting with "_" is an op family (``ir.discovery``).
+_DISCOVERY = Discovery("ir.ops")
+
+
 def _ensure_loaded() -> None:
-    # Importing the package registers every op family.
-    from . import ops  # noqa: F401
+    _DISCOVERY.ensure()
 
 
 def get_schema(name: str, domain: str = "") -> OpSchema:

@@ -1,7 +1,8 @@
 """fuse: group nodes into kernels, each replaced by one ``nnc.Fused`` node.
 
-The grouping rule is TVM's, driven by the op kinds of the registry
-(ELEMENTWISE < BROADCAST < INJECTIVE < REDUCTION < COMPLEX < OPAQUE) and the
+The grouping rule is TVM's, driven by the op kinds of the registry, in the
+registry's order ``KIND_RANK``
+(ELEMENTWISE < BROADCAST < INJECTIVE < REDUCTION < COMPLEX < OPAQUE), and the
 post-dominator tree of the dataflow graph:
 
 * phase 0, epilogues: a COMPLEX node (Conv, Gemm, MatMul...) absorbs the
@@ -31,12 +32,11 @@ from typing import Optional
 import networkx as nx
 
 from ir.graph import Graph, Node, Value
-from ir.registry import BROADCAST, COMPLEX, ELEMENTWISE, INJECTIVE, OPAQUE, REDUCTION
+from ir.registry import BROADCAST, COMPLEX, ELEMENTWISE, INJECTIVE, KIND_RANK as RANK, OPAQUE, REDUCTION
 from ir.types import TensorType
 
 from .manager import PassContext, register_pass
 
-RANK = {ELEMENTWISE: 0, BROADCAST: 1, INJECTIVE: 2, REDUCTION: 3, COMPLEX: 4, OPAQUE: 8}
 _SINK = "__sink__"
 
 

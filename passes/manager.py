@@ -1,7 +1,9 @@
 """Pass registry and the PassManager that runs pipelines.
 
 A pass is a function (or any callable) over a graph, registered under a
-kebab-case name.  It mutates the graph in place and returns whether it
+kebab-case name, in its own module of ``passes/`` (every module there whose
+name does not start with ``_`` is imported on first use, see
+``ir.discovery``).  It mutates the graph in place and returns whether it
 changed anything::
 
     @register_pass("dce", "remove nodes whose outputs nobody reads")
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, TextIO, Union
 
+from ir.discovery import Discovery
 from ir.errors import CompilerError, PassError
 from ir.graph import Graph
 from ir.target import TargetInfo
@@ -96,8 +99,18 @@ def all_passes() -> list[PassInfo]:
     return sorted(_PASSES.values(), key=lambda p: p.name)
 
 
+# Every module of passes/ not starting with "_" is imported on first use, so its
+# ``@register_pass`` runs: a new pass is one new file (``ir.discovery``).
+_DISCOVERY = Discovery("passes")
+
+
 def _ensure_loaded() -> None:
-    from . import builtin  # noqa: F401
+    _DISCOVERY.ensure()
+
+
+def unregister_pass(name: str) -> None:
+    """Remove a pass (for passes registered at run time, e.g. by tests)."""
+    _PASSES.pop(name, None)
 
 
 # ------------------------------------------------------------------ pipeline text

@@ -12,26 +12,24 @@ from __future__ import annotations
 from pathlib import Path
 
 from ir.graph import Graph, Node
-from ir.registry import OpSchema
+from ir.registry import BROADCAST, ELEMENTWISE, OpSchema
 from ir.schedule import Schedule
 from ir.target import TargetInfo
 from ir.types import TensorType
 from passes.pipelines import SIMPLIFY
 
 from ..base import THREADS_OPTION, Backend, Capabilities, Coverage, OptionSpec, Support
-from .evaluator import INJECTIVE_OPS, injective_support
+from .evaluator import injective_support, is_index_map
 from .executable import CpuExecutable, build_executable
 from .expr import elementwise_support
 from .host import ISAS, cpu_target
-from .kernels import find_generator
+from .kernels import find_generator, generated_ops
 from .lower import lower
 from .codegen import KernelBuilder
 from .scheduling import CpuScheduler, kernel_kind
 
-VIEW_OPS = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"}
-# Ops with a kernel family of their own (ConvTranspose is lowered to Conv by the pipeline).
-_KERNEL_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul", "BatchNormalization", "Dropout",
-               "GlobalAveragePool", "GlobalMaxPool"}
+# Ops the cpu pipeline rewrites into ops with kernels: op -> (the pass, the op it becomes).
+_LOWERED = {("", "ConvTranspose"): ("lower-conv-transpose", ("", "Conv"))}
 
 # expand-functions runs on static graphs only (after specialization), where run-time
 # shape values are constants: e.g. Range folds instead of expanding into a Loop.
@@ -65,40 +63,42 @@ class CpuBackend(Backend):
         for v in list(node.inputs) + list(node.outputs):
             if v is not None and not isinstance(v.type, TensorType):
                 return Support.no(f"{v.type} values (sequences, optionals) are not supported by the cpu target")
-        if node.domain == "" and node.op in VIEW_OPS:
-            return Support.yes()
+        if node.schema.view:
+            return Support.yes()  # the memory plan aliases it, or the index-map kernel copies it
         kind = kernel_kind(node)
         gen, why = find_generator(kind, node)
         return Support.yes() if gen is not None else Support.no(why)
 
     def op_coverage(self, schema: OpSchema) -> Coverage:
-        """A kernel generates the op, or the pipeline replaces it by its ONNX function body, or neither."""
-        from .expr import ELEMENTWISE_OPS
-        from .kernels.lrn import LRN_OPS
-        from .kernels.normalize import NORMALIZE_OPS
-        from .kernels.pool import POOL_OPS
-        from .kernels.reduction import REDUCE_OPS
-        name = schema.name
-        if schema.domain in ("", "ai.onnx"):
-            if name in ELEMENTWISE_OPS or name in INJECTIVE_OPS or name in VIEW_OPS or name in _KERNEL_OPS \
-                    or name in POOL_OPS or name in REDUCE_OPS or name in NORMALIZE_OPS or name in LRN_OPS:
-                return Coverage.KERNEL
+        """Op-level coverage for ``python -m compiler ops`` (a build still checks every node).
+
+        A kernel when a generator anchors on the op (the kernel generators'
+        ``ops``, which include every op with an elementwise emitter or an index
+        map), for views (the registry's ``view`` flag) and fused groups, and for
+        ops a pass of the cpu pipeline rewrites into such ops; ``EXPAND`` when
+        the cpu pipeline replaces it by its ONNX function body; else ``NONE``.
+        """
+        key = (schema.domain, schema.name)
+        generated = generated_ops()
+        if schema.view or key in generated or schema.qualified_name == "nnc.Fused":
+            return Coverage.KERNEL
+        lowered = _LOWERED.get(key)
+        if lowered is not None and lowered[0] in self.default_pipeline.split(",") and lowered[1] in generated:
+            return Coverage.KERNEL
+        if schema.domain == "":
             try:
                 import onnx.defs
-                onnx_schema = onnx.defs.get_schema(name)
+                onnx_schema = onnx.defs.get_schema(schema.name)
             except Exception:  # noqa: BLE001 - not an ONNX op
                 return Coverage.NONE
             has_body = onnx_schema.has_function or onnx_schema.has_context_dependent_function
             return Coverage.EXPAND if has_body else Coverage.NONE
-        if schema.domain == "nnc" and name in ("Fused", "ToBlocked", "FromBlocked", "ConvNCHWc"):
-            return Coverage.KERNEL
         return Coverage.NONE
 
     def fusable(self, node: Node) -> bool:
-        if node.domain == "" and node.op in INJECTIVE_OPS or node.domain == "nnc" and node.op in (
-                "ToBlocked", "FromBlocked"):
+        if is_index_map(node):
             return injective_support(node) is None
-        if node.schema.kind in ("elementwise", "broadcast"):
+        if node.schema.kind in (ELEMENTWISE, BROADCAST):
             return elementwise_support(node) is None
         return self.supports(node).ok
 

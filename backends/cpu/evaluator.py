@@ -5,7 +5,9 @@ multi-index ``idx`` (a list of i64 values, one per dim of ``v``): leaves
 (body inputs and constants) are loaded with NumPy broadcasting, elementwise
 ops are computed with ``expr.emit_op``, and injective ops (Transpose,
 Reshape, Slice, Concat, Pad, Gather, layout conversions...) map the index to
-their input's index.
+their input's index.  The index maps form a table keyed by (domain, op),
+filled with ``@index_map("Transpose")`` at the end of this module; it says
+which injective ops the cpu target computes (their kind is the registry's).
 
 In *vector* mode the last index is the first of ``lanes`` consecutive
 elements along the last axis, and every value becomes a vector: indices are
@@ -20,6 +22,7 @@ Values a kernel computes itself (a conv's accumulator) are handed in through
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Optional
 
 import llvmlite.ir as ir
@@ -28,6 +31,7 @@ import numpy as np
 from ir.dtypes import DType
 from ir.errors import BackendError
 from ir.graph import Graph, Node, Value
+from ir.registry import normalize_domain
 
 from .codegen import I1, I32, I64, KernelBuilder, TaskFunction, const_int, load_vector, splat, strides_of, \
     type_suffix
@@ -37,10 +41,6 @@ from .indexmath import IndexMath
 Index = list[ir.Value]
 Provider = Callable[[Index, bool], ir.Value]
 
-INJECTIVE_OPS = {"Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Expand", "Slice", "Concat",
-                 "Pad", "Tile", "Gather", "DepthToSpace", "SpaceToDepth", "ToBlocked", "FromBlocked",
-                 "Identity", "Trilu", "OneHot", "EyeLike",  # these three compute from the index
-                 "Split", "GatherElements"}
 INLINE_CONSTANT_LIMIT = 1  # scalar constants become immediates
 
 
@@ -59,26 +59,13 @@ def _const_ints(v: Optional[Value]) -> Optional[list[int]]:
 
 def injective_support(node: Node) -> Optional[str]:
     """None when the evaluator can map indices through ``node``, else why not."""
-    op = node.op
-    if node.domain == "nnc" and op in ("ToBlocked", "FromBlocked"):
-        return None
-    if node.domain != "" or op not in INJECTIVE_OPS:
+    m = index_map_of(node)
+    if m is None:
         return f"{node.qualified_op} is not an op the cpu target generates"
-    if op == "Slice" and any(_const_ints(node.input(i)) is None for i in (1, 2) if node.input(i) is not None):
-        return "Slice with run-time starts/ends (specialize first)"
-    if op == "Pad":
-        if _const_ints(node.input(1)) is None:
-            return "Pad with run-time pads (specialize first)"
-        if node.input(2) is not None and node.input(2).const is None:
-            return "Pad with a run-time constant value"
-    if op == "Gather" and node.inputs[1].type.dtype not in (DType.I32, DType.I64):
-        return "Gather indices must be int32 or int64"
-    if op == "GatherElements" and node.inputs[1].type.dtype not in (DType.I32, DType.I64):
-        return "GatherElements indices must be int32 or int64"
-    if op == "Trilu" and node.input(1) is not None and node.input(1).const is None:
-        return "Trilu with a run-time k (specialize first)"
-    if op == "OneHot" and node.input(1).const is None:
-        return "OneHot needs a constant depth (specialize first)"
+    if m.check is not None:
+        why = m.check(node)
+        if why is not None:
+            return why
     for v in list(node.inputs[:1]) + list(node.outputs):
         t = v.type
         if not getattr(t, "is_static", False):
@@ -135,7 +122,7 @@ class Evaluator:
         node = v.producer
         if node is None or (self.members is not None and id(node) not in self.members):
             return self.load(v, idx)  # a leaf: a kernel input or a constant
-        if node.op in INJECTIVE_OPS or node.domain == "nnc":
+        if is_index_map(node):
             return self._injective(node, idx, v.index)
         if node.op == "Dropout" and v.index == 1:  # the mask of inference-mode Dropout: all kept
             one = constant(ir.Constant(compute_type(v.type.dtype), 0), 1)
@@ -213,57 +200,11 @@ class Evaluator:
 
     # -------------------------------------------------------- injective
     def _injective(self, node: Node, idx: Index, which: int = 0) -> ir.Value:
-        ix = self.ix
-        op = node.op
-        src = node.inputs[0]
-        in_shape, out_shape = shape_of(src), shape_of(node.outputs[0])
-        if op == "Identity":
-            return self._at(src, idx)
-        if op == "Split":
-            return self._at(src, self._split_index(node, idx, in_shape, which))
-        if op in ("Reshape", "Flatten", "Squeeze", "Unsqueeze"):
-            return self._at(src, self._reshape_index(idx, out_shape, in_shape))
-        if op == "Transpose":
-            perm = node.attr("perm") or list(reversed(range(len(in_shape))))
-            src_idx: list = [None] * len(in_shape)
-            for k, p in enumerate(perm):
-                src_idx[p] = idx[k]
-            return self._at(src, src_idx)
-        if op == "Expand":
-            return self._at(src, broadcast_index(self.b, idx, out_shape, in_shape))
-        if op == "Tile":
-            return self._at(src, [ix.rem(i, d) for i, d in zip(idx, in_shape)])
-        if op == "Slice":
-            return self._at(src, self._slice_index(node, idx, in_shape))
-        if op == "Concat":
-            return self._concat(node, idx)
-        if op == "Pad":
-            return self._pad(node, idx, in_shape)
-        if op == "Gather":
-            return self._gather_op(node, idx, in_shape)
-        if op == "GatherElements":
-            axis = node.attr("axis") % len(in_shape)
-            raw = _to_i64(self.b, self._at(node.inputs[1], idx))
-            fixed = ix.select(ix.cmp("<", raw, 0), ix.add(raw, in_shape[axis]), raw)
-            return self._at(src, list(idx[:axis]) + [fixed] + list(idx[axis + 1:]))
-        if op in ("DepthToSpace", "SpaceToDepth"):
-            return self._at(src, self._depth_space(node, idx, in_shape, out_shape))
-        if op == "ToBlocked":
-            return self._to_blocked(node, idx, in_shape)
-        if op == "FromBlocked":
-            blk = in_shape[-1]
-            return self._at(src, [idx[0], ix.div(idx[1], blk), *idx[2:], ix.rem(idx[1], blk)])
-        if op == "Trilu":
-            return self._trilu(node, idx)
-        if op == "OneHot":
-            return self._one_hot(node, idx)
-        if op == "EyeLike":
-            on = ix.cmp("==", ix.sub(idx[1], idx[0]), node.attr("k") or 0)
-            one = constant(ir.Constant(compute_type(node.outputs[0].type.dtype), 0), 1)
-            return self.b.select(on, splat(self.b, one, self.lanes) if isinstance(on.type, ir.VectorType) else one,
-                                 constant(splat(self.b, one, self.lanes) if isinstance(on.type, ir.VectorType)
-                                          else one, 0))
-        raise BackendError("internal: unhandled injective op", subject=node.describe())
+        """Output ``which`` of an index-mapping op at ``idx``, read from its inputs (see ``index_map``)."""
+        m = index_map_of(node)
+        if m is None:
+            raise BackendError("internal: unhandled injective op", subject=node.describe())
+        return m.fn(self, node, idx, which)
 
     def _split_index(self, node: Node, idx: Index, in_shape, which: int) -> Index:
         """Output ``which`` of a Split reads the input from the sizes of the outputs before it."""
@@ -425,6 +366,201 @@ class Evaluator:
         return _select(self.b, ok, val, constant(val, 0), self.lanes)
 
 
+# ------------------------------------------------------------ index maps
+IndexMapFn = Callable[["Evaluator", Node, Index, int], ir.Value]
+
+
+@dataclass(frozen=True)
+class IndexMap:
+    """How the evaluator computes an injective op: output ``which`` at ``idx`` from its inputs."""
+
+    fn: IndexMapFn
+    check: Optional[Callable[[Node], Optional[str]]] = None  # op-specific support: None, or why not
+    remaps: bool = True  # False when the op reads its input at the output's own index (Identity)
+
+
+# (domain, op) -> index map: the injective ops every cpu kernel can compute inside a fused group.
+_INDEX_MAPS: dict[tuple[str, str], IndexMap] = {}
+
+
+def index_map(*names: str, domain: str = "", check: Optional[Callable[[Node], Optional[str]]] = None,
+              remaps: bool = True):
+    """Decorator: ``@index_map("Transpose")`` registers ``fn(ev, node, idx, which)`` for those ops."""
+    def register(fn: IndexMapFn) -> IndexMapFn:
+        for n in names:
+            key = (normalize_domain(domain), n)
+            if key in _INDEX_MAPS:
+                raise ValueError(f"a cpu index map for {n!r} (domain {domain!r}) is registered twice")
+            _INDEX_MAPS[key] = IndexMap(fn, check, remaps)
+        return fn
+    return register
+
+
+def unregister_index_map(name: str, domain: str = "") -> None:
+    """Remove an op's index map (for maps registered at run time, e.g. by tests)."""
+    _INDEX_MAPS.pop((normalize_domain(domain), name), None)
+
+
+def index_map_of(node: Node) -> Optional[IndexMap]:
+    return _INDEX_MAPS.get((normalize_domain(node.domain), node.op))
+
+
+def is_index_map(node: Node) -> bool:
+    """Does the evaluator compute ``node`` by mapping indices (an injective op it knows)?"""
+    return index_map_of(node) is not None
+
+
+def remaps_index(node: Node) -> bool:
+    """Does ``node`` read an input at another index than the output's (every index map but Identity)?"""
+    m = index_map_of(node)
+    return m is not None and m.remaps
+
+
+def index_map_ops() -> frozenset[tuple[str, str]]:
+    """The (domain, op) pairs with an index map."""
+    return frozenset(_INDEX_MAPS)
+
+
+def _const_input(i: int, what: str) -> Callable[[Node], Optional[str]]:
+    def check(node: Node) -> Optional[str]:
+        v = node.input(i)
+        return None if v is None or v.const is not None else f"{node.op} with a run-time {what} (specialize first)"
+    return check
+
+
+def _index_dtype(node: Node) -> Optional[str]:
+    if node.inputs[1].type.dtype not in (DType.I32, DType.I64):
+        return f"{node.op} indices must be int32 or int64"
+    return None
+
+
+def _slice_check(node: Node) -> Optional[str]:
+    if any(_const_ints(node.input(i)) is None for i in (1, 2) if node.input(i) is not None):
+        return "Slice with run-time starts/ends (specialize first)"
+    return None
+
+
+def _pad_check(node: Node) -> Optional[str]:
+    if _const_ints(node.input(1)) is None:
+        return "Pad with run-time pads (specialize first)"
+    if node.input(2) is not None and node.input(2).const is None:
+        return "Pad with a run-time constant value"
+    return None
+
+
+def _one_hot_check(node: Node) -> Optional[str]:
+    return "OneHot needs a constant depth (specialize first)" if node.input(1).const is None else None
+
+
+@index_map("Identity", remaps=False)
+def _(ev: Evaluator, node: Node, idx: Index, which: int) -> ir.Value:
+    return ev._at(node.inputs[0], idx)
+
+
+@index_map("Split")
+def _(ev: Evaluator, node: Node, idx: Index, which: int) -> ir.Value:
+    src = node.inputs[0]
+    return ev._at(src, ev._split_index(node, idx, shape_of(src), which))
+
+
+@index_map("Reshape", "Flatten", "Squeeze", "Unsqueeze")
+def _(ev: Evaluator, node: Node, idx: Index, which: int) -> ir.Value:
+    src = node.inputs[0]
+    return ev._at(src, ev._reshape_index(idx, shape_of(node.outputs[0]), shape_of(src)))
+
+
+@index_map("Transpose")
+def _(ev: Evaluator, node: Node, idx: Index, which: int) -> ir.Value:
+    src = node.inputs[0]
+    in_shape = shape_of(src)
+    perm = node.attr("perm") or list(reversed(range(len(in_shape))))
+    src_idx: list = [None] * len(in_shape)
+    for k, p in enumerate(perm):
+        src_idx[p] = idx[k]
+    return ev._at(src, src_idx)
+
+
+@index_map("Expand")
+def _(ev: Evaluator, node: Node, idx: Index, which: int) -> ir.Value:
+    src = node.inputs[0]
+    return ev._at(src, broadcast_index(ev.b, idx, shape_of(node.outputs[0]), shape_of(src)))
+
+
+@index_map("Tile")
+def _(ev: Evaluator, node: Node, idx: Index, which: int) -> ir.Value:
+    src = node.inputs[0]
+    return ev._at(src, [ev.ix.rem(i, d) for i, d in zip(idx, shape_of(src))])
+
+
+@index_map("Slice", check=_slice_check)
+def _(ev: Evaluator, node: Node, idx: Index, which: int) -> ir.Value:
+    src = node.inputs[0]
+    return ev._at(src, ev._slice_index(node, idx, shape_of(src)))
+
+
+@index_map("Concat")
+def _(ev: Evaluator, node: Node, idx: Index, which: int) -> ir.Value:
+    return ev._concat(node, idx)
+
+
+@index_map("Pad", check=_pad_check)
+def _(ev: Evaluator, node: Node, idx: Index, which: int) -> ir.Value:
+    return ev._pad(node, idx, shape_of(node.inputs[0]))
+
+
+@index_map("Gather", check=_index_dtype)
+def _(ev: Evaluator, node: Node, idx: Index, which: int) -> ir.Value:
+    return ev._gather_op(node, idx, shape_of(node.inputs[0]))
+
+
+@index_map("GatherElements", check=_index_dtype)
+def _(ev: Evaluator, node: Node, idx: Index, which: int) -> ir.Value:
+    ix, src = ev.ix, node.inputs[0]
+    in_shape = shape_of(src)
+    axis = node.attr("axis") % len(in_shape)
+    raw = _to_i64(ev.b, ev._at(node.inputs[1], idx))
+    fixed = ix.select(ix.cmp("<", raw, 0), ix.add(raw, in_shape[axis]), raw)
+    return ev._at(src, list(idx[:axis]) + [fixed] + list(idx[axis + 1:]))
+
+
+@index_map("DepthToSpace", "SpaceToDepth")
+def _(ev: Evaluator, node: Node, idx: Index, which: int) -> ir.Value:
+    src = node.inputs[0]
+    return ev._at(src, ev._depth_space(node, idx, shape_of(src), shape_of(node.outputs[0])))
+
+
+@index_map("ToBlocked", domain="nnc")
+def _(ev: Evaluator, node: Node, idx: Index, which: int) -> ir.Value:
+    return ev._to_blocked(node, idx, shape_of(node.inputs[0]))
+
+
+@index_map("FromBlocked", domain="nnc")
+def _(ev: Evaluator, node: Node, idx: Index, which: int) -> ir.Value:
+    ix, src = ev.ix, node.inputs[0]
+    blk = shape_of(src)[-1]
+    return ev._at(src, [idx[0], ix.div(idx[1], blk), *idx[2:], ix.rem(idx[1], blk)])
+
+
+@index_map("Trilu", check=_const_input(1, "k"))
+def _(ev: Evaluator, node: Node, idx: Index, which: int) -> ir.Value:
+    return ev._trilu(node, idx)
+
+
+@index_map("OneHot", check=_one_hot_check)
+def _(ev: Evaluator, node: Node, idx: Index, which: int) -> ir.Value:
+    return ev._one_hot(node, idx)
+
+
+@index_map("EyeLike")
+def _(ev: Evaluator, node: Node, idx: Index, which: int) -> ir.Value:
+    ix = ev.ix
+    on = ix.cmp("==", ix.sub(idx[1], idx[0]), node.attr("k") or 0)
+    one = constant(ir.Constant(compute_type(node.outputs[0].type.dtype), 0), 1)
+    vec = isinstance(on.type, ir.VectorType)
+    return ev.b.select(on, splat(ev.b, one, ev.lanes) if vec else one,
+                       constant(splat(ev.b, one, ev.lanes) if vec else one, 0))
+
+
 def _to_i64(b: ir.IRBuilder, v: ir.Value) -> ir.Value:
     """Index values as i64 (floats truncate, as OneHot allows)."""
     elem = v.type.element if isinstance(v.type, ir.VectorType) else v.type
@@ -500,7 +636,7 @@ def vector_ok(body: Optional[Graph], outputs: Sequence[Value], provided: Sequenc
         node = v.producer
         if node is None or (inside is not None and id(node) not in inside):
             continue
-        mapping = node.op in INJECTIVE_OPS and node.op != "Identity" or node.domain == "nnc"
+        mapping = remaps_index(node)
         for inp in node.inputs:
             if inp is None:
                 continue

@@ -4,13 +4,17 @@
 fused body on already-loaded operands (all scalars or all vectors of one
 width), in the op's *compute type*: f32 for f16 data, the dtype otherwise.
 Kernels call it for epilogues and elementwise chains, so every kernel
-supports the same set of elementwise ops.  ``ELEMENTWISE_OPS`` lists them.
+supports the same set of elementwise ops: those with an emitter, registered
+by op name (and domain) with ``@elementwise_op("Relu", ints=True)``.  Which
+ops are elementwise is the registry's business (``OpSchema.kind``); this
+table says which of them the cpu target can compute.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import llvmlite.ir as ir
@@ -18,6 +22,7 @@ import llvmlite.ir as ir
 from ir.dtypes import DType
 from ir.errors import BackendError
 from ir.graph import Node
+from ir.registry import normalize_domain
 
 from .codegen import F16, F32, I1, I8, I32, KernelBuilder, const_int, llvm_type, splat
 
@@ -177,15 +182,52 @@ def softplus(kb: KernelBuilder, b: ir.IRBuilder, x: ir.Value) -> ir.Value:
 
 # ----------------------------------------------------------------- the ops
 Emitter = Callable[[KernelBuilder, ir.IRBuilder, Node, list], ir.Value]
-_OPS: dict[str, Emitter] = {}
 
 
-def _op(*names: str):
+@dataclass(frozen=True)
+class ElementwiseEmitter:
+    """How the cpu target computes one elementwise op from loaded operands."""
+
+    fn: Emitter
+    ints: bool = False        # handles integer and bool data too (else float data only)
+    positional: bool = False  # gets None for omitted optional inputs (else those are dropped)
+
+
+# (domain, op) -> emitter: the ops every cpu kernel can compute in an elementwise chain or epilogue.
+_EMITTERS: dict[tuple[str, str], ElementwiseEmitter] = {}
+
+
+def register_elementwise(name: str, fn: Emitter, *, domain: str = "", ints: bool = False,
+                         positional: bool = False) -> Emitter:
+    """Register ``fn(kb, b, node, operands) -> value`` as the cpu emitter of op ``domain.name``."""
+    key = (normalize_domain(domain), name)
+    if key in _EMITTERS:
+        raise ValueError(f"a cpu elementwise emitter for {name!r} (domain {domain!r}) is registered twice")
+    _EMITTERS[key] = ElementwiseEmitter(fn, ints, positional)
+    return fn
+
+
+def elementwise_op(*names: str, domain: str = "", ints: bool = False, positional: bool = False):
+    """Decorator: ``@elementwise_op("Relu", ints=True)`` registers the emitter of those ops."""
     def register(fn: Emitter) -> Emitter:
         for n in names:
-            _OPS[n] = fn
+            register_elementwise(n, fn, domain=domain, ints=ints, positional=positional)
         return fn
     return register
+
+
+def unregister_elementwise(name: str, domain: str = "") -> None:
+    """Remove an op's emitter (for emitters registered at run time, e.g. by tests)."""
+    _EMITTERS.pop((normalize_domain(domain), name), None)
+
+
+def elementwise_emitter(domain: str, op: str) -> Optional[ElementwiseEmitter]:
+    return _EMITTERS.get((normalize_domain(domain), op))
+
+
+def elementwise_ops() -> frozenset[tuple[str, str]]:
+    """The (domain, op) pairs with an elementwise emitter."""
+    return frozenset(_EMITTERS)
 
 
 def _arith(fop: str, iop: str, uop: Optional[str] = None):
@@ -198,12 +240,13 @@ def _arith(fop: str, iop: str, uop: Optional[str] = None):
     return emit
 
 
-_OPS["Add"] = _arith("fadd", "add")
-_OPS["Sub"] = _arith("fsub", "sub")
-_OPS["Mul"] = _arith("fmul", "mul")
+_add = _arith("fadd", "add")
+register_elementwise("Add", _add, ints=True)
+register_elementwise("Sub", _arith("fsub", "sub"), ints=True)
+register_elementwise("Mul", _arith("fmul", "mul"), ints=True)
 
 
-@_op("Div")
+@elementwise_op("Div", ints=True)
 def _(kb, b, node, xs):
     a, c = xs
     if is_float(a.type):
@@ -214,7 +257,7 @@ def _(kb, b, node, xs):
     return b.select(b.icmp_signed("==", c, zero), zero, q)
 
 
-@_op("Mod")
+@elementwise_op("Mod", ints=True)
 def _(kb, b, node, xs):
     a, c = xs
     fmod_mode = node.attr("fmod")
@@ -261,23 +304,23 @@ def _min2(kb, b, node, xs):
     return b.select(cmp("<", a, c), a, c)
 
 
-_OPS["Max"] = _fold(_max2)
-_OPS["Min"] = _fold(_min2)
-_OPS["Sum"] = _fold(_OPS["Add"])
+register_elementwise("Max", _fold(_max2), ints=True)
+register_elementwise("Min", _fold(_min2), ints=True)
+register_elementwise("Sum", _fold(_add), ints=True)
 
 
-@_op("Mean")
+@elementwise_op("Mean")
 def _(kb, b, node, xs):
-    total = _fold(_OPS["Add"])(kb, b, node, xs)
+    total = _fold(_add)(kb, b, node, xs)
     return b.fdiv(total, constant(total, float(len(xs))))
 
 
-@_op("Neg")
+@elementwise_op("Neg", ints=True)
 def _(kb, b, node, xs):
     return b.fneg(xs[0]) if is_float(xs[0].type) else b.sub(constant(xs[0], 0), xs[0])
 
 
-@_op("Abs")
+@elementwise_op("Abs", ints=True)
 def _(kb, b, node, xs):
     x = xs[0]
     if is_float(x.type):
@@ -287,7 +330,7 @@ def _(kb, b, node, xs):
     return b.select(b.icmp_signed("<", x, constant(x, 0)), b.sub(constant(x, 0), x), x)
 
 
-@_op("Relu")
+@elementwise_op("Relu", ints=True)
 def _(kb, b, node, xs):
     x = xs[0]
     zero = constant(x, 0.0 if is_float(x.type) else 0)
@@ -296,63 +339,63 @@ def _(kb, b, node, xs):
         b.select(b.icmp_signed(">", x, zero), x, zero)
 
 
-@_op("LeakyRelu")
+@elementwise_op("LeakyRelu")
 def _(kb, b, node, xs):
     x = xs[0]
     return b.select(b.fcmp_ordered(">=", x, constant(x, 0.0)), x, b.fmul(x, constant(x, node.attr("alpha"))))
 
 
-@_op("PRelu")
+@elementwise_op("PRelu")
 def _(kb, b, node, xs):
     x, slope = xs
     return b.select(b.fcmp_ordered("<", x, constant(x, 0.0)), b.fmul(x, slope), x)
 
 
-@_op("Sigmoid")
+@elementwise_op("Sigmoid")
 def _(kb, b, node, xs):
     return sigmoid(kb, b, xs[0])
 
 
-@_op("HardSigmoid")
+@elementwise_op("HardSigmoid")
 def _(kb, b, node, xs):
     x = xs[0]
     y = b.fadd(b.fmul(x, constant(x, node.attr("alpha"))), constant(x, node.attr("beta")))
     return fmin(b, fmax(b, y, constant(x, 0.0)), constant(x, 1.0))
 
 
-@_op("HardSwish")
+@elementwise_op("HardSwish")
 def _(kb, b, node, xs):
     x = xs[0]
     y = b.fadd(b.fmul(x, constant(x, 1.0 / 6.0)), constant(x, 0.5))
     return b.fmul(x, fmin(b, fmax(b, y, constant(x, 0.0)), constant(x, 1.0)))
 
 
-@_op("Softplus")
+@elementwise_op("Softplus")
 def _(kb, b, node, xs):
     return softplus(kb, b, xs[0])
 
 
-@_op("Softsign")
+@elementwise_op("Softsign")
 def _(kb, b, node, xs):
     x = xs[0]
     return b.fdiv(x, b.fadd(constant(x, 1.0), intrinsic(kb, b, "fabs", x)))
 
 
-@_op("Elu")
+@elementwise_op("Elu")
 def _(kb, b, node, xs):
     x = xs[0]
     neg = b.fmul(constant(x, node.attr("alpha")), libm(kb, b, "expm1", fmin(b, x, constant(x, 0.0))))
     return b.select(b.fcmp_ordered(">=", x, constant(x, 0.0)), x, neg)
 
 
-@_op("Selu")
+@elementwise_op("Selu")
 def _(kb, b, node, xs):
     x = xs[0]
     neg = b.fmul(constant(x, node.attr("alpha")), libm(kb, b, "expm1", fmin(b, x, constant(x, 0.0))))
     return b.fmul(constant(x, node.attr("gamma")), b.select(b.fcmp_ordered(">", x, constant(x, 0.0)), x, neg))
 
 
-@_op("Celu")
+@elementwise_op("Celu")
 def _(kb, b, node, xs):
     x = xs[0]
     alpha = node.attr("alpha")
@@ -360,24 +403,24 @@ def _(kb, b, node, xs):
     return b.fadd(fmax(b, x, constant(x, 0.0)), fmin(b, neg, constant(x, 0.0)))
 
 
-@_op("ThresholdedRelu")
+@elementwise_op("ThresholdedRelu")
 def _(kb, b, node, xs):
     x = xs[0]
     return b.select(b.fcmp_ordered(">", x, constant(x, node.attr("alpha"))), x, constant(x, 0.0))
 
 
-@_op("Mish")
+@elementwise_op("Mish")
 def _(kb, b, node, xs):
     return b.fmul(xs[0], libm(kb, b, "Tanh", softplus(kb, b, xs[0])))
 
 
-@_op("Swish")
+@elementwise_op("Swish")
 def _(kb, b, node, xs):
     x = xs[0]
     return b.fmul(x, sigmoid(kb, b, b.fmul(x, constant(x, node.attr("alpha")))))
 
 
-@_op("Gelu")
+@elementwise_op("Gelu")
 def _(kb, b, node, xs):
     x = xs[0]
     half = constant(x, 0.5)
@@ -389,24 +432,24 @@ def _(kb, b, node, xs):
     return b.fmul(b.fmul(half, x), b.fadd(constant(x, 1.0), erf))
 
 
-@_op("Exp")
+@elementwise_op("Exp")
 def _(kb, b, node, xs):
     return exp(kb, b, xs[0])
 
 
-@_op("Reciprocal")
+@elementwise_op("Reciprocal")
 def _(kb, b, node, xs):
     return b.fdiv(constant(xs[0], 1.0), xs[0])
 
 
 for _name, _intr in _INTRINSIC.items():
     if _name not in ("Abs", "Exp"):
-        _OPS[_name] = (lambda intr: lambda kb, b, node, xs: intrinsic(kb, b, intr, xs[0]))(_intr)
+        register_elementwise(_name, (lambda intr: lambda kb, b, node, xs: intrinsic(kb, b, intr, xs[0]))(_intr))
 for _name in ("Tanh", "Erf", "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh"):
-    _OPS[_name] = (lambda n: lambda kb, b, node, xs: libm(kb, b, n, xs[0]))(_name)
+    register_elementwise(_name, (lambda n: lambda kb, b, node, xs: libm(kb, b, n, xs[0]))(_name))
 
 
-@_op("Sign")
+@elementwise_op("Sign", ints=True)
 def _(kb, b, node, xs):
     x = xs[0]
     if is_float(x.type):
@@ -419,7 +462,7 @@ def _(kb, b, node, xs):
     return b.sub(pos, neg)
 
 
-@_op("Pow")
+@elementwise_op("Pow", positional=True)
 def _(kb, b, node, xs):
     x, y = xs
     if not is_float(x.type):
@@ -429,7 +472,7 @@ def _(kb, b, node, xs):
     return intrinsic(kb, b, "pow", x, y)
 
 
-@_op("Clip")
+@elementwise_op("Clip", ints=True, positional=True)
 def _(kb, b, node, xs):
     x = xs[0]
     lo = xs[1] if len(xs) > 1 and xs[1] is not None else None
@@ -442,7 +485,7 @@ def _(kb, b, node, xs):
     return x
 
 
-@_op("Where")
+@elementwise_op("Where", ints=True, positional=True)
 def _(kb, b, node, xs):
     return b.select(xs[0], xs[1], xs[2])
 
@@ -459,25 +502,21 @@ def _compare(pred: str):
 
 for _name, _pred in (("Equal", "=="), ("Less", "<"), ("LessOrEqual", "<="), ("Greater", ">"),
                      ("GreaterOrEqual", ">=")):
-    _OPS[_name] = _compare(_pred)
-_OPS["And"] = lambda kb, b, node, xs: b.and_(xs[0], xs[1])
-_OPS["Or"] = lambda kb, b, node, xs: b.or_(xs[0], xs[1])
-_OPS["Xor"] = lambda kb, b, node, xs: b.xor(xs[0], xs[1])
-_OPS["Not"] = lambda kb, b, node, xs: b.not_(xs[0])
-_OPS["BitwiseAnd"] = _OPS["And"]
-_OPS["BitwiseOr"] = _OPS["Or"]
-_OPS["BitwiseXor"] = _OPS["Xor"]
-_OPS["BitwiseNot"] = _OPS["Not"]
-_OPS["Identity"] = lambda kb, b, node, xs: xs[0]
-_OPS["Dropout"] = lambda kb, b, node, xs: xs[0]
+    register_elementwise(_name, _compare(_pred), ints=True)
+elementwise_op("And", "BitwiseAnd", ints=True)(lambda kb, b, node, xs: b.and_(xs[0], xs[1]))
+elementwise_op("Or", "BitwiseOr", ints=True)(lambda kb, b, node, xs: b.or_(xs[0], xs[1]))
+elementwise_op("Xor", "BitwiseXor", ints=True)(lambda kb, b, node, xs: b.xor(xs[0], xs[1]))
+elementwise_op("Not", "BitwiseNot", ints=True)(lambda kb, b, node, xs: b.not_(xs[0]))
+register_elementwise("Identity", lambda kb, b, node, xs: xs[0], ints=True)
+register_elementwise("Dropout", lambda kb, b, node, xs: xs[0], ints=True, positional=True)
 
 
-@_op("IsNaN")
+@elementwise_op("IsNaN")
 def _(kb, b, node, xs):
     return b.fcmp_unordered("uno", xs[0], xs[0])
 
 
-@_op("IsInf")
+@elementwise_op("IsInf")
 def _(kb, b, node, xs):
     x = xs[0]
     inf = constant(x, float("inf"))
@@ -491,7 +530,7 @@ def _(kb, b, node, xs):
     return r
 
 
-@_op("BitShift")
+@elementwise_op("BitShift", ints=True, positional=True)
 def _(kb, b, node, xs):
     """Shifts as numpy computes them: amounts out of [0, width) give 0 (or the sign fill)."""
     x, s = xs
@@ -505,7 +544,7 @@ def _(kb, b, node, xs):
     return b.select(oob, constant(x, 0), b.lshr(x, safe))
 
 
-@_op("Shrink")
+@elementwise_op("Shrink", ints=True)
 def _(kb, b, node, xs):
     x = xs[0]
     lam, bias = node.attr("lambd"), node.attr("bias")
@@ -517,12 +556,12 @@ def _(kb, b, node, xs):
     return b.select(lt, add(x, constant(x, bias)), b.select(gt, sub(x, constant(x, bias)), constant(x, 0)))
 
 
-@_op("Cast")
+@elementwise_op("Cast", ints=True, positional=True)
 def _(kb, b, node, xs):
     return convert(b, xs[0], node.inputs[0].type.dtype, node.outputs[0].type.dtype)
 
 
-@_op("BatchNormalization")
+@elementwise_op("BatchNormalization")
 def _(kb, b, node, xs):
     x, scale, bias, mean, var = xs
     eps = constant(x, node.attr("epsilon"))
@@ -530,17 +569,10 @@ def _(kb, b, node, xs):
     return b.fadd(b.fmul(b.fsub(x, mean), inv), bias)
 
 
-ELEMENTWISE_OPS = frozenset(_OPS)
-# Ops whose float math we emit only for these dtypes (others are refused with a reason).
-_INT_OK = {"Add", "Sub", "Mul", "Div", "Mod", "Max", "Min", "Sum", "Neg", "Abs", "Relu", "Sign",
-           "Clip", "Where", "Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "And", "Or",
-           "Xor", "Not", "BitwiseAnd", "BitwiseOr", "BitwiseXor", "BitwiseNot", "Identity", "BitShift",
-           "Shrink", "Cast", "Dropout"}
-
-
 def elementwise_support(node: Node) -> Optional[str]:
     """None when ``emit_op`` can compute ``node``, else why not."""
-    if node.domain != "" or node.op not in _OPS:
+    emitter = elementwise_emitter(node.domain, node.op)
+    if emitter is None:
         return f"{node.qualified_op} is not an elementwise op the cpu target generates"
     for v in list(node.inputs) + list(node.outputs):
         if v is None:
@@ -554,7 +586,7 @@ def elementwise_support(node: Node) -> Optional[str]:
     if node.op == "Dropout" and node.input(2) is not None:
         return "Dropout with a training_mode input is not supported by the cpu target"
     data = node.inputs[0].type.dtype if node.inputs and node.inputs[0] is not None else DType.F32
-    if not data.is_float and node.op not in _INT_OK:
+    if not data.is_float and not emitter.ints:
         return f"{node.op} on {data.short} is not supported by the cpu target"
     return None
 
@@ -569,6 +601,7 @@ def emit_op(kb: KernelBuilder, b: ir.IRBuilder, node: Node, operands: Sequence[O
     lanes = max(lanes_of(x) for x in xs if x is not None)
     if lanes > 1:
         xs = [x if x is None or lanes_of(x) == lanes else splat(b, x, lanes) for x in xs]
-    if node.op not in ("Clip", "Dropout", "Cast", "Pow", "Where", "BitShift"):
+    emitter = _EMITTERS[(normalize_domain(node.domain), node.op)]
+    if not emitter.positional:
         xs = [x for x in xs if x is not None]
-    return _OPS[node.op](kb, b, node, xs)
+    return emitter.fn(kb, b, node, xs)

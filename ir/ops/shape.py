@@ -121,7 +121,7 @@ def data_type(ctx: InferContext, shape: Any) -> list[TensorType]:
 
 
 # ------------------------------------------------------------------ Identity
-identity = define("Identity", inputs=["input"], outputs=["output"], kind=ELEMENTWISE,
+identity = define("Identity", inputs=["input"], outputs=["output"], kind=ELEMENTWISE, view=True,
                   doc="Returns its input; works on tensors, sequences and optionals.")
 
 
@@ -138,7 +138,7 @@ def _(x: Any) -> Any:
 
 
 # ------------------------------------------------------------------- Reshape
-reshape = define("Reshape", inputs=["data", "shape"], outputs=["reshaped"], kind=INJECTIVE,
+reshape = define("Reshape", inputs=["data", "shape"], outputs=["reshaped"], kind=INJECTIVE, view=True,
                  attrs={"allowzero": Attr.int(0)}, static_inputs=["shape"])
 
 
@@ -200,7 +200,7 @@ def _(data: np.ndarray, shape: np.ndarray, allowzero: int = 0) -> np.ndarray:
 
 
 # ------------------------------------------------------------------- Flatten
-flatten = define("Flatten", inputs=["input"], outputs=["output"], kind=INJECTIVE,
+flatten = define("Flatten", inputs=["input"], outputs=["output"], kind=INJECTIVE, view=True,
                  attrs={"axis": Attr.int(1)})
 
 
@@ -220,7 +220,7 @@ def _(x: np.ndarray, axis: int = 1) -> np.ndarray:
 
 
 # ----------------------------------------------------------- Squeeze/Unsqueeze
-squeeze = define("Squeeze", inputs=["data", "axes?"], outputs=["squeezed"], kind=INJECTIVE,
+squeeze = define("Squeeze", inputs=["data", "axes?"], outputs=["squeezed"], kind=INJECTIVE, view=True,
                  static_inputs=["axes"])
 
 
@@ -256,7 +256,7 @@ def _(data: np.ndarray, axes: Optional[np.ndarray] = None) -> np.ndarray:
     return np.squeeze(data, axis=tuple(int(a) for a in np.asarray(axes).reshape(-1)))
 
 
-unsqueeze = define("Unsqueeze", inputs=["data", "axes"], outputs=["expanded"], kind=INJECTIVE,
+unsqueeze = define("Unsqueeze", inputs=["data", "axes"], outputs=["expanded"], kind=INJECTIVE, view=True,
                    static_inputs=["axes"])
 
 

@@ -7,22 +7,32 @@ into a task function.  It registers under the kernel kinds of
 * ``supports(node) -> Optional[str]``: None when it can compile the node,
   else the reason (reported to the user as "target cpu cannot run ...");
 * ``emit(kb, node, schedule) -> Kernel``: the IR, the task count, and the
-  buffers (values) the task function reads, in slot order.  ``schedule`` is
-  ``node.schedule`` (None when the ``schedule`` pass did not set one); a
-  kernel whose tiling comes from it takes it through ``require_schedule``,
-  which refuses a missing one rather than choosing tiles itself.
+  buffers (values) the task function reads, in slot order;
+* ``ops``: the anchor ops it generates (op names, or (domain, op) pairs; or a
+  function returning them, for tables filled elsewhere), which is what
+  ``CpuBackend.op_coverage`` reports.
+
+``schedule`` is ``node.schedule`` (None when the ``schedule`` pass did not
+set one); a kernel whose tiling comes from it takes it through
+``require_schedule``, which refuses a missing one rather than choosing tiles
+itself.
+
+Every module of this package whose name does not start with ``_`` is
+imported on first use (``ir.discovery``): a new kernel family is one file.
 
 ``KernelContext`` bundles what ``emit`` needs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Optional
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Optional, Union
 
+from ir.discovery import Discovery
 from ir.errors import BackendError
 from ir.graph import Graph, Node, Value
+from ir.registry import normalize_domain
 from ir.schedule import Schedule
 
 from ..codegen import KernelBuilder, TaskFunction
@@ -36,21 +46,31 @@ class Kernel:
     label: str           # for profiles: "Conv+Add+Relu %res2a"
 
 
+OpNames = Iterable[Union[str, tuple[str, str]]]
+
+
 @dataclass
 class Generator:
     kinds: tuple[str, ...]
     supports: Callable[[Node], Optional[str]]
     emit: Callable[[KernelBuilder, Node, Any], Kernel]
     priority: int = 0
+    ops: Union[OpNames, Callable[[], OpNames]] = ()
+
+    def op_keys(self) -> set[tuple[str, str]]:
+        """The (domain, op) pairs this generator can anchor a kernel on."""
+        ops = self.ops() if callable(self.ops) else self.ops
+        return {("", o) if isinstance(o, str) else (normalize_domain(o[0]), o[1]) for o in ops}
 
 
 _GENERATORS: list[Generator] = []
 
 
-def generator(*kinds: str, supports: Callable[[Node], Optional[str]], priority: int = 0):
+def generator(*kinds: str, supports: Callable[[Node], Optional[str]], priority: int = 0,
+              ops: Union[OpNames, Callable[[], OpNames]] = ()):
     """Register ``emit`` as the generator for ``kinds`` (higher priority is tried first)."""
     def register(emit: Callable[[KernelBuilder, Node, Any], Kernel]):
-        _GENERATORS.append(Generator(tuple(kinds), supports, emit, priority))
+        _GENERATORS.append(Generator(tuple(kinds), supports, emit, priority, ops))
         _GENERATORS.sort(key=lambda g: -g.priority)
         return emit
     return register
@@ -58,7 +78,7 @@ def generator(*kinds: str, supports: Callable[[Node], Optional[str]], priority: 
 
 def find_generator(kind: str, node: Node) -> tuple[Optional[Generator], str]:
     """The first generator for ``kind`` that supports ``node``, else (None, reasons)."""
-    _ensure_loaded()
+    _DISCOVERY.ensure()
     reasons = []
     for g in _GENERATORS:
         if kind in g.kinds or "*" in g.kinds:
@@ -81,6 +101,15 @@ def require_schedule(node: Node, schedule: Optional[Schedule], kind: str) -> Sch
     return schedule
 
 
+def generated_ops() -> set[tuple[str, str]]:
+    """Every (domain, op) some generator can anchor a kernel on (op-level coverage)."""
+    _DISCOVERY.ensure()
+    out: set[tuple[str, str]] = set()
+    for g in _GENERATORS:
+        out |= g.op_keys()
+    return out
+
+
 def body_and_keys(node: Node) -> tuple[Optional[Graph], dict[int, Value], list[Value]]:
     """For a fused node: (body, body input -> node input, body outputs); for a plain node: (None, {}, outputs)."""
     if node.domain == "nnc" and node.op == "Fused":
@@ -101,11 +130,5 @@ def label_of(node: Node) -> str:
     return f"{pattern} %{node.outputs[0].name}"
 
 
-_loaded = False
-
-
-def _ensure_loaded() -> None:
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        from . import conv, elementwise, gemm, pool, reduction  # noqa: F401
+# Kernel families register on import: every module here not starting with "_" (``ir.discovery``).
+_DISCOVERY = Discovery(__name__)

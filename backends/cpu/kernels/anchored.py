@@ -29,7 +29,7 @@ from ir.graph import Graph, Node, Value
 from ir.anchor import anchor_of
 
 from ..codegen import I32, KernelBuilder, TaskFunction, const_int, for_range, splat, store_vector, supported_dtype
-from ..evaluator import Evaluator, INJECTIVE_OPS, broadcast_index, injective_support, linear_offset, shape_of, \
+from ..evaluator import Evaluator, broadcast_index, injective_support, linear_offset, remaps_index, shape_of, \
     vector_ok
 from ..expr import elementwise_support, store_convert
 from . import body_and_keys, nodes_of
@@ -86,7 +86,7 @@ def fused_support(node: Node, anchor_ops: frozenset) -> Optional[str]:
             continue
         if n.op == "Fused":
             return "nested fused groups"
-        injective = (n.op in INJECTIVE_OPS and n.op != "Identity") or n.domain == "nnc"
+        injective = remaps_index(n)
         if injective and id(n) in after:
             return f"{n.qualified_op} after a {a.anchor.op} in one fused kernel"
         why = injective_support(n) if injective else elementwise_support(n)
@@ -134,7 +134,7 @@ def has_injective(values: list[Value], members: list[Node]) -> bool:
     inside = {id(n) for n in members}
     for v in values:
         p = v.producer
-        if p is not None and id(p) in inside and (p.op in INJECTIVE_OPS and p.op != "Identity" or p.domain == "nnc"):
+        if p is not None and id(p) in inside and remaps_index(p):
             return True
     return False
 

@@ -1,6 +1,7 @@
 """Convolution kernels of the cpu target: what the three kinds share.
 
-Three kernel kinds, each in its own module (imported at the bottom):
+Three kernel kinds, each in its own module (found like every module of this
+package, see ``kernels/__init__.py``):
 
 * ``conv2d_nchwc`` and ``dwconv2d_nchwc`` (``conv_nchwc.py``): direct
   convolution on channel-blocked data (``nnc.ConvNCHWc``), TVM/oneDNN style:
@@ -44,7 +45,7 @@ from ir.anchor import anchor_of
 
 from ..codegen import I32, KernelBuilder, TaskFunction, const_int, for_range, lane_mask, masked_store, \
     store_vector
-from ..evaluator import INJECTIVE_OPS, Evaluator, injective_support, shape_of, vector_ok
+from ..evaluator import Evaluator, injective_support, is_index_map, shape_of, vector_ok
 from ..expr import elementwise_support, emit_op, store_convert
 from . import body_and_keys, nodes_of
 
@@ -202,7 +203,7 @@ def epilogue_support(node: Node) -> Optional[str]:
             continue
         if n.domain == "nnc" and n.op == "Fused":
             return "nested fused groups"
-        injective = n.op in INJECTIVE_OPS or n.domain == "nnc"
+        injective = is_index_map(n)
         why = injective_support(n) if injective else elementwise_support(n)
         if why is not None:
             return why
@@ -318,7 +319,3 @@ def schedule_param(schedule: Any, name: str, default: int) -> int:
         return int(schedule.get(name, default))
     except Exception:  # noqa: BLE001 - a schedule of another kind: use the default
         return default
-
-
-# The kernels register themselves (they import the helpers above).
-from . import conv_nchw, conv_nchwc  # noqa: E402,F401

@@ -291,6 +291,6 @@ class ConvNCHW:
         return index
 
 
-@generator("conv2d", supports=support)
+@generator("conv2d", supports=support, ops=("Conv",))
 def emit_conv(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
     return ConvNCHW(kb, node, schedule).emit()

@@ -389,7 +389,7 @@ class ConvNCHWc:
                     self.epi.store(accs[(j * U + u) * vpb + v], offset, idx)
 
 
-@generator("conv2d_nchwc", supports=lambda node: support(node, depthwise=False))
+@generator("conv2d_nchwc", supports=lambda node: support(node, depthwise=False), ops=[("nnc", "ConvNCHWc")])
 def emit_conv(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
     return ConvNCHWc(kb, node, schedule).emit()
 
@@ -472,6 +472,6 @@ class DepthwiseNCHWc:
                 self.epi.store(accs[j * vpb + v], offset, [self.n, self.cb, self.oh, col, const_int(v * V)])
 
 
-@generator("dwconv2d_nchwc", supports=lambda node: support(node, depthwise=True))
+@generator("dwconv2d_nchwc", supports=lambda node: support(node, depthwise=True), ops=[("nnc", "ConvNCHWc")])
 def emit_dwconv(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
     return DepthwiseNCHWc(kb, node, schedule).emit()

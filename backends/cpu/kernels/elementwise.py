@@ -18,23 +18,23 @@ import llvmlite.ir as ir
 from ir.graph import Node, Value
 
 from ..codegen import KernelBuilder, const_int, for_range, store_vector, supported_dtype, task_range
-from ..evaluator import Evaluator, delinearize, injective_support, shape_of
-from ..expr import elementwise_support, store_convert
+from ..evaluator import Evaluator, delinearize, index_map_ops, injective_support, is_index_map, shape_of
+from ..expr import elementwise_emitter, elementwise_ops, elementwise_support, store_convert
 from . import Kernel, body_and_keys, generator, label_of, nodes_of
 
 MIN_TASK_ELEMENTS = 1 << 14  # smaller tasks cost more in scheduling than they gain
 
 
 def support(node: Node) -> Optional[str]:
-    from ..evaluator import INJECTIVE_OPS
-    from ..expr import ELEMENTWISE_OPS
     for n in nodes_of(node):
         if n.op == "Fused":
             return "nested fused groups"
-        injective = n.op in INJECTIVE_OPS or n.domain == "nnc"
-        if not injective and (n.domain != "" or n.op not in ELEMENTWISE_OPS):
+        if is_index_map(n):
+            why = injective_support(n)
+        elif elementwise_emitter(n.domain, n.op) is not None:
+            why = elementwise_support(n)
+        else:
             return f"no cpu kernel for {n.qualified_op}"
-        why = injective_support(n) if injective else elementwise_support(n)
         if why is not None:
             return why
     for v in node.outputs:
@@ -47,7 +47,8 @@ def support(node: Node) -> Optional[str]:
     return None
 
 
-@generator("elementwise", "injective", "opaque", supports=support)
+@generator("elementwise", "injective", "opaque", supports=support,
+           ops=lambda: elementwise_ops() | index_map_ops())
 def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
     body, keys, outputs = body_and_keys(node)
     tf = kb.task_function(f"k_{node.outputs[0].name}")

@@ -41,14 +41,14 @@ from ..codegen import KernelBuilder
 from . import Kernel, generator, label_of, require_schedule
 from .gemm_blocked import emit_blocked
 from .gemm_dot import dot_applies, emit_dot
-from .gemm_problem import make_problem, problem_support
+from .gemm_problem import GEMM_OPS, make_problem, problem_support
 
 
 def support(node: Node) -> Optional[str]:
     return problem_support(node)
 
 
-@generator("gemm", supports=support)
+@generator("gemm", supports=support, ops=GEMM_OPS)
 def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
     p = make_problem(anchor_of(node))
     if p.batch_count * p.m * p.n == 0:  # an empty result: nothing to compute

@@ -37,6 +37,7 @@ from . import body_and_keys, nodes_of
 
 
 GEMM_DTYPES = (DType.F32, DType.F64)
+GEMM_OPS = frozenset({"Gemm", "MatMul"})
 
 
 @dataclass
@@ -113,7 +114,7 @@ def problem_support(node: Node) -> Optional[str]:
     """None when the gemm kernels can compile ``node`` (plain or fused), else why not."""
     from ir.anchor import anchor_of
     anchor = anchor_of(node)
-    if anchor.domain != "" or anchor.op not in ("Gemm", "MatMul"):
+    if anchor.domain != "" or anchor.op not in GEMM_OPS:
         return f"{anchor.qualified_op} is not a Gemm or MatMul"
     for i, what in enumerate("AB"):
         why = _matrix_input(anchor.input(i), what)

@@ -126,7 +126,7 @@ def window_dims(anchor: Node, xs: tuple) -> list[Dim]:
     return [Dim(sizes[i], int(outs[i]), kernel[i], strides[i], dil[i], pads[i], pads[i + nd]) for i in range(nd)]
 
 
-@generator("pool", supports=support)
+@generator("pool", supports=support, ops=POOL_OPS)
 def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
     return PoolKernel(kb, node).emit()
 

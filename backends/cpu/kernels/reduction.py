@@ -83,7 +83,7 @@ def support(node: Node) -> Optional[str]:
     return None
 
 
-@generator("reduction", supports=support)
+@generator("reduction", supports=support, ops=lambda: REDUCE_OPS | set(_others()))
 def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
     anchor = Anchored.of(node).anchor
     other = _others().get(anchor.op)

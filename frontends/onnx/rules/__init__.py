@@ -24,6 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
+from ir.discovery import Discovery
+
 if TYPE_CHECKING:
     from ..builder import NodeBuilder
 
@@ -72,11 +74,16 @@ def needs_rule(op: str, domain: str, version: int) -> bool:
     return version < _CANONICAL_SINCE.get((domain, op), 0)
 
 
-_loaded = False
+def unregister_rules(op: str, *, domain: str = "") -> None:
+    """Remove every rule of ``op`` and its ``canonical_since`` (for rules registered at run time)."""
+    _RULES.pop((domain, op), None)
+    _CANONICAL_SINCE.pop((domain, op), None)
+
+
+# Every module here not starting with "_" is a family of rules, imported on first use
+# (``ir.discovery``): a new family is one new file.
+_DISCOVERY = Discovery(__name__)
 
 
 def _ensure_loaded() -> None:
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        from . import families  # noqa: F401
+    _DISCOVERY.ensure()
