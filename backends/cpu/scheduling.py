@@ -1,7 +1,8 @@
 """The cpu target's schedule rules: kernel templates and their analytical cost models.
 
 Each top-level node is one kernel (a fused group or a plain op).  Its kind
-(the template in ``backends.cpu.kernels``) comes from its anchor op; for each
+(the template in ``backends.cpu.kernels``) is that of the generator that
+declares its anchor op (else it follows the op's registry kind); for each
 kind a small model of the target (vector lanes, registers, FMA units, L1/L2
 sizes, cores) scores candidate tile sizes and keeps the best.  The
 ``schedule`` pass asks ``CpuScheduler`` through the target contract; measured
@@ -20,27 +21,13 @@ from ir.schedule import Schedule
 from ir.target import TargetInfo
 from ir.types import TensorType
 
-# Kernel kinds by anchor op (the heaviest op of a fused group).
-_ANCHOR_KIND = {
-    ("nnc", "ConvNCHWc"): "conv2d_nchwc",
-    ("", "Conv"): "conv2d",
-    ("", "Gemm"): "gemm",
-    ("", "MatMul"): "gemm",
-    ("", "MaxPool"): "pool",
-    ("", "AveragePool"): "pool",
-    ("", "GlobalAveragePool"): "reduction",
-    ("", "GlobalMaxPool"): "reduction",
-    ("", "ReduceMean"): "reduction",
-    ("", "ReduceMax"): "reduction",
-    ("", "ReduceSum"): "reduction",
-    ("", "Softmax"): "reduction",
-    ("", "LogSoftmax"): "reduction",
-    ("", "LayerNormalization"): "reduction",
-    ("", "LRN"): "reduction",
-}
+from .kernels import template_of
+
+
 def kernel_kind(node: Node) -> str:
+    """The kernel template of ``node``: the generator declaring its anchor op, else by the op's kind."""
     anchor = anchor_of(node)
-    kind = _ANCHOR_KIND.get((anchor.domain, anchor.op))
+    kind = template_of(anchor.domain, anchor.op)
     if kind is not None:
         if kind == "conv2d_nchwc" and anchor.attr("group") not in (None, 1):
             return "dwconv2d_nchwc"

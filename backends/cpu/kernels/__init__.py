@@ -101,6 +101,13 @@ def require_schedule(node: Node, schedule: Optional[Schedule], kind: str) -> Sch
     return schedule
 
 
+def template_of(domain: str, op: str) -> Optional[str]:
+    """The kernel kind of the first single-template generator that anchors on ``op`` (None: none does)."""
+    _DISCOVERY.ensure()
+    key = (normalize_domain(domain), op)
+    return next((g.kinds[0] for g in _GENERATORS if len(g.kinds) == 1 and key in g.op_keys()), None)
+
+
 def generated_ops() -> set[tuple[str, str]]:
     """Every (domain, op) some generator can anchor a kernel on (op-level coverage)."""
     _DISCOVERY.ensure()
