@@ -224,7 +224,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - t0
     out = result.module.save(args.output)
     if args.time_passes:
-        print(result.pass_manager.timing_report(), file=sys.stderr)
+        print(result.pass_manager.timing.report(extra=result.module.executable.build_timings()),
+              file=sys.stderr)
     if args.explain:
         print(result.explain(full=args.explain == "full"))
     _log(args, f"built {args.model} for target {args.target} in {seconds:.2f} s -> {out}/")

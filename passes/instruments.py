@@ -73,14 +73,22 @@ class Timing(PassInstrument):
         self.records.append(PassRecord(step.info.name, seconds, bool(changed), self._nodes_before,
                                        len(graph.nodes)))
 
-    def report(self) -> str:
-        """One line per pass run (time, share, nodes before->after, changed) and the total."""
-        total = sum(r.seconds for r in self.records) or 1e-12
-        lines = [f"{'pass':<28}{'time (ms)':>11}{'share':>8}{'nodes':>14}  changed"]
+    def report(self, extra: Iterable[tuple[str, float]] = ()) -> str:
+        """One line per pass run (time, share, nodes before->after, changed) and the total.
+
+        ``extra``: (step, seconds) rows after the passes, e.g. the target's code
+        generation and LLVM work (``Executable.build_timings``), counted in the total.
+        """
+        extra = list(extra)
+        total = sum(r.seconds for r in self.records) + sum(s for _, s in extra) or 1e-12
+        width = max([28] + [len(name) + 2 for name, _ in extra])
+        lines = [f"{'pass':<{width}}{'time (ms)':>11}{'share':>8}{'nodes':>14}  changed"]
         for r in self.records:
-            lines.append(f"{r.name:<28}{r.seconds * 1e3:>11.2f}{r.seconds / total:>8.1%}"
+            lines.append(f"{r.name:<{width}}{r.seconds * 1e3:>11.2f}{r.seconds / total:>8.1%}"
                          f"{f'{r.nodes_before}->{r.nodes_after}':>14}  {'yes' if r.changed else 'no'}")
-        lines.append(f"{'total':<28}{total * 1e3:>11.2f}")
+        for name, seconds in extra:
+            lines.append(f"{name:<{width}}{seconds * 1e3:>11.2f}{seconds / total:>8.1%}")
+        lines.append(f"{'total':<{width}}{total * 1e3:>11.2f}")
         return "\n".join(lines)
 
 

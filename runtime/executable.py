@@ -28,6 +28,11 @@ class Executable(abc.ABC):
     def save(self, directory: Path) -> list[str]:
         """Write what the target's loader needs into ``directory``; return the file names written."""
 
+    def build_timings(self) -> list[tuple[str, float]]:
+        """(step, seconds) of the target's own build steps after the passes (code generation,
+        LLVM...), for ``build --time-passes``; none by default."""
+        return []
+
     def profile(self, inputs: Sequence[np.ndarray]) -> list[tuple[str, float]]:
         """Run once, returning (node label, seconds) per executed kernel."""
         raise BackendError("this target cannot profile per node")

@@ -9,6 +9,7 @@ through the cpu pipeline (``PIPELINE`` below): fused, laid out, scheduled
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from ir.graph import Graph, Node
@@ -21,6 +22,7 @@ from passes.pipelines import SIMPLIFY
 from ..base import THREADS_OPTION, Backend, Capabilities, Coverage, OptionSpec, Support
 from .evaluator import injective_support, is_index_map
 from .executable import CpuExecutable, build_executable
+from .kernel_cache import KernelCache
 from .expr import elementwise_support
 from .host import ISAS, cpu_target
 from .kernels import find_generator, generated_ops
@@ -50,6 +52,10 @@ class CpuBackend(Backend):
                                           "default: the CPU's"),
         OptionSpec("bundle_name", str, "model", "prefix of the C bundle's symbols and files"),
         OptionSpec("c_array", bool, False, "also write the weights as a C array (weights.c)"),
+        OptionSpec("kernel_cache", bool, True, "reuse compiled kernels from the on-disk cache "
+                                               "(~/.cache/nncompiler/kernels) and store new ones there"),
+        OptionSpec("jobs", int, 0, "processes for LLVM work (0: one per core; 1: in this process); "
+                                   "small models always compile in this process", minimum=0),
     )
     capabilities = Capabilities(measure=True, threads=True, profile=True, c_bundle=True, static_shapes=True)
     default_pipeline = PIPELINE
@@ -108,8 +114,12 @@ class CpuBackend(Backend):
     def compile(self, graph: Graph) -> CpuExecutable:
         self.check_supported(graph)
         target = self.target_info
+        t0 = time.perf_counter()
         lowered = lower(graph, KernelBuilder(target, graph.name))
-        exe = build_executable(lowered, target, self.config["threads"])
+        codegen = time.perf_counter() - t0
+        cache = KernelCache() if self.config["kernel_cache"] else None
+        exe = build_executable(lowered, target, self.config["threads"], cache=cache, jobs=self.config["jobs"])
+        exe.description["build"]["codegen_seconds"] = round(codegen, 3)
         # What CpuExecutable.save needs to write the C bundle.
         exe.description["bundle_options"] = {"name": self.config["bundle_name"], "c_array": self.config["c_array"]}
         return exe

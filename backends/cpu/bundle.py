@@ -2,7 +2,8 @@
 
 ``write_bundle(executable, directory, name)`` writes, for ``name="model"``:
 
-    model.o             the model's machine code (PIC), its symbols renamed (below)
+    model.o             the model's machine code (PIC), its symbols renamed (below): the
+                        kernels' and the entry points' objects linked into one (``ld -r``)
     libmodel.a          model.o + the C runtime (runtime/c/nnc_runtime.c) [+ the C array]
     model.h             sizes, names, shapes and dtypes of everything; the entry point
     nnc_runtime.h       the runtime's header (the thread pool), included by model.h
@@ -56,7 +57,7 @@ _C_TYPES = {"f32": "float", "f64": "double", "i8": "int8_t", "u8": "uint8_t", "i
 class BundleSource:
     """What a bundle is made of, taken from a CpuExecutable or a Lowered graph."""
 
-    object_code: bytes
+    objects: list[bytes]                # relocatable objects, linked into one by write_bundle
     weights: np.ndarray                 # uint8 blob
     inputs: list[dict[str, Any]]        # name, dtype (short), shape
     outputs: list[dict[str, Any]]
@@ -90,11 +91,10 @@ def bundle_source(source: Any, target: Optional[TargetInfo] = None) -> BundleSou
     if isinstance(source, Lowered):
         if target is None:
             raise BackendError("a C bundle from a lowered graph needs the target", subject="write_bundle")
-        from .executable import optimize, target_machine
-        tm = target_machine(target, reloc="pic")
-        obj = tm.emit_object(optimize(str(source.module), tm))
+        from .executable import compile_units, machine_of
+        objects, _ = compile_units(source.units(), machine_of(target, reloc="pic"), jobs=1)
         spec = lambda v: {"name": v.name, "dtype": v.type.dtype.short, "shape": list(v.type.shape)}
-        return BundleSource(obj, np.asarray(source.weights, np.uint8), [spec(v) for v in source.inputs],
+        return BundleSource(objects, np.asarray(source.weights, np.uint8), [spec(v) for v in source.inputs],
                             [spec(v) for v in source.outputs], int(source.arena_bytes),
                             [k.label for k in source.kernels], target.isa, target.cpu_name)
     from .executable import CpuExecutable
@@ -104,7 +104,7 @@ def bundle_source(source: Any, target: Optional[TargetInfo] = None) -> BundleSou
                             hint="a model with dynamic shapes needs them fixed, e.g. --input-shape input=1,3,224,224")
     desc = source.description
     target = target or source.target
-    return BundleSource(source.object_code, np.asarray(source.weights, np.uint8), list(desc["inputs"]),
+    return BundleSource(list(source.objects), np.asarray(source.weights, np.uint8), list(desc["inputs"]),
                         list(desc["outputs"]), int(desc["arena_bytes"]), list(desc.get("kernels", [])),
                         str(desc.get("isa", "")), target.cpu_name)
 
@@ -171,6 +171,22 @@ def rename_symbols(obj_path: Path, name: str, work: Path) -> dict[str, str]:
     table.write_text("".join(f"{old} {new}\n" for old, new in mapping.items()))
     _run([_tool("objcopy", "llvm-objcopy"), f"--redefine-syms={table}", str(obj_path)])
     return mapping
+
+
+def link_objects(objects: list[bytes], out: Path, work: Path) -> None:
+    """One relocatable object from several (``ld -r``); a single object is copied as it is."""
+    if not objects:
+        raise ArtifactError("there is no object code to bundle")
+    if len(objects) == 1:
+        out.write_bytes(objects[0])
+        return
+    parts = work / "parts"
+    parts.mkdir(exist_ok=True)
+    paths = []
+    for i, data in enumerate(objects):
+        paths.append(parts / f"{i}.o")
+        paths[-1].write_bytes(data)
+    _run([_tool("ld", "ld.lld"), "-r", "-o", str(out), *map(str, paths)])
 
 
 # ------------------------------------------------------------------ C text
@@ -384,7 +400,7 @@ def write_bundle(source: Union[Any, Lowered, BundleSource], directory: Union[str
     with tempfile.TemporaryDirectory(prefix="nnc_bundle_") as tmp:
         work = Path(tmp)
         obj = work / files["object"]
-        obj.write_bytes(src.object_code)
+        link_objects(src.objects, obj, work)
         rename_symbols(obj, name, work)
         bundle.symbols = {"entry": f"{name}_{ENTRY}", "entry_profiled": f"{name}_{ENTRY_PROFILED}"}
         shutil.copyfile(C_DIR / RUNTIME_HEADER, d / RUNTIME_HEADER)

@@ -1,5 +1,12 @@
 """JIT-compiled CPU modules: optimize with LLVM at -O3, load in-process, call through ctypes.
 
+A build compiles each distinct kernel function and the entry module to an
+object of its own (``compile_units``): objects come from the on-disk kernel
+cache when it has them (``kernel_cache.py``), the rest are compiled in
+worker processes when there is enough of them to pay for starting the
+processes (``PARALLEL_MIN_BYTES`` of IR), else in this process.  MCJIT links
+the objects together; the C bundle links them into one ``model.o``.
+
 A call passes the weights blob, arrays of input and output pointers, the
 arena and the thread pool to ``nnc_run``; ctypes releases the GIL for it.
 An executable saves as an object file plus the weights blob and a small
@@ -10,8 +17,12 @@ from __future__ import annotations
 
 import ctypes
 import json
+import multiprocessing
+import os
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
@@ -24,21 +35,33 @@ from ir.target import TargetInfo
 from ir.dtypes import DType
 from ir.errors import ArtifactError, BackendError
 from ir.memory import ALIGNMENT
+from runtime import llvm_worker
+from runtime.llvm_worker import LLVMError, Machine
 from runtime.native import ThreadPool, runtime_library
 
 from .host import init_llvm, feature_string, missing_on_host
+from .kernel_cache import KernelCache, kernel_key
 from .lower import ENTRY, ENTRY_PROFILED, Lowered
 
 OBJECT_FILE = "model.o"
 DESCRIPTION = "cpu_module.json"
 
 
+OPT_LEVEL = 3
+# Below this much IR text to compile, starting worker processes costs more than it saves.
+PARALLEL_MIN_BYTES = 300_000
+
+
+def machine_of(target: TargetInfo, reloc: str = "pic") -> Machine:
+    """What ``target``'s code is generated for, as the plain tuple worker processes and cache keys take."""
+    init_llvm()
+    return (target.triple or llvm.get_process_triple(), target.cpu_name or "x86-64", feature_string(target),
+            OPT_LEVEL, reloc)
+
+
 def target_machine(target: TargetInfo, reloc: str = "pic") -> llvm.TargetMachine:
     """An LLVM target machine for exactly ``target``'s triple, CPU and features (never the host's)."""
-    init_llvm()
-    t = llvm.Target.from_triple(target.triple or llvm.get_process_triple())
-    return t.create_target_machine(cpu=target.cpu_name or "x86-64", features=feature_string(target),
-                                   opt=3, reloc=reloc, codemodel="default")
+    return llvm_worker.new_target_machine(machine_of(target, reloc))
 
 
 def target_from_json(d: dict[str, Any]) -> TargetInfo:
@@ -50,19 +73,106 @@ def target_from_json(d: dict[str, Any]) -> TargetInfo:
 
 def optimize(module_text: str, tm: llvm.TargetMachine) -> llvm.ModuleRef:
     """Parse, verify and optimize (O3) an LLVM module."""
-    init_llvm()
-    mod = llvm.parse_assembly(module_text)
-    mod.triple = tm.triple
     try:
-        mod.verify()
-    except RuntimeError as exc:
-        raise BackendError(f"generated LLVM IR is invalid: {str(exc).splitlines()[0]}") from exc
-    pto = llvm.create_pipeline_tuning_options(speed_level=3)
-    pto.loop_vectorization = True
-    pto.slp_vectorization = True
-    pb = llvm.create_pass_builder(tm, pto)
-    pb.getModulePassManager().run(mod, pb)
-    return mod
+        return llvm_worker.optimize(module_text, tm, OPT_LEVEL)
+    except LLVMError as exc:
+        raise BackendError(f"generated LLVM IR is invalid: {exc}") from None
+
+
+def default_jobs() -> int:
+    """Processes for LLVM work: one per core this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+_POOL: Optional[ProcessPoolExecutor] = None
+_POOL_SIZE = 0
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    """The worker processes (started once per process with 'spawn': they import only llvmlite)."""
+    global _POOL, _POOL_SIZE
+    if _POOL is None or _POOL_SIZE != workers:
+        if _POOL is not None:
+            _POOL.shutdown(wait=False, cancel_futures=True)
+        _POOL = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        _POOL_SIZE = workers
+    return _POOL
+
+
+def _chunks(items: list[tuple[int, str]], n: int) -> list[list[tuple[int, str]]]:
+    """``items`` (index, text) in ``n`` groups of about equal text size (largest first, to the lightest group)."""
+    groups: list[list[tuple[int, str]]] = [[] for _ in range(n)]
+    sizes = [0] * n
+    for item in sorted(items, key=lambda it: -len(it[1])):
+        k = sizes.index(min(sizes))
+        groups[k].append(item)
+        sizes[k] += len(item[1])
+    return [g for g in groups if g]
+
+
+def compile_units(units: list[tuple[str, str]], machine: Machine, cache: Optional[KernelCache] = None,
+                  jobs: int = 0, parallel_min_bytes: int = PARALLEL_MIN_BYTES) -> tuple[list[bytes], dict[str, Any]]:
+    """Object code of each (name, LLVM IR text), and what it took.
+
+    Objects come from ``cache`` when it has them; the others are compiled,
+    in ``jobs`` worker processes (0: one per core) when there are several
+    and at least ``parallel_min_bytes`` of text, else in this process, and
+    stored in the cache.  Returns (objects in ``units``' order, stats).
+    """
+    from tqdm import tqdm
+
+    t0 = time.perf_counter()
+    objects: list[Optional[bytes]] = [None] * len(units)
+    keys = [kernel_key(text, machine) for _, text in units] if cache is not None else []
+    todo: list[tuple[int, str]] = []
+    for i, (_, text) in enumerate(units):
+        obj = cache.get(keys[i]) if cache is not None else None
+        if obj is None:
+            todo.append((i, text))
+        else:
+            objects[i] = obj
+    workers = min(jobs or default_jobs(), len(todo))
+    if workers > 1 and sum(len(t) for _, t in todo) < parallel_min_bytes:
+        workers = 1
+    with tqdm(total=len(todo), desc="llvm", unit="kernel", disable=None, leave=False) as bar:
+        done = False
+        if workers > 1:
+            try:
+                pool = _pool(workers)
+                futures = {pool.submit(llvm_worker.compile_batch, [t for _, t in group], machine): group
+                           for group in _chunks(todo, workers * 3)}
+                for fut in as_completed(futures):
+                    for (i, _), obj in zip(futures[fut], fut.result()):
+                        objects[i] = obj
+                    bar.update(len(futures[fut]))
+                done = True
+            except LLVMError as exc:
+                raise BackendError(f"generated LLVM IR is invalid: {exc}") from None
+            except (BrokenProcessPool, OSError):  # no worker processes here: do it in this process
+                global _POOL
+                _POOL = None
+                workers = 1
+        if not done:
+            for i, text in todo:
+                if objects[i] is None:
+                    try:
+                        objects[i] = llvm_worker.compile_ir(text, machine)
+                    except LLVMError as exc:
+                        raise BackendError(f"generated LLVM IR is invalid: {exc}") from None
+                bar.update(1)
+    if cache is not None:
+        for i, _ in todo:
+            cache.put(keys[i], objects[i])
+        if todo:
+            cache.trim()
+    stats = {"units": len(units), "compiled": len(todo), "workers": workers,
+             "llvm_seconds": round(time.perf_counter() - t0, 3)}
+    if cache is not None:
+        stats.update(cache_hits=len(units) - len(todo), cache_misses=len(todo), cache_corrupt=cache.stats.corrupt)
+    return objects, stats  # type: ignore[return-value]
 
 
 def aligned_buffer(nbytes: int, fill: Optional[np.ndarray] = None) -> np.ndarray:
@@ -85,11 +195,11 @@ class CpuExecutable(Executable):
     """A compiled graph loaded in this process."""
 
     def __init__(self, description: dict[str, Any], weights: np.ndarray, target: TargetInfo,
-                 threads: int, object_code: bytes) -> None:
+                 threads: int, objects: list[bytes]) -> None:
         self.description = description
         self.weights = weights
         self.target = target
-        self.object_code = object_code
+        self.objects = list(objects)  # linked together: the kernels' and the entry points'
         self.arena = aligned_buffer(int(description["arena_bytes"]))
         self.pool = ThreadPool(threads)
         self._lock = threading.Lock()  # the arena is shared: one run at a time
@@ -106,12 +216,20 @@ class CpuExecutable(Executable):
                                    found=f"the host lacks {', '.join(missing[:6])}",
                                    hint="run it on such a CPU (e.g. link the C bundle there), or rebuild "
                                         "with --option isa=auto")
-            self.engine = _engine_from_object(self.object_code, self.target)
+            self.engine = _engine_from_objects(self.objects, self.target)
             symbols = self.description.get("bundle", {}).get("symbols", {})  # saved objects are renamed
             self._entries = (
                 _ENTRY_TYPE(self.engine.get_function_address(symbols.get("entry", ENTRY))),
                 _PROFILED_TYPE(self.engine.get_function_address(symbols.get("entry_profiled", ENTRY_PROFILED))))
         return self._entries
+
+    def build_timings(self) -> list[tuple[str, float]]:
+        b = self.description.get("build")
+        if not b:
+            return []  # loaded from an artifact
+        cached = f", {b['cache_hits']} cached" if "cache_hits" in b else ""
+        return [(f"codegen ({b['kernels']} kernels, {b['functions']} distinct)", b.get("codegen_seconds", 0.0)),
+                (f"llvm ({b['compiled']} compiled{cached}, {b['workers']} proc)", b["llvm_seconds"])]
 
     # --------------------------------------------------------------- running
     @property
@@ -152,7 +270,7 @@ class CpuExecutable(Executable):
         if isinstance(self.weights, np.memmap) and Path(self.weights.filename).resolve().parent == \
                 Path(directory).resolve():
             self.weights = aligned_buffer(self.weights.size, self.weights)  # we are about to rewrite that file
-        if self.object_code is None:
+        if not self.objects:
             raise ArtifactError("this executable has no object code to save")
         from .bundle import write_bundle
         # The artifact is the C bundle (object, static library, header, weights); loading reads
@@ -181,26 +299,31 @@ class CpuExecutable(Executable):
         path = directory / files["weights"]
         # Memory-mapped: loading costs nothing, pages come in on first use (mmap is page-aligned).
         weights = np.memmap(path, dtype=np.uint8, mode="r") if path.stat().st_size else np.zeros(0, np.uint8)
-        return CpuExecutable(description, weights, target, threads, obj)
+        return CpuExecutable(description, weights, target, threads, [obj])
 
 
-def _engine_from_object(obj: bytes, target: TargetInfo) -> llvm.ExecutionEngine:
+def _engine_from_objects(objects: list[bytes], target: TargetInfo) -> llvm.ExecutionEngine:
     runtime_library()  # the runtime's symbols must be loaded before linking
-    tm = target_machine(target)
+    tm = llvm_worker.new_target_machine(machine_of(target))  # the engine owns it
     empty = llvm.parse_assembly("")
     empty.triple = tm.triple
     engine = llvm.create_mcjit_compiler(empty, tm)
-    engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+    for obj in objects:
+        engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
     engine.finalize_object()
     return engine
 
 
-def build_executable(lowered: Lowered, target: TargetInfo, threads: int = 0) -> CpuExecutable:
-    """Optimize and JIT a lowered graph."""
-    t0 = time.perf_counter()
-    tm = target_machine(target)
-    mod = optimize(str(lowered.module), tm)
-    obj = tm.emit_object(mod)
+def build_executable(lowered: Lowered, target: TargetInfo, threads: int = 0,
+                     cache: Optional[KernelCache] = None, jobs: int = 0,
+                     parallel_min_bytes: int = PARALLEL_MIN_BYTES) -> CpuExecutable:
+    """Compile a lowered graph's modules (through ``cache`` when given) and wrap them for running.
+
+    The executable's ``description["build"]`` tells what the build took:
+    kernel calls and distinct functions, cache hits and misses, worker
+    processes, LLVM seconds.
+    """
+    objects, stats = compile_units(lowered.units(), machine_of(target), cache, jobs, parallel_min_bytes)
     description = {
         "isa": target.isa,
         "target": target.to_json(),
@@ -212,7 +335,8 @@ def build_executable(lowered: Lowered, target: TargetInfo, threads: int = 0) -> 
         "outputs": [{"name": v.name, "dtype": v.type.dtype.short, "shape": list(v.type.shape)}
                     for v in lowered.outputs],
         "weights": lowered.weights_index,
-        "llvm_seconds": round(time.perf_counter() - t0, 3),
+        "llvm_seconds": stats["llvm_seconds"],
+        "build": dict(stats, kernels=len(lowered.kernels), functions=len(lowered.functions)),
     }
     return CpuExecutable(description, aligned_buffer(lowered.weights.size, lowered.weights),
-                         target, threads, obj)
+                         target, threads, objects)

@@ -1,4 +1,4 @@
-"""Lowering a scheduled, planned graph to one LLVM module.
+"""Lowering a scheduled, planned graph to LLVM modules: one per distinct kernel, one for the entry points.
 
 The graph must come with its pass results: the memory plan (``plan-memory``:
 ``Graph.memory`` and the values' placements, read through
@@ -17,12 +17,22 @@ included), or an offset in the arena (the memory plan).  The entry point
 runs the kernels in order through ``nnc_parallel_for``; ``nnc_run_profiled``
 does the same and writes each kernel's nanoseconds into an extra i64 array.
 Nothing allocates: all memory comes from the caller.
+
+Each kernel is generated into a module of its own, with a canonical name,
+so that its text depends only on what the kernel computes (body, shapes,
+schedule, target): the function is named after a hash of that text
+(``nnc_k_<hash>``), kernels with the same text share one function (the
+model is compiled once per distinct kernel), and the text is the key of
+the on-disk kernel cache (``kernel_cache.py``).  The entry module declares
+the kernel functions it calls; the objects are linked together afterwards.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+import hashlib
 
 import llvmlite.ir as ir
 import numpy as np
@@ -39,6 +49,8 @@ from .scheduling import kernel_kind
 
 ENTRY = "nnc_run"
 ENTRY_PROFILED = "nnc_run_profiled"
+KERNEL_PREFIX = "nnc_k_"
+_PLACEHOLDER = "nnc_kernel"   # a kernel function's name while its text is hashed
 
 
 @dataclass(frozen=True)
@@ -54,14 +66,23 @@ class Location:
 class Lowered:
     """What the executable and the C bundle need from a lowered graph."""
 
-    module: ir.Module
-    kernels: list[Kernel]
+    module: ir.Module                     # the entry points (nnc_run, nnc_run_profiled)
+    kernels: list[Kernel]                 # one per kernel call, in order (names may repeat)
     weights: np.ndarray                   # the blob (uint8), 64-byte aligned entries
     weights_index: list[dict[str, Any]]   # name, dtype, shape, offset, nbytes per constant
     arena_bytes: int
     inputs: list[Value]
     outputs: list[Value]
     copies: list[tuple[Location, Location, int]] = field(default_factory=list)  # output copies
+    functions: dict[str, str] = field(default_factory=dict)  # distinct kernel symbol -> its module's text
+
+    def units(self) -> list[tuple[str, str]]:
+        """(name, LLVM IR text) of every module to compile: the distinct kernels, then the entry points."""
+        return [*self.functions.items(), ("entry", str(self.module))]
+
+    def ir_text(self) -> str:
+        """All the generated LLVM IR, for reading and comparing."""
+        return "\n".join(text for _, text in self.units())
 
 
 def _nbytes(v: Value) -> int:
@@ -112,6 +133,7 @@ class Lowering:
         self.plan = current_plan(graph)
         self.weights, self.weights_index, self.const_offsets = pack_weights(graph)
         self.locations: dict[int, Location] = {}
+        self.functions: dict[str, str] = {}
 
     # ------------------------------------------------------------ locations
     def _locate_all(self) -> None:
@@ -149,9 +171,9 @@ class Lowering:
         self._locate_all()
         kernels: list[tuple[Kernel, Node]] = []
         missing = []
-        for node in self.graph.nodes:
-            if self.is_view(node):
-                continue
+        from tqdm import tqdm
+        todo = [n for n in self.graph.nodes if not self.is_view(n)]
+        for node in tqdm(todo, desc="codegen", unit="kernel", disable=None, leave=False):
             kind = kernel_kind(node)
             gen, why = find_generator(kind, node)
             if gen is None:
@@ -161,15 +183,32 @@ class Lowering:
             if stale is not None:
                 raise BackendError(f"the schedule is stale: {stale}", subject=node.describe(),
                                    hint="re-run the `schedule` pass after the last rewrite")
-            kernel = gen.emit(self.kb, node, node.schedule)
-            kernels.append((kernel, node))
+            kernels.append((self._emit(gen, node), node))
         if missing:
             raise BackendError("the cpu target cannot compile these nodes", found="; ".join(missing[:5]))
         copies = self._output_copies()
         self._entry(kernels, copies, profiled=False)
         self._entry(kernels, copies, profiled=True)
         return Lowered(self.kb.module, [k for k, _ in kernels], self.weights, self.weights_index,
-                       self.plan.arena_bytes, list(self.graph.inputs), list(self.graph.outputs), copies)
+                       self.plan.arena_bytes, list(self.graph.inputs), list(self.graph.outputs), copies,
+                       self.functions)
+
+    def _emit(self, gen, node: Node) -> Kernel:
+        """Generate ``node``'s kernel in a module of its own and name it after its text's hash."""
+        kb = KernelBuilder(self.kb.target, "kernel")
+        kernel = gen.emit(kb, node, node.schedule)
+        fn = kb.module.globals[kernel.name]
+        extra = [f.name for f in kb.module.functions if not f.is_declaration and f is not fn]
+        if extra:
+            raise BackendError("a kernel generator defined more than its task function",
+                               subject=node.describe(), found=", ".join(extra))
+        fn.linkage = ""  # the entry module, another object, calls it
+        text = str(kb.module).replace(f'@"{kernel.name}"(', f'@"{_PLACEHOLDER}"(', 1)
+        symbol = KERNEL_PREFIX + hashlib.sha256(text.encode()).hexdigest()[:24]
+        if symbol not in self.functions:
+            self.functions[symbol] = text.replace(f'@"{_PLACEHOLDER}"(', f'@"{symbol}"(', 1)
+        kernel.name = symbol
+        return kernel
 
     def _output_copies(self) -> list[tuple[Location, Location, int]]:
         """Outputs that are inputs, constants, views or repeated outputs are copied at the end."""
@@ -205,7 +244,7 @@ class Lowering:
             for slot, key in enumerate(kernel.buffers):
                 b.store(pointer(self.location(key)), b.gep(slots, [const_int(slot)]))
             t0 = b.call(now, []) if profiled else None
-            task = kb.module.globals[kernel.name]
+            task = kb.declare(kernel.name, VOID, [I8PP, I64])
             b.call(pfor, [pool, b.bitcast(task, task_ty), b.bitcast(slots, I8P), const_int(kernel.n_tasks)])
             if profiled:
                 b.store(b.sub(b.call(now, []), t0), b.gep(fn.args[5], [const_int(i)]))

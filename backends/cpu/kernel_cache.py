@@ -1,0 +1,145 @@
+"""The on-disk, content-addressed cache of compiled kernels (``--option kernel_cache=false`` turns it off).
+
+Key: SHA-256 of the function's LLVM IR text, the machine it is compiled for
+(triple, CPU, features, opt level, relocation model) and the toolchain
+(``runtime.llvm_worker.toolchain_digest``: llvmlite and LLVM versions and the
+optimization pipeline's source).  The IR text is all our code generators
+decide, so a changed generator, schedule, shape or fused body is a new key.
+Value: the optimized object code.
+
+Entries live in ``<cache_dir()>/kernels/<k[:2]>/<k>.o`` (``runtime.native.cache_dir``:
+``~/.cache/nncompiler``).  Each file is ``MAGIC``, the SHA-256 of the object,
+then the object: a truncated or corrupted entry fails the check, is deleted and
+counts as a miss (it is compiled again).  Writes go to a temporary file in the
+same folder and are renamed into place (``os.replace``), so concurrent builds
+never read a partial entry.  Hits refresh the file's modification time;
+``trim`` deletes the least recently used entries once the cache passes its
+size cap (``MAX_BYTES``) until it is under 80% of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from runtime.llvm_worker import Machine, toolchain_digest
+from runtime.native import cache_dir
+
+MAGIC = b"NNCKOBJ1"
+MAX_BYTES = 1 << 30
+
+
+def kernel_key(text: str, machine: Machine) -> str:
+    h = hashlib.sha256()
+    h.update(toolchain_digest().encode())
+    h.update(repr(tuple(machine)).encode())
+    h.update(b"\0")
+    h.update(text.encode())
+    return h.hexdigest()
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    corrupt: int = 0
+    written: int = 0
+
+
+class KernelCache:
+    """Object code by key in ``directory`` (default: ``cache_dir()/kernels``)."""
+
+    def __init__(self, directory: Optional[Path] = None, max_bytes: int = MAX_BYTES) -> None:
+        self.directory = Path(directory) if directory is not None else cache_dir() / "kernels"
+        self.max_bytes = max_bytes
+        self.stats = CacheStats()
+
+    def path(self, key: str) -> Path:
+        return self.directory / key[:2] / f"{key}.o"
+
+    def get(self, key: str) -> Optional[bytes]:
+        """The object of ``key``; None (a miss) when absent or corrupt (a corrupt entry is deleted)."""
+        p = self.path(key)
+        try:
+            data = p.read_bytes()
+        except OSError:
+            self.stats.misses += 1
+            return None
+        head = len(MAGIC) + 32
+        obj = data[head:]
+        if data[:len(MAGIC)] != MAGIC or data[len(MAGIC):head] != hashlib.sha256(obj).digest() or not obj:
+            self.stats.corrupt += 1
+            self.stats.misses += 1
+            try:
+                p.unlink()
+            except OSError:
+                pass
+            return None
+        try:
+            os.utime(p)  # least recently used goes first when trimming
+        except OSError:
+            pass
+        self.stats.hits += 1
+        return obj
+
+    def put(self, key: str, obj: bytes) -> None:
+        """Store atomically; a cache that cannot be written is no error (the build goes on)."""
+        p = self.path(key)
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=".tmp-", suffix=".o")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(MAGIC + hashlib.sha256(obj).digest() + obj)
+                os.replace(tmp, p)
+            except BaseException:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+                raise
+            self.stats.written += 1
+        except OSError:
+            pass
+
+    def entries(self) -> list[tuple[float, int, Path]]:
+        """(mtime, size, path) of every entry."""
+        out = []
+        if not self.directory.is_dir():
+            return out
+        for sub in self.directory.iterdir():
+            if not sub.is_dir():
+                continue
+            for p in sub.iterdir():
+                if p.suffix == ".o" and not p.name.startswith(".tmp-"):
+                    try:
+                        st = p.stat()
+                    except OSError:
+                        continue
+                    out.append((st.st_mtime, st.st_size, p))
+        return out
+
+    def size(self) -> int:
+        return sum(s for _, s, _ in self.entries())
+
+    def trim(self) -> int:
+        """Delete least recently used entries while over ``max_bytes`` (down to 80%); returns how many."""
+        entries = self.entries()
+        total = sum(s for _, s, _ in entries)
+        if total <= self.max_bytes:
+            return 0
+        removed = 0
+        for _, size, p in sorted(entries, key=lambda e: e[0]):
+            if total <= self.max_bytes * 0.8:
+                break
+            try:
+                p.unlink()
+                total -= size
+                removed += 1
+            except OSError:
+                pass
+        return removed
