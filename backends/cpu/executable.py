@@ -324,6 +324,11 @@ def build_executable(lowered: Lowered, target: TargetInfo, threads: int = 0,
     processes, LLVM seconds.
     """
     objects, stats = compile_units(lowered.units(), machine_of(target), cache, jobs, parallel_min_bytes)
+    objects += list(lowered.precompiled.values())
+    if cache is not None:
+        stats["cache_hits"] += len(lowered.precompiled)
+    stats["units"] += len(lowered.precompiled)
+    stats["codegen_skipped"] = sum(k.name in lowered.precompiled for k in lowered.kernels)
     description = {
         "isa": target.isa,
         "target": target.to_json(),
@@ -336,7 +341,8 @@ def build_executable(lowered: Lowered, target: TargetInfo, threads: int = 0,
                     for v in lowered.outputs],
         "weights": lowered.weights_index,
         "llvm_seconds": stats["llvm_seconds"],
-        "build": dict(stats, kernels=len(lowered.kernels), functions=len(lowered.functions)),
+        "build": dict(stats, kernels=len(lowered.kernels),
+                      functions=len(lowered.functions) + len(lowered.precompiled)),
     }
     return CpuExecutable(description, aligned_buffer(lowered.weights.size, lowered.weights),
                          target, threads, objects)

@@ -7,6 +7,13 @@ optimization pipeline's source).  The IR text is all our code generators
 decide, so a changed generator, schedule, shape or fused body is a new key.
 Value: the optimized object code.
 
+A second kind of entry lets a rebuild skip generating IR as well: a *kernel
+record* (``.json``), keyed by what the generator was given (the node printed
+with its body, attributes, types, placement and schedule, the digests of the
+constants it reads, the generator, the target, and ``code_digest``: the
+sources of this target and of ``ir``), holds what generating it produced
+(the function's symbol, task count, buffer order, label) and the object's key.
+
 Entries live in ``<cache_dir()>/kernels/<k[:2]>/<k>.o`` (``runtime.native.cache_dir``:
 ``~/.cache/nncompiler``).  Each file is ``MAGIC``, the SHA-256 of the object,
 then the object: a truncated or corrupted entry fails the check, is deleted and
@@ -20,14 +27,18 @@ size cap (``MAX_BYTES``) until it is under 80% of it.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Optional
 
 from runtime.llvm_worker import Machine, toolchain_digest
 from runtime.native import cache_dir
+
+_ROOT = Path(__file__).resolve().parents[2]
 
 MAGIC = b"NNCKOBJ1"
 MAX_BYTES = 1 << 30
@@ -39,6 +50,16 @@ def kernel_key(text: str, machine: Machine) -> str:
     h.update(repr(tuple(machine)).encode())
     h.update(b"\0")
     h.update(text.encode())
+    return h.hexdigest()
+
+
+@lru_cache(maxsize=None)
+def code_digest() -> str:
+    """SHA-256 of the code that generates kernels: this target's and the IR's Python sources."""
+    h = hashlib.sha256()
+    for folder in (_ROOT / "backends" / "cpu", _ROOT / "ir"):
+        for path in sorted(folder.rglob("*.py")):
+            h.update(str(path.relative_to(_ROOT)).encode() + b"\0" + path.read_bytes())
     return h.hexdigest()
 
 
@@ -58,22 +79,33 @@ class KernelCache:
         self.max_bytes = max_bytes
         self.stats = CacheStats()
 
-    def path(self, key: str) -> Path:
-        return self.directory / key[:2] / f"{key}.o"
+    def path(self, key: str, suffix: str = ".o") -> Path:
+        return self.directory / key[:2] / f"{key}{suffix}"
 
-    def get(self, key: str) -> Optional[bytes]:
-        """The object of ``key``; None (a miss) when absent or corrupt (a corrupt entry is deleted)."""
-        p = self.path(key)
+    def get_record(self, key: str) -> Optional[dict]:
+        """The kernel record of ``key`` (None when absent or unreadable); counts nothing."""
+        data = self._read(self.path(key, ".json"))
+        if data is None:
+            return None
+        try:
+            record = json.loads(data.decode())
+        except ValueError:
+            return None
+        return record if isinstance(record, dict) else None
+
+    def put_record(self, key: str, record: dict) -> None:
+        self._write(self.path(key, ".json"), json.dumps(record, sort_keys=True).encode())
+
+    def _read(self, p: Path) -> Optional[bytes]:
+        """An entry's payload; None when absent, or corrupt (then deleted, counted in ``stats.corrupt``)."""
         try:
             data = p.read_bytes()
         except OSError:
-            self.stats.misses += 1
             return None
         head = len(MAGIC) + 32
-        obj = data[head:]
-        if data[:len(MAGIC)] != MAGIC or data[len(MAGIC):head] != hashlib.sha256(obj).digest() or not obj:
+        payload = data[head:]
+        if data[:len(MAGIC)] != MAGIC or data[len(MAGIC):head] != hashlib.sha256(payload).digest() or not payload:
             self.stats.corrupt += 1
-            self.stats.misses += 1
             try:
                 p.unlink()
             except OSError:
@@ -83,18 +115,15 @@ class KernelCache:
             os.utime(p)  # least recently used goes first when trimming
         except OSError:
             pass
-        self.stats.hits += 1
-        return obj
+        return payload
 
-    def put(self, key: str, obj: bytes) -> None:
-        """Store atomically; a cache that cannot be written is no error (the build goes on)."""
-        p = self.path(key)
+    def _write(self, p: Path, payload: bytes) -> bool:
         try:
             p.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=".tmp-", suffix=".o")
+            fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=".tmp-", suffix=p.suffix)
             try:
                 with os.fdopen(fd, "wb") as f:
-                    f.write(MAGIC + hashlib.sha256(obj).digest() + obj)
+                    f.write(MAGIC + hashlib.sha256(payload).digest() + payload)
                 os.replace(tmp, p)
             except BaseException:
                 try:
@@ -102,9 +131,23 @@ class KernelCache:
                 except OSError:
                     pass
                 raise
-            self.stats.written += 1
+            return True
         except OSError:
-            pass
+            return False
+
+    def get(self, key: str) -> Optional[bytes]:
+        """The object of ``key``; None (a miss) when absent or corrupt (a corrupt entry is deleted)."""
+        obj = self._read(self.path(key))
+        if obj is None:
+            self.stats.misses += 1
+        else:
+            self.stats.hits += 1
+        return obj
+
+    def put(self, key: str, obj: bytes) -> None:
+        """Store atomically; a cache that cannot be written is no error (the build goes on)."""
+        if self._write(self.path(key), obj):
+            self.stats.written += 1
 
     def entries(self) -> list[tuple[float, int, Path]]:
         """(mtime, size, path) of every entry."""
@@ -115,7 +158,7 @@ class KernelCache:
             if not sub.is_dir():
                 continue
             for p in sub.iterdir():
-                if p.suffix == ".o" and not p.name.startswith(".tmp-"):
+                if p.suffix in (".o", ".json") and not p.name.startswith(".tmp-"):
                     try:
                         st = p.stat()
                     except OSError:

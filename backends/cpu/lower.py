@@ -25,12 +25,18 @@ schedule, target): the function is named after a hash of that text
 model is compiled once per distinct kernel), and the text is the key of
 the on-disk kernel cache (``kernel_cache.py``).  The entry module declares
 the kernel functions it calls; the objects are linked together afterwards.
+
+Given the cache, a kernel whose generator input was seen before (its kernel
+record: the node as printed, its inputs' types and constants, the generator,
+the target and the code generators' sources) is not generated again: the
+record gives its symbol, task count and buffers, the cache its object code
+(``Lowered.precompiled``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 import hashlib
 
@@ -41,9 +47,11 @@ from ir.errors import BackendError
 from ir.graph import Graph, Node, Value
 from ir.types import TensorType
 from ir.memory import ALIGNMENT, MemoryPlan, plan_of
+from ir.printer import Printer, tensor_digest
 from ir.schedule import stale_schedule
 
 from .codegen import I8P, I8PP, I32, I64, KernelBuilder, VOID, const_int
+from .kernel_cache import KernelCache, code_digest, kernel_key
 from .kernels import Kernel, find_generator
 from .scheduling import kernel_kind
 
@@ -75,6 +83,7 @@ class Lowered:
     outputs: list[Value]
     copies: list[tuple[Location, Location, int]] = field(default_factory=list)  # output copies
     functions: dict[str, str] = field(default_factory=dict)  # distinct kernel symbol -> its module's text
+    precompiled: dict[str, bytes] = field(default_factory=dict)  # symbol -> object, from the kernel cache
 
     def units(self) -> list[tuple[str, str]]:
         """(name, LLVM IR text) of every module to compile: the distinct kernels, then the entry points."""
@@ -127,9 +136,13 @@ def current_plan(graph: Graph) -> MemoryPlan:
 
 
 class Lowering:
-    def __init__(self, graph: Graph, kb: KernelBuilder) -> None:
+    def __init__(self, graph: Graph, kb: KernelBuilder, cache: Optional[KernelCache] = None,
+                 machine: Optional[tuple] = None) -> None:
         self.graph = graph
         self.kb = kb
+        self.cache = cache if machine is not None else None
+        self.machine = machine
+        self.precompiled: dict[str, bytes] = {}
         self.plan = current_plan(graph)
         self.weights, self.weights_index, self.const_offsets = pack_weights(graph)
         self.locations: dict[int, Location] = {}
@@ -191,9 +204,82 @@ class Lowering:
         self._entry(kernels, copies, profiled=True)
         return Lowered(self.kb.module, [k for k, _ in kernels], self.weights, self.weights_index,
                        self.plan.arena_bytes, list(self.graph.inputs), list(self.graph.outputs), copies,
-                       self.functions)
+                       self.functions, self.precompiled)
 
     def _emit(self, gen, node: Node) -> Kernel:
+        """``node``'s kernel from its record in the cache, else generated (and recorded)."""
+        rkey = self._record_key(gen, node) if self.cache is not None else None
+        if rkey is not None:
+            kernel = self._from_record(rkey, node)
+            if kernel is not None:
+                return kernel
+        kernel, text = self._generate(gen, node)
+        if rkey is not None:
+            buffers = self._describe(kernel.buffers, node)
+            if buffers is not None:
+                self.cache.put_record(rkey, {"symbol": kernel.name, "n_tasks": kernel.n_tasks, "label": kernel.label,
+                                             "buffers": buffers, "object": kernel_key(text, self.machine)})
+        return kernel
+
+    # ------------------------------------------------------- kernel records
+    def _record_key(self, gen, node: Node) -> str:
+        """Everything generating ``node``'s kernel depends on, hashed."""
+        h = hashlib.sha256()
+        for part in (code_digest(), repr(self.machine), repr(sorted(self.kb.target.to_json().items())),
+                     f"{gen.emit.__module__}.{gen.emit.__qualname__}", Printer().node(node, "")):
+            h.update(part.encode() + b"\0")
+        for v in node.inputs:
+            if v is None:
+                h.update(b"none\0")
+                continue
+            h.update(f"{v.type} {v.placement}".encode() + b"\0")
+            if v.const is not None:
+                h.update(tensor_digest(np.asarray(v.const)).encode() + b"\0")
+        return h.hexdigest()
+
+    @staticmethod
+    def _constants(node: Node) -> dict[str, Value]:
+        """The constants of the node's subgraphs (a fused node's body), by key."""
+        out: dict[str, Value] = {}
+        for name, attr in node.attrs.items():
+            if isinstance(attr, Graph):
+                out.update(attr.all_constants(f"{name}/"))
+        return out
+
+    def _describe(self, buffers: list[Any], node: Node) -> Optional[list[list]]:
+        """The buffers as ["in", i], ["out", i] or ["const", key]; None if one is something else."""
+        where: dict[int, list] = {}
+        for k, v in self._constants(node).items():
+            where.setdefault(id(v), ["const", k])
+        for i, v in enumerate(node.outputs):
+            where[id(v)] = ["out", i]
+        for i, v in reversed(list(enumerate(node.inputs))):
+            if v is not None:
+                where[id(v)] = ["in", i]
+        out = [where.get(id(b)) for b in buffers]
+        return None if any(d is None for d in out) else out
+
+    def _from_record(self, rkey: str, node: Node) -> Optional[Kernel]:
+        rec = self.cache.get_record(rkey)
+        if rec is None:
+            return None
+        try:
+            consts = self._constants(node)
+            buffers = [node.inputs[i] if kind == "in" else node.outputs[i] if kind == "out" else consts[i]
+                       for kind, i in rec["buffers"]]
+            symbol, n_tasks, label, obj_key = rec["symbol"], int(rec["n_tasks"]), str(rec["label"]), rec["object"]
+        except (KeyError, IndexError, TypeError, ValueError):
+            return None
+        if any(b is None for b in buffers) or not str(symbol).startswith(KERNEL_PREFIX):
+            return None
+        if symbol not in self.functions and symbol not in self.precompiled:
+            obj = self.cache.get(obj_key)
+            if obj is None:
+                return None
+            self.precompiled[symbol] = obj
+        return Kernel(symbol, n_tasks, buffers, label)
+
+    def _generate(self, gen, node: Node) -> tuple[Kernel, str]:
         """Generate ``node``'s kernel in a module of its own and name it after its text's hash."""
         kb = KernelBuilder(self.kb.target, "kernel")
         kernel = gen.emit(kb, node, node.schedule)
@@ -205,10 +291,11 @@ class Lowering:
         fn.linkage = ""  # the entry module, another object, calls it
         text = str(kb.module).replace(f'@"{kernel.name}"(', f'@"{_PLACEHOLDER}"(', 1)
         symbol = KERNEL_PREFIX + hashlib.sha256(text.encode()).hexdigest()[:24]
-        if symbol not in self.functions:
-            self.functions[symbol] = text.replace(f'@"{_PLACEHOLDER}"(', f'@"{symbol}"(', 1)
+        text = text.replace(f'@"{_PLACEHOLDER}"(', f'@"{symbol}"(', 1)
+        if symbol not in self.functions and symbol not in self.precompiled:
+            self.functions[symbol] = text
         kernel.name = symbol
-        return kernel
+        return kernel, text
 
     def _output_copies(self) -> list[tuple[Location, Location, int]]:
         """Outputs that are inputs, constants, views or repeated outputs are copied at the end."""
@@ -254,5 +341,7 @@ class Lowering:
         b.ret(const_int(0, I32))
 
 
-def lower(graph: Graph, kb: KernelBuilder) -> Lowered:
-    return Lowering(graph, kb).lower()
+def lower(graph: Graph, kb: KernelBuilder, cache: Optional[KernelCache] = None,
+          machine: Optional[tuple] = None) -> Lowered:
+    """Lower ``graph``; with a ``cache`` (and the ``machine`` its keys are for), reuse kernel records."""
+    return Lowering(graph, kb, cache, machine).lower()

@@ -57,6 +57,7 @@ def test_rebuild_hits_the_cache_and_gives_the_same_results(cache_home):
     assert len(list(cache_home.rglob("*.o"))) == cold["units"]
     second, warm = build(two_blocks())
     assert warm["cache_hits"] == cold["units"] and warm["cache_misses"] == 0 and warm["compiled"] == 0
+    assert cold["codegen_skipped"] == 0 and warm["codegen_skipped"] == warm["kernels"]  # no IR generated
     got, want = second.run(feeds())["y"], first.run(feeds())["y"]
     np.testing.assert_array_equal(got, want)
     ref = compiler.compile(two_blocks(), "ref").run(feeds())["y"]
@@ -68,6 +69,7 @@ def test_a_changed_kernel_misses_and_the_rest_hit(cache_home):
     changed, stats = build(two_blocks(5))  # the second conv changes (and the entry points)
     assert stats["cache_misses"] >= 1 and stats["cache_hits"] >= 1
     assert stats["cache_hits"] + stats["cache_misses"] == stats["units"]
+    assert 1 <= stats["codegen_skipped"] < stats["kernels"]  # the unchanged first block is not regenerated
     ref = compiler.compile(two_blocks(5), "ref").run(feeds())["y"]
     np.testing.assert_allclose(changed.run(feeds())["y"], ref, rtol=1e-4, atol=1e-5)
 
