@@ -63,6 +63,34 @@ def code_digest() -> str:
     return h.hexdigest()
 
 
+@lru_cache(maxsize=None)
+def _file_digest(path: str) -> str:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return "unreadable"
+
+
+def registry_digest() -> str:
+    """SHA-256 over who generates code now: every registered kernel generator, elementwise emitter and
+    index map, with the source file each comes from (extensions defined outside this target included)."""
+    import inspect
+    from .evaluator import _INDEX_MAPS
+    from .expr import _EMITTERS
+    from .kernels import _DISCOVERY, _GENERATORS
+    _DISCOVERY.ensure()
+    fns = [g.emit for g in _GENERATORS] + [g.supports for g in _GENERATORS]
+    fns += [e.fn for _, e in sorted(_EMITTERS.items())] + [m.fn for _, m in sorted(_INDEX_MAPS.items())]
+    h = hashlib.sha256()
+    for fn in fns:
+        try:
+            path = inspect.getsourcefile(fn) or ""
+        except TypeError:
+            path = ""
+        h.update(f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', '')}:{_file_digest(path)}\n".encode())
+    return h.hexdigest()
+
+
 @dataclass
 class CacheStats:
     hits: int = 0

@@ -28,7 +28,8 @@ the kernel functions it calls; the objects are linked together afterwards.
 
 Given the cache, a kernel whose generator input was seen before (its kernel
 record: the node as printed, its inputs' types and constants, the generator,
-the target and the code generators' sources) is not generated again: the
+the target and the code generators' sources, those of extensions included)
+is not generated again: the
 record gives its symbol, task count and buffers, the cache its object code
 (``Lowered.precompiled``).
 """
@@ -51,7 +52,7 @@ from ir.printer import Printer, tensor_digest
 from ir.schedule import stale_schedule
 
 from .codegen import I8P, I8PP, I32, I64, KernelBuilder, VOID, const_int
-from .kernel_cache import KernelCache, code_digest, kernel_key
+from .kernel_cache import KernelCache, code_digest, kernel_key, registry_digest
 from .kernels import Kernel, find_generator
 from .scheduling import kernel_kind
 
@@ -143,6 +144,7 @@ class Lowering:
         self.cache = cache if machine is not None else None
         self.machine = machine
         self.precompiled: dict[str, bytes] = {}
+        self._code = code_digest() + registry_digest() if self.cache is not None else ""
         self.plan = current_plan(graph)
         self.weights, self.weights_index, self.const_offsets = pack_weights(graph)
         self.locations: dict[int, Location] = {}
@@ -225,7 +227,7 @@ class Lowering:
     def _record_key(self, gen, node: Node) -> str:
         """Everything generating ``node``'s kernel depends on, hashed."""
         h = hashlib.sha256()
-        for part in (code_digest(), repr(self.machine), repr(sorted(self.kb.target.to_json().items())),
+        for part in (self._code, repr(self.machine), repr(sorted(self.kb.target.to_json().items())),
                      f"{gen.emit.__module__}.{gen.emit.__qualname__}", Printer().node(node, "")):
             h.update(part.encode() + b"\0")
         for v in node.inputs:
