@@ -30,6 +30,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -42,6 +43,7 @@ _ROOT = Path(__file__).resolve().parents[2]
 
 MAGIC = b"NNCKOBJ1"
 MAX_BYTES = 1 << 30
+TRIM_EVERY = 60.0
 
 
 def kernel_key(text: str, machine: Machine) -> str:
@@ -197,8 +199,24 @@ class KernelCache:
     def size(self) -> int:
         return sum(s for _, s, _ in self.entries())
 
-    def trim(self) -> int:
-        """Delete least recently used entries while over ``max_bytes`` (down to 80%); returns how many."""
+    def trim(self, force: bool = False) -> int:
+        """Delete least recently used entries while over ``max_bytes`` (down to 80%); returns how many.
+
+        Listing the cache costs time, so builds trim at most once per ``TRIM_EVERY`` seconds
+        (a marker file's age) unless ``force``.
+        """
+        marker = self.directory / ".last-trim"
+        if not force:
+            try:
+                if time.time() - marker.stat().st_mtime < TRIM_EVERY:
+                    return 0
+            except OSError:
+                pass
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+        except OSError:
+            pass
         entries = self.entries()
         total = sum(s for _, s, _ in entries)
         if total <= self.max_bytes:
