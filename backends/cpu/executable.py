@@ -122,6 +122,7 @@ def compile_units(units: list[tuple[str, str]], machine: Machine, cache: Optiona
     and at least ``parallel_min_bytes`` of text, else in this process, and
     stored in the cache.  Returns (objects in ``units``' order, stats).
     """
+    global _POOL
     from tqdm import tqdm
 
     t0 = time.perf_counter()
@@ -152,7 +153,8 @@ def compile_units(units: list[tuple[str, str]], machine: Machine, cache: Optiona
             except LLVMError as exc:
                 raise BackendError(f"generated LLVM IR is invalid: {exc}") from None
             except (BrokenProcessPool, OSError):  # no worker processes here: do it in this process
-                global _POOL
+                if _POOL is not None:
+                    _POOL.shutdown(wait=False, cancel_futures=True)
                 _POOL = None
                 workers = 1
         if not done:

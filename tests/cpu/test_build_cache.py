@@ -158,3 +158,15 @@ def test_time_passes_has_codegen_and_llvm_rows(cache_home):
     assert [name.split()[0] for name, _ in rows] == ["codegen", "llvm"]
     report = Timing().report(extra=rows)
     assert "codegen (" in report and "llvm (" in report and "total" in report
+
+
+def test_cli_time_passes_reports_codegen_and_llvm(cache_home, tmp_path, capsys):
+    from compiler.cli import main
+    path = tmp_path / "two_blocks.onnx"
+    path.write_bytes(two_blocks().SerializeToString())
+    assert main(["build", str(path), "--target", "cpu", "-o", str(tmp_path / "out"), "--time-passes",
+                 "--option", "jobs=1"]) == 0
+    err = capsys.readouterr().err
+    assert "plan-memory" in err and "codegen (" in err and "llvm (" in err and "distinct" in err
+    assert main(["build", str(path), "--target", "cpu", "-o", str(tmp_path / "out"), "--time-passes"]) == 0
+    assert "0 compiled" in capsys.readouterr().err  # all from the cache
