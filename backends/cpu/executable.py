@@ -1,10 +1,11 @@
 """JIT-compiled CPU modules: optimize with LLVM at -O3, load in-process, call through ctypes.
 
 A build compiles each distinct kernel function and the entry module to an
-object of its own (``compile_units``): objects come from the on-disk kernel
+object of its own (``UnitCompiler``): objects come from the on-disk kernel
 cache when it has them (``kernel_cache.py``), the rest are compiled in
-worker processes when there is enough of them to pay for starting the
-processes (``PARALLEL_MIN_BYTES`` of IR), else in this process.  MCJIT links
+worker processes, while the lowering is still generating the next kernels,
+when there is enough of them to pay for starting the processes
+(``PARALLEL_MIN_BYTES`` of IR), else in this process.  MCJIT links
 the objects together; the C bundle links them into one ``model.o``.
 
 A call passes the weights blob, arrays of input and output pointers, the
@@ -102,79 +103,124 @@ def _pool(workers: int) -> ProcessPoolExecutor:
     return _POOL
 
 
-def _chunks(items: list[tuple[int, str]], n: int) -> list[list[tuple[int, str]]]:
-    """``items`` (index, text) in ``n`` groups of about equal text size (largest first, to the lightest group)."""
-    groups: list[list[tuple[int, str]]] = [[] for _ in range(n)]
-    sizes = [0] * n
-    for item in sorted(items, key=lambda it: -len(it[1])):
-        k = sizes.index(min(sizes))
-        groups[k].append(item)
-        sizes[k] += len(item[1])
-    return [g for g in groups if g]
+class UnitCompiler:
+    """Compiles modules (name, LLVM IR text) to objects as they are handed over, through the cache.
+
+    ``add`` takes each module as soon as it is generated: a cached object is
+    taken at once; the others wait until at least ``parallel_min_bytes`` of
+    text is waiting, then go to ``jobs`` worker processes (0: one per core),
+    each as it comes from then on, so that LLVM runs while the rest of the
+    model is still being generated.  ``finish`` waits for the workers, or
+    compiles in this process what never reached that size (a small model),
+    stores the new objects in the cache and returns the stats.
+    """
+
+    def __init__(self, machine: Machine, cache: Optional[KernelCache] = None, jobs: int = 0,
+                 parallel_min_bytes: int = PARALLEL_MIN_BYTES) -> None:
+        self.machine = machine
+        self.cache = cache
+        self.max_workers = jobs or default_jobs()
+        self.parallel_min_bytes = parallel_min_bytes
+        self.objects: dict[str, bytes] = {}
+        self.names: list[str] = []
+        self.misses: dict[str, tuple[str, Optional[str]]] = {}  # name -> (text, cache key)
+        self._waiting: list[str] = []
+        self._waiting_bytes = 0
+        self._futures: dict[Any, list[str]] = {}
+        self._pool: Optional[ProcessPoolExecutor] = None
+        self.seconds = 0.0
+
+    def add(self, name: str, text: str) -> None:
+        t0 = time.perf_counter()
+        self.names.append(name)
+        key = kernel_key(text, self.machine) if self.cache is not None else None
+        obj = self.cache.get(key) if key is not None else None
+        if obj is not None:
+            self.objects[name] = obj
+        else:
+            self.misses[name] = (text, key)
+            self._waiting.append(name)
+            self._waiting_bytes += len(text)
+            if self.max_workers > 1 and (self._futures or self._waiting_bytes >= self.parallel_min_bytes):
+                self._submit(self._waiting)
+                self._waiting = []
+        self.seconds += time.perf_counter() - t0
+
+    def _submit(self, names: list[str]) -> None:
+        try:
+            if self._pool is None:
+                self._pool = _pool(self.max_workers)
+            per = max(1, -(-len(names) // self.max_workers))  # a first batch spreads over every worker
+            for i in range(0, len(names), per):
+                group = names[i:i + per]
+                fut = self._pool.submit(llvm_worker.compile_batch, [self.misses[n][0] for n in group], self.machine)
+                self._futures[fut] = group
+        except (BrokenProcessPool, OSError, RuntimeError):
+            self._broken()
+
+    def _broken(self) -> None:
+        """No worker processes to be had: what they have not done is done in this process."""
+        global _POOL
+        if _POOL is not None:
+            _POOL.shutdown(wait=False, cancel_futures=True)
+        _POOL = None
+        self.max_workers = 1
+        self._futures = {}
+
+    def finish(self) -> dict[str, Any]:
+        from tqdm import tqdm
+
+        t0 = time.perf_counter()
+        if self._futures and self._waiting:
+            self._submit(self._waiting)
+        self._waiting = []
+        workers = min(self.max_workers, len(self.misses)) if self._futures else min(1, len(self.misses))
+        with tqdm(total=len(self.misses), desc="llvm", unit="kernel", disable=None, leave=False) as bar:
+            bar.update(sum(n in self.objects for n in self.misses))
+            try:
+                for fut in as_completed(list(self._futures)):
+                    for name, obj in zip(self._futures[fut], fut.result()):
+                        self.objects[name] = obj
+                    bar.update(len(self._futures[fut]))
+            except LLVMError as exc:
+                raise BackendError(f"generated LLVM IR is invalid: {exc}") from None
+            except (BrokenProcessPool, OSError):
+                self._broken()
+                workers = 1
+            for name, (text, _) in self.misses.items():
+                if name not in self.objects:
+                    try:
+                        self.objects[name] = llvm_worker.compile_ir(text, self.machine)
+                    except LLVMError as exc:
+                        raise BackendError(f"generated LLVM IR is invalid: {exc}") from None
+                    bar.update(1)
+        self._futures = {}
+        if self.cache is not None:
+            for name, (_, key) in self.misses.items():
+                self.cache.put(key, self.objects[name])
+            if self.misses:
+                self.cache.trim()
+        self.seconds += time.perf_counter() - t0
+        stats = {"units": len(self.names), "compiled": len(self.misses), "workers": workers,
+                 "llvm_seconds": round(self.seconds, 3)}
+        if self.cache is not None:
+            stats.update(cache_hits=len(self.names) - len(self.misses), cache_misses=len(self.misses),
+                         cache_corrupt=self.cache.stats.corrupt)
+        return stats
+
+    def ordered(self) -> list[bytes]:
+        """The objects in the order the modules were added."""
+        return [self.objects[n] for n in self.names]
 
 
 def compile_units(units: list[tuple[str, str]], machine: Machine, cache: Optional[KernelCache] = None,
                   jobs: int = 0, parallel_min_bytes: int = PARALLEL_MIN_BYTES) -> tuple[list[bytes], dict[str, Any]]:
-    """Object code of each (name, LLVM IR text), and what it took.
-
-    Objects come from ``cache`` when it has them; the others are compiled,
-    in ``jobs`` worker processes (0: one per core) when there are several
-    and at least ``parallel_min_bytes`` of text, else in this process, and
-    stored in the cache.  Returns (objects in ``units``' order, stats).
-    """
-    global _POOL
-    from tqdm import tqdm
-
-    t0 = time.perf_counter()
-    objects: list[Optional[bytes]] = [None] * len(units)
-    keys = [kernel_key(text, machine) for _, text in units] if cache is not None else []
-    todo: list[tuple[int, str]] = []
-    for i, (_, text) in enumerate(units):
-        obj = cache.get(keys[i]) if cache is not None else None
-        if obj is None:
-            todo.append((i, text))
-        else:
-            objects[i] = obj
-    workers = min(jobs or default_jobs(), len(todo))
-    if workers > 1 and sum(len(t) for _, t in todo) < parallel_min_bytes:
-        workers = 1
-    with tqdm(total=len(todo), desc="llvm", unit="kernel", disable=None, leave=False) as bar:
-        done = False
-        if workers > 1:
-            try:
-                pool = _pool(workers)
-                futures = {pool.submit(llvm_worker.compile_batch, [t for _, t in group], machine): group
-                           for group in _chunks(todo, workers * 3)}
-                for fut in as_completed(futures):
-                    for (i, _), obj in zip(futures[fut], fut.result()):
-                        objects[i] = obj
-                    bar.update(len(futures[fut]))
-                done = True
-            except LLVMError as exc:
-                raise BackendError(f"generated LLVM IR is invalid: {exc}") from None
-            except (BrokenProcessPool, OSError):  # no worker processes here: do it in this process
-                if _POOL is not None:
-                    _POOL.shutdown(wait=False, cancel_futures=True)
-                _POOL = None
-                workers = 1
-        if not done:
-            for i, text in todo:
-                if objects[i] is None:
-                    try:
-                        objects[i] = llvm_worker.compile_ir(text, machine)
-                    except LLVMError as exc:
-                        raise BackendError(f"generated LLVM IR is invalid: {exc}") from None
-                bar.update(1)
-    if cache is not None:
-        for i, _ in todo:
-            cache.put(keys[i], objects[i])
-        if todo:
-            cache.trim()
-    stats = {"units": len(units), "compiled": len(todo), "workers": workers,
-             "llvm_seconds": round(time.perf_counter() - t0, 3)}
-    if cache is not None:
-        stats.update(cache_hits=len(units) - len(todo), cache_misses=len(todo), cache_corrupt=cache.stats.corrupt)
-    return objects, stats  # type: ignore[return-value]
+    """Object code of each (name, LLVM IR text), in order, and what it took (see ``UnitCompiler``)."""
+    uc = UnitCompiler(machine, cache, jobs, parallel_min_bytes)
+    for name, text in units:
+        uc.add(name, text)
+    stats = uc.finish()
+    return uc.ordered(), stats
 
 
 def aligned_buffer(nbytes: int, fill: Optional[np.ndarray] = None) -> np.ndarray:
@@ -318,16 +364,26 @@ def _engine_from_objects(objects: list[bytes], target: TargetInfo) -> llvm.Execu
 
 def build_executable(lowered: Lowered, target: TargetInfo, threads: int = 0,
                      cache: Optional[KernelCache] = None, jobs: int = 0,
-                     parallel_min_bytes: int = PARALLEL_MIN_BYTES) -> CpuExecutable:
+                     parallel_min_bytes: int = PARALLEL_MIN_BYTES,
+                     compiler: Optional[UnitCompiler] = None) -> CpuExecutable:
     """Compile a lowered graph's modules (through ``cache`` when given) and wrap them for running.
+
+    ``compiler``: the ``UnitCompiler`` the lowering already handed its kernel
+    functions to (``lower(..., sink=compiler.add)``); only the entry points are left.
 
     The executable's ``description["build"]`` tells what the build took:
     kernel calls and distinct functions, cache hits and misses, worker
     processes, LLVM seconds.
     """
-    objects, stats = compile_units(lowered.units(), machine_of(target), cache, jobs, parallel_min_bytes)
+    if compiler is None:
+        compiler = UnitCompiler(machine_of(target), cache, jobs, parallel_min_bytes)
+        for name, text in lowered.functions.items():
+            compiler.add(name, text)
+    compiler.add("entry", str(lowered.module))
+    stats = compiler.finish()
+    objects = compiler.ordered()
     objects += list(lowered.precompiled.values())
-    if cache is not None:
+    if "cache_hits" in stats:
         stats["cache_hits"] += len(lowered.precompiled)
     stats["units"] += len(lowered.precompiled)
     stats["codegen_skipped"] = sum(k.name in lowered.precompiled for k in lowered.kernels)

@@ -37,6 +37,7 @@ record gives its symbol, task count and buffers, the cache its object code
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any, Optional
 
 import hashlib
@@ -138,8 +139,9 @@ def current_plan(graph: Graph) -> MemoryPlan:
 
 class Lowering:
     def __init__(self, graph: Graph, kb: KernelBuilder, cache: Optional[KernelCache] = None,
-                 machine: Optional[tuple] = None) -> None:
+                 machine: Optional[tuple] = None, sink: Optional[Callable[[str, str], None]] = None) -> None:
         self.graph = graph
+        self.sink = sink
         self.kb = kb
         self.cache = cache if machine is not None else None
         self.machine = machine
@@ -296,6 +298,8 @@ class Lowering:
         text = text.replace(f'@"{_PLACEHOLDER}"(', f'@"{symbol}"(', 1)
         if symbol not in self.functions and symbol not in self.precompiled:
             self.functions[symbol] = text
+            if self.sink is not None:
+                self.sink(symbol, text)
         kernel.name = symbol
         return kernel, text
 
@@ -344,6 +348,10 @@ class Lowering:
 
 
 def lower(graph: Graph, kb: KernelBuilder, cache: Optional[KernelCache] = None,
-          machine: Optional[tuple] = None) -> Lowered:
-    """Lower ``graph``; with a ``cache`` (and the ``machine`` its keys are for), reuse kernel records."""
-    return Lowering(graph, kb, cache, machine).lower()
+          machine: Optional[tuple] = None, sink: Optional[Callable[[str, str], None]] = None) -> Lowered:
+    """Lower ``graph``; with a ``cache`` (and the ``machine`` its keys are for), reuse kernel records.
+
+    ``sink(symbol, text)`` is called with each distinct kernel function as soon as it is generated
+    (``UnitCompiler.add``: compiling starts before the lowering ends).
+    """
+    return Lowering(graph, kb, cache, machine, sink).lower()

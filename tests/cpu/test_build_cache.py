@@ -132,6 +132,14 @@ def test_parallel_compile_gives_the_same_objects_as_serial(cache_home):
     parallel, p_stats = compile_units(lowered.units(), machine, None, jobs=2, parallel_min_bytes=0)
     assert s_stats["workers"] == 1 and p_stats["workers"] == 2
     assert parallel == serial
+    # Streaming: the lowering hands each function to the workers as soon as it is generated.
+    from backends.cpu.executable import UnitCompiler, build_executable
+    uc = UnitCompiler(machine, None, jobs=2, parallel_min_bytes=0)
+    g = compiler.build(two_blocks(5), "ref", passes="fold-constants,dce").graph
+    PassManager(backend.default_pipeline).run(g, PassContext(target=backend.target_info, backend=backend))
+    streamed = lower(g, KernelBuilder(backend.target_info, g.name), sink=uc.add)
+    exe = build_executable(streamed, backend.target_info, compiler=uc)
+    assert exe.description["build"]["workers"] == 2 and exe.objects == serial
     a, _ = build(two_blocks(5), kernel_cache=False, jobs=1)
     b, _ = build(two_blocks(5), kernel_cache=False, jobs=2)
     np.testing.assert_array_equal(a.run(feeds())["y"], b.run(feeds())["y"])
