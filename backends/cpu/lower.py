@@ -29,18 +29,16 @@ the kernel functions it calls; the objects are linked together afterwards.
 Given the cache, a kernel whose generator input was seen before (its kernel
 record: the node as printed, its inputs' types and constants, the generator,
 the target and the code generators' sources, those of extensions included)
-is not generated again: the
-record gives its symbol, task count and buffers, the cache its object code
-(``Lowered.precompiled``).
+is not generated again: the record gives its symbol, task count and
+buffers, the cache its object code (``Lowered.precompiled``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from collections.abc import Callable
-from typing import Any, Optional
-
 import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Optional
 
 import llvmlite.ir as ir
 import numpy as np
