@@ -21,7 +21,7 @@ from ir.dtypes import DType
 from ir.errors import InputError
 from ir.types import TensorType
 
-from .artifact import DECISIONS, write_manifest
+from .artifact import DECISIONS, check_output_directory, clear_artifact, file_records, write_manifest
 from .executable import Executable
 
 
@@ -165,6 +165,12 @@ class Module:
                   repeat: int = 50, threads: Optional[int] = None,
                   min_seconds: float = 0.0) -> BenchmarkResult:
         """Time ``run`` after ``warmup`` calls; at least ``repeat`` runs (and ``min_seconds``)."""
+        if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
+            raise InputError("the number of timed runs must be 1 or more", subject="repeat", found=repr(repeat))
+        if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+            raise InputError("the number of warm-up runs must be 0 or more", subject="warmup", found=repr(warmup))
+        if not min_seconds >= 0:
+            raise InputError("min_seconds must be 0 or more", subject="min_seconds", found=repr(min_seconds))
         if threads is not None:
             if threads < 0:
                 raise InputError("threads must be 0 (one per core) or more", found=str(threads))
@@ -189,6 +195,8 @@ class Module:
 
     def profile(self, inputs: Optional[Mapping[str, Any]] = None, *, repeat: int = 1) -> list[tuple[str, float]]:
         """Seconds per executed kernel (node or fused group), hottest first."""
+        if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
+            raise InputError("the number of profiled runs must be 1 or more", subject="repeat", found=repr(repeat))
         feeds = inputs if inputs is not None else self.random_inputs()
         arrays = self._check_inputs(feeds)
         totals: dict[str, float] = {}
@@ -198,12 +206,20 @@ class Module:
         return sorted(totals.items(), key=lambda kv: -kv[1])
 
     # ------------------------------------------------------------------ save
-    def save(self, directory: Union[str, Path]) -> Path:
-        """Write the executable and the manifest; ``compiler.load`` reads them back."""
-        d = Path(directory)
+    def save(self, directory: Union[str, Path], *, force: bool = False) -> Path:
+        """Write the executable and the manifest; ``compiler.load`` reads them back.
+
+        The folder may be new, empty, or hold an earlier artifact, whose files
+        (those its manifest lists) are removed first; a non-empty folder that
+        holds no artifact is refused unless ``force``.  The manifest records
+        each file's size and sha256, which ``compiler.load`` checks.
+        """
+        d = check_output_directory(directory, force)
         d.mkdir(parents=True, exist_ok=True)
+        clear_artifact(d)
         files = self.executable.save(d)
-        write_manifest(d, {**self.manifest, "files": sorted(files), "inputs": [asdict(s) for s in self.inputs],
+        write_manifest(d, {**self.manifest, "files": file_records(d, files),
+                           "inputs": [asdict(s) for s in self.inputs],
                            "outputs": [asdict(s) for s in self.outputs]})
         if self.decisions:
             (d / DECISIONS).write_text(json.dumps(self.decisions, indent=1, default=str) + "\n")

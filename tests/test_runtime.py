@@ -77,7 +77,7 @@ def _edit_manifest(directory, edit):
 
 
 @pytest.mark.parametrize("edit, msg", [
-    (lambda m: m.update(format_version=FORMAT_VERSION + 1), "format version mismatch.*found 2"),
+    (lambda m: m.update(format_version=FORMAT_VERSION + 1), f"format version mismatch.*found {FORMAT_VERSION + 1}"),
     (lambda m: m.pop("format_version"), "format version mismatch.*found None"),
     (lambda m: m.pop("target"), "names no target"),
     (lambda m: m.update(target="warp-drive"), "target this compiler does not have.*'warp-drive'"),
