@@ -11,6 +11,34 @@ if TYPE_CHECKING:
     from .graph import Graph, Node
 
 
+# The largest tensor (input, constant or intermediate) a model may have: 1 TiB.  Larger static
+# sizes come from broken or hostile models, and would overflow size arithmetic downstream.
+MAX_TENSOR_BYTES = 2 ** 40
+
+
+def check_tensor_sizes(graph: Graph, error: type[CompilerError] = TypeInferenceError) -> None:
+    """Raise ``error`` naming the first value (here or in a subgraph) above ``MAX_TENSOR_BYTES``."""
+    from .types import TensorType
+
+    def values(g: Graph):
+        yield from g.inputs
+        for n in g.nodes:
+            yield from n.outputs
+            for sub in n.subgraphs():
+                yield from values(sub)
+
+    for v in values(graph):
+        t = v.type
+        if isinstance(t, TensorType) and t.is_static:
+            if any(d < 0 for d in t.shape):
+                raise error("value has a negative dimension", subject=f"value {v.name!r}", found=str(t))
+            nbytes = t.nbytes
+            if nbytes > MAX_TENSOR_BYTES:
+                raise error("value is larger than the supported limit", subject=f"value {v.name!r}",
+                            expected=f"at most 2^40 bytes ({MAX_TENSOR_BYTES})",
+                            found=f"{t} = {nbytes} bytes")
+
+
 def infer_node(node: Node) -> None:
     """Set ``node.outputs[*].type`` from the op's type rule."""
     schema = get_schema(node.op, node.domain)

@@ -18,8 +18,9 @@ import onnx.defs
 import onnx.inliner
 import onnx.shape_inference
 
-from ir.errors import CompilerError, ImportError_, UnsupportedOpError
+from ir.errors import CompilerError, ImportError_, InputError, UnsupportedOpError
 from ir.graph import Graph, Value
+from ir.infer import check_tensor_sizes
 from ir.registry import has_schema
 from ir.types import TensorType, merge_shapes
 
@@ -110,6 +111,7 @@ class ModelImporter:
         })
         if self.options.onnx_shape_inference:
             refine_with_onnx_shapes(self.model, graph)
+        check_tensor_sizes(graph, ImportError_)
         return graph
 
 
@@ -192,6 +194,8 @@ class GraphImporter:
         opts = self.model.options
         g = self.graph
         initializers = {t.name: t for t in self.proto.initializer}
+        if top_level:
+            self._check_input_shapes(initializers)
         for inp in self.proto.input:
             if inp.name in initializers and (self.model.ir_version < 4 or
                                              opts.inputs_with_initializers_as_constants):
@@ -218,6 +222,33 @@ class GraphImporter:
                         merge_shapes(outputs[-1].type.shape, _drop_unk(declared.shape)))
         g.set_outputs(outputs)
         return g
+
+    def _check_input_shapes(self, initializers: dict[str, onnx.TensorProto]) -> None:
+        """``ImportOptions.input_shapes`` (``--input-shape``) must name inputs and give valid dims."""
+        opts = self.model.options
+        names = [i.name for i in self.proto.input
+                 if not (i.name in initializers and (self.model.ir_version < 4 or
+                                                     opts.inputs_with_initializers_as_constants))]
+        for name, dims in opts.input_shapes.items():
+            if name not in names:
+                raise InputError("--input-shape names no input of the model", subject=repr(name),
+                                 expected="one of " + ", ".join(map(repr, names)) if names else "no inputs")
+            for d in dims:
+                if isinstance(d, bool) or not (d is None or isinstance(d, str) or isinstance(d, int)):
+                    raise InputError("bad dimension in --input-shape", subject=f"input {name!r}", found=repr(d))
+                if isinstance(d, int) and d < 0:
+                    raise InputError("dimensions in --input-shape must be 0 or more", subject=f"input {name!r}",
+                                     found=",".join(str(x) for x in dims),
+                                     hint="use a name or ? to keep a dimension symbolic")
+            inp = next(i for i in self.proto.input if i.name == name)
+            declared = onnx_type_to_ir(inp.type, f"input {name!r}")
+            if not isinstance(declared, TensorType):
+                raise InputError("--input-shape applies to tensor inputs only", subject=f"input {name!r}",
+                                 found=str(declared))
+            if declared.shape is not None and len(declared.shape) != len(dims):
+                raise InputError("--input-shape gives the wrong number of dimensions", subject=f"input {name!r}",
+                                 expected=f"{len(declared.shape)} (the model declares {declared})",
+                                 found=str(len(dims)))
 
     def _name_output(self, v: Value, name: str) -> Value:
         """Make the value returned under ONNX name ``name`` carry that name."""

@@ -1,0 +1,126 @@
+"""Validation of a loaded ONNX model before import, in the spirit of onnxruntime's.
+
+onnxruntime refuses a model whose nodes break their op's schema (wrong
+attribute types, missing required attributes, wrong input counts), whose
+tensors' data do not match their dims, or whose opset it does not know.
+We check the same with ONNX's own checker, node by node and tensor by
+tensor, plus rules of our own (duplicate graph output names, the opset range).
+
+ONNX's ``check_model`` is not used whole: it also insists on things
+onnxruntime (and we) accept, namely a ``shape`` on every declared tensor type
+(an output of unknown rank is common), nodes in topological order (some
+exporters forget; the importer sorts them) and a registered schema for every
+op (an op we cannot import gets the importer's one error listing them all).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import onnx
+import onnx.checker
+import onnx.defs
+
+from ir.errors import ModelLoadError
+
+# The default domain's opsets we import: from the first (older forms are rewritten by the
+# import rules in ``rules/``) to the newest this ONNX release defines.
+MIN_OPSET = 1
+MAX_OPSET = onnx.defs.onnx_opset_version()
+
+_ONNX_DOMAINS = ("", "ai.onnx")
+
+
+def _one_line(exc: Exception) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return " ".join(lines)[:400] or type(exc).__name__
+
+
+def _node_label(node: onnx.NodeProto) -> str:
+    if node.name:
+        return f"{node.op_type} node {node.name!r}"
+    outs = [o for o in node.output if o]
+    return f"{node.op_type} node <output {outs[0]!r}>" if outs else f"{node.op_type} node <unnamed>"
+
+
+def check_opsets(model: onnx.ModelProto, name: str) -> dict[str, int]:
+    """The model's opset imports by domain; the default domain's must be in the supported range."""
+    opsets: dict[str, int] = {}
+    for imp in model.opset_import:
+        domain = "" if imp.domain in _ONNX_DOMAINS else imp.domain
+        if domain in opsets and opsets[domain] != imp.version:
+            raise ModelLoadError("model imports one domain at two opset versions",
+                                 subject=name, found=f"{imp.domain or 'ai.onnx'} {opsets[domain]} and {imp.version}")
+        opsets[domain] = imp.version
+    version = opsets.get("")
+    if version is not None and not MIN_OPSET <= version <= MAX_OPSET:
+        raise ModelLoadError("unsupported ONNX opset", subject=name,
+                             expected=f"ai.onnx opset {MIN_OPSET} to {MAX_OPSET}", found=f"opset {version}",
+                             hint="convert the model with onnx.version_converter" if version > MAX_OPSET
+                             else None)
+    return opsets
+
+
+def validate_model(model: onnx.ModelProto, name: str) -> None:
+    """Raise ``ModelLoadError`` (one line naming the node, tensor or value) for an invalid model."""
+    opsets = check_opsets(model, name)
+    ctx = onnx.checker.C.CheckerContext()
+    ctx.ir_version = model.ir_version
+    ctx.opset_imports = {("" if d in _ONNX_DOMAINS else d): v for d, v in opsets.items()}
+    _check_graph(model.graph, ctx, opsets, name, "main graph")
+
+
+def _check_graph(graph: onnx.GraphProto, ctx, opsets: dict[str, int], name: str, where: str) -> None:
+    dup = [n for n, k in Counter(o.name for o in graph.output).items() if k > 1]
+    if dup:
+        raise ModelLoadError(f"{where} lists an output name twice", subject=name, found=repr(dup[0]))
+    empty = [i for i, o in enumerate(graph.output) if not o.name]
+    if empty:
+        raise ModelLoadError(f"{where} output {empty[0]} has no name", subject=name)
+    dup = [n for n, k in Counter(i.name for i in graph.input).items() if k > 1]
+    if dup:
+        raise ModelLoadError(f"{where} lists an input name twice", subject=name, found=repr(dup[0]))
+    defined: set[str] = set()
+    for n, k in Counter(t.name for t in graph.initializer).items():
+        if k > 1:
+            raise ModelLoadError(f"{where} has two initializers of one name", subject=name, found=repr(n))
+    for t in graph.initializer:
+        _check_tensor(t, ctx, name)
+    defined |= {i.name for i in graph.input} | {t.name for t in graph.initializer}
+    for node in graph.node:
+        for out in node.output:
+            if out and out in defined:
+                raise ModelLoadError("value is defined twice (ONNX graphs assign each name once)",
+                                     subject=f"{name}: {_node_label(node)}", found=repr(out))
+            if out:
+                defined.add(out)
+        _check_node(node, ctx, opsets, name)
+
+
+def _check_tensor(t: onnx.TensorProto, ctx, name: str) -> None:
+    if t.data_location == onnx.TensorProto.EXTERNAL:
+        return  # read (and its size checked) from its file by the loader
+    try:
+        onnx.checker.check_tensor(t, ctx)
+    except onnx.checker.ValidationError as exc:
+        raise ModelLoadError(f"invalid tensor: {_one_line(exc)}", subject=f"{name}: tensor {t.name!r}") from None
+
+
+def _check_node(node: onnx.NodeProto, ctx, opsets: dict[str, int], name: str) -> None:
+    subgraphs = [a for a in node.attribute if a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)]
+    for a in subgraphs:
+        for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+            _check_graph(g, ctx, opsets, name, f"subgraph {a.name!r} of {_node_label(node)}")
+    for a in node.attribute:
+        if a.type == onnx.AttributeProto.TENSOR:
+            _check_tensor(a.t, ctx, name)
+    domain = "" if node.domain in _ONNX_DOMAINS else node.domain
+    version = opsets.get(domain)
+    if version is None or subgraphs:
+        return  # an unknown domain is the importer's to report; control flow: its bodies are checked
+    if not onnx.defs.has(node.op_type, version, domain):
+        return  # not an ONNX op at this opset: the importer reports every such op at once
+    try:
+        onnx.checker.check_node(node, ctx)
+    except onnx.checker.ValidationError as exc:
+        raise ModelLoadError(f"invalid node: {_one_line(exc)}", subject=f"{name}: {_node_label(node)}") from None
