@@ -311,3 +311,17 @@ def test_api_errors_are_input_errors():
         m.benchmark(repeat=0)
     with pytest.raises(InputError, match="names no input"):
         compiler.compile(CNN, input_shapes={"nosuch": (1, 2)})
+
+
+def test_import_model_checks_attribute_kinds_without_the_loader():
+    # import_model takes a proto directly (no checker); import rules rely on attribute kinds.
+    from frontends.onnx import import_model
+    pad = helper.make_node("Pad", ["x"], ["y"], mode="constant")
+    pad.attribute.append(helper.make_attribute("pads", [0.0, 1.0]))
+    m = make([pad], [vi("x", [2])], [vi("y", None)], opset=2)
+    with pytest.raises(ImportError_, match="Pad node.*attribute 'pads' has the wrong kind; expected INTS, found FLOATS"):
+        import_model(m)
+    cond = helper.make_tensor_value_info("c", TensorProto.BOOL, [])
+    m = make([helper.make_node("If", ["c"], ["y"])], [cond], [vi("y", None)])
+    with pytest.raises(ImportError_, match="If node.*required attribute '(then|else)_branch' is missing"):
+        import_model(m)

@@ -299,6 +299,7 @@ class GraphImporter:
         domain = "" if node.domain in ("", "ai.onnx") else node.domain
         version = self.model.version_of(node)
         inputs = [self.resolve(i, f"{node.op_type} node {label!r}") if i else None for i in node.input]
+        _check_attribute_kinds(node, domain, self.model.opsets.get(domain))
         attrs = {a.name: decode_attribute(a) for a in node.attribute}
         b = NodeBuilder(self, node, inputs, attrs, version)
         found = rules.find_rule(node.op_type, domain, version)
@@ -341,6 +342,32 @@ def _subgraph_free_names(node: onnx.NodeProto) -> list[str]:
                 names.extend(i for i in n.input if i and i not in local)
             names.extend(o.name for o in g.output if o.name not in local)
     return names
+
+
+def _check_attribute_kinds(node: onnx.NodeProto, domain: str, opset: Optional[int]) -> None:
+    """Attributes of ONNX-defined ops have their schema's kind, required ones are present.
+
+    ``load_model`` checks this with ONNX's checker; ``import_model`` may be
+    handed a proto directly, and the import rules rely on it.
+    """
+    if opset is None or not onnx.defs.has(node.op_type, opset, domain):
+        return
+    schema = onnx.defs.get_schema(node.op_type, opset, domain)
+    A = onnx.AttributeProto
+    for a in node.attribute:
+        spec = schema.attributes.get(a.name)
+        if spec is None or a.ref_attr_name:
+            continue
+        if a.type != int(spec.type.value):
+            found = A.AttributeType.Name(a.type) if a.type in A.AttributeType.values() else str(a.type)
+            raise ImportError_(f"attribute {a.name!r} has the wrong kind",
+                               subject=f"{node.op_type} node {_node_label(node)}",
+                               expected=A.AttributeType.Name(int(spec.type.value)), found=found)
+    given = {a.name for a in node.attribute}
+    missing = [n for n, spec in schema.attributes.items() if spec.required and n not in given]
+    if missing:
+        raise ImportError_(f"required attribute {missing[0]!r} is missing", subject=f"{node.op_type} node "
+                           f"{_node_label(node)}")
 
 
 def _check_plain_attrs(b: NodeBuilder) -> None:

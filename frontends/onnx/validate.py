@@ -104,6 +104,9 @@ def _check_tensor(t: onnx.TensorProto, ctx, name: str) -> None:
         onnx.checker.check_tensor(t, ctx)
     except onnx.checker.ValidationError as exc:
         raise ModelLoadError(f"invalid tensor: {_one_line(exc)}", subject=f"{name}: tensor {t.name!r}") from None
+    except UnicodeDecodeError:  # the checker's message quotes bytes that are not UTF-8
+        raise ModelLoadError("invalid tensor (ONNX's checker refused it; its names are not valid UTF-8)",
+                             subject=f"{name}: tensor {t.name!r}") from None
 
 
 def _check_node(node: onnx.NodeProto, ctx, opsets: dict[str, int], name: str) -> None:
@@ -124,3 +127,6 @@ def _check_node(node: onnx.NodeProto, ctx, opsets: dict[str, int], name: str) ->
         onnx.checker.check_node(node, ctx)
     except onnx.checker.ValidationError as exc:
         raise ModelLoadError(f"invalid node: {_one_line(exc)}", subject=f"{name}: {_node_label(node)}") from None
+    except UnicodeDecodeError:  # the checker's message quotes bytes that are not UTF-8
+        raise ModelLoadError("invalid node (ONNX's checker refused it; its names are not valid UTF-8)",
+                             subject=f"{name}: {_node_label(node)}") from None
