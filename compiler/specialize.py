@@ -18,7 +18,9 @@ from typing import Callable, Optional
 import numpy as np
 
 from backends.base import Backend, save_graph
+from ir.errors import InputError
 from ir.graph import Graph, Value
+from ir.infer import check_tensor_sizes
 from ir.memory import clear_plan
 from ir.schedule import clear_schedules
 from ir.registry import get_schema
@@ -90,6 +92,8 @@ def specialize(graph: Graph, inputs: Sequence[np.ndarray], value_inputs: Sequenc
                 out.type = out.type.with_shape(None if out.type.shape is None else
                                                tuple(None if isinstance(d, str) else d for d in out.type.shape))
     refine_types(g)
+    # These inputs' shapes or values may blow an intermediate up: refuse before anything allocates.
+    check_tensor_sizes(g, InputError)
     return g
 
 

@@ -80,6 +80,20 @@ def _plain_name(name: Any) -> bool:
             and "\\" not in name and "\0" not in name)
 
 
+def _artifact_manifest(directory: Path) -> Any:
+    """The JSON of ``directory``'s manifest if it is one of ours (names a target and a format), else None."""
+    path = directory / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    if isinstance(data, dict) and "format_version" in data and isinstance(data.get("target"), str):
+        return data
+    return None
+
+
 def check_output_directory(directory: Union[str, Path], force: bool = False) -> Path:
     """Refuse an output path an artifact cannot (or should not) be written to.
 
@@ -91,7 +105,7 @@ def check_output_directory(directory: Union[str, Path], force: bool = False) -> 
     if d.exists() and not d.is_dir():
         raise ArtifactError("the output path is a file, not a folder", subject=str(d),
                             hint="choose a folder name for the artifact")
-    if d.is_dir() and not force and not (d / MANIFEST).is_file():
+    if d.is_dir() and not force and _artifact_manifest(d) is None:
         try:
             entries = sorted(p.name for p in d.iterdir())
         except OSError as exc:
@@ -111,15 +125,11 @@ def clear_artifact(directory: Union[str, Path]) -> None:
     reading its memory-mapped weights while the new ones are written.
     """
     d = Path(directory)
-    path = d / MANIFEST
-    if not path.is_file():
-        return
-    try:
-        old = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        old = {}
+    old = _artifact_manifest(d)
+    if old is None:
+        return  # no artifact here (or a manifest.json of something else: not ours to clear)
     names = [MANIFEST, DECISIONS]
-    files = old.get("files", []) if isinstance(old, dict) else []
+    files = old.get("files", [])
     for entry in files if isinstance(files, list) else []:
         names.append(entry.get("name") if isinstance(entry, dict) else entry)
     for name in names:

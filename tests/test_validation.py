@@ -325,3 +325,24 @@ def test_import_model_checks_attribute_kinds_without_the_loader():
     m = make([helper.make_node("If", ["c"], ["y"])], [cond], [vi("y", None)])
     with pytest.raises(ImportError_, match="If node.*required attribute '(then|else)_branch' is missing"):
         import_model(m)
+
+
+def test_a_manifest_of_something_else_is_not_an_artifact(tmp_path, capsys):
+    d = tmp_path / "webapp"
+    d.mkdir()
+    (d / "manifest.json").write_text(json.dumps({"name": "app", "files": ["precious.txt"]}))
+    (d / "precious.txt").write_text("keep")
+    assert_one_error(capsys, ["build", CNN, "-o", d], "not empty and holds no artifact")
+    rc, _, err = cli(capsys, "build", CNN, "-o", d, "--force", "-q")
+    assert rc == 0, err
+    assert (d / "precious.txt").read_text() == "keep"
+
+
+def test_run_time_shapes_above_the_limit_are_input_errors():
+    shape = helper.make_tensor_value_info("shape", TensorProto.INT64, [3])
+    m = make([helper.make_node("Expand", ["x", "shape"], ["y"])], [vi("x", [1]), shape], [vi("y", None)])
+    module = compiler.compile(m, options={"specialize": True})  # static per call, as the cpu target
+    x = np.ones(1, np.float32)
+    np.testing.assert_array_equal(module.run({"x": x, "shape": np.array([2, 1, 3])})["y"], np.ones((2, 1, 3)))
+    with pytest.raises(InputError, match="value 'y'.*larger than the supported limit"):
+        module.run({"x": x, "shape": np.array([2 ** 20, 2 ** 20, 2 ** 10])})
