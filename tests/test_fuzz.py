@@ -67,8 +67,24 @@ def seed_models() -> dict[str, bytes]:
     return seeds
 
 
+def node_test_models(max_bytes: int = 64 << 10) -> dict[str, bytes]:
+    """Every small model of ONNX's node test cases (generated in memory: about 6 s; for the long run)."""
+    import warnings
+
+    from onnx.backend.test.case.node import collect_testcases
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cases = collect_testcases(None)
+    out = {}
+    for c in cases:
+        if c.model is not None:
+            data = c.model.SerializeToString()
+            if len(data) <= max_bytes:
+                out[c.name] = data
+    return out
+
+
 SEEDS = seed_models()
-SEED_NAMES = sorted(SEEDS)
 STATS: Counter = Counter()  # what the runs did: inputs tried, outcomes by kind
 
 
@@ -324,9 +340,9 @@ def _direct_import(data: bytes) -> None:
 
 
 @st.composite
-def mutants(draw):
-    name = draw(st.sampled_from(SEED_NAMES))
-    data = SEEDS[name]
+def mutants(draw, seeds: dict[str, bytes] = SEEDS):
+    name = draw(st.sampled_from(sorted(seeds)))
+    data = seeds[name]
     if draw(st.integers(0, 3)) == 0:
         return name, "bytes", mutate_bytes(data, draw), False
     model = onnx.ModelProto()
@@ -335,10 +351,10 @@ def mutants(draw):
     return name, "; ".join(what), model.SerializeToString(), draw(st.integers(0, 4)) == 0
 
 
-def make_fuzz_test(max_examples: int):
+def make_fuzz_test(max_examples: int, seeds: dict[str, bytes] = SEEDS):
     @settings(max_examples=max_examples, deadline=None, derandomize=max_examples <= 100,
               suppress_health_check=list(HealthCheck), database=None)
-    @given(mutants())
+    @given(mutants(seeds))
     def fuzz(case):
         name, what, data, cpu = case
         with memory_cap():
@@ -358,4 +374,5 @@ def test_fuzz_short():
 
 @pytest.mark.slow
 def test_fuzz_long():
-    make_fuzz_test(100_000)()
+    # The bundled and shared models, ONNX's on-disk test models and its ~1800 node test models.
+    make_fuzz_test(100_000, {**SEEDS, **node_test_models()})()

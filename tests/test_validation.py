@@ -346,3 +346,24 @@ def test_run_time_shapes_above_the_limit_are_input_errors():
     np.testing.assert_array_equal(module.run({"x": x, "shape": np.array([2, 1, 3])})["y"], np.ones((2, 1, 3)))
     with pytest.raises(InputError, match="value 'y'.*larger than the supported limit"):
         module.run({"x": x, "shape": np.array([2 ** 20, 2 ** 20, 2 ** 10])})
+
+
+def test_names_that_are_not_utf8(tmp_path, capsys):
+    data = relu_model().SerializeToString().replace(b"Relu", b"R\xe9lu")
+    with pytest.raises(ModelLoadError, match="an op type is not valid UTF-8 text"):
+        compiler.compile(data)
+    path = tmp_path / "m.onnx"
+    path.write_bytes(data)
+    assert_one_error(capsys, ["inspect", path], "not valid UTF-8")
+    from frontends.onnx import import_model
+    m = onnx.ModelProto()
+    m.ParseFromString(data)
+    with pytest.raises(ModelLoadError, match="not valid UTF-8"):
+        import_model(m)
+
+
+def test_opset_versions_of_other_domains_are_checked():
+    m = relu_model()
+    m.opset_import.append(helper.make_opsetid("com.acme", 2 ** 40))
+    with pytest.raises(ModelLoadError, match="invalid opset version.*com.acme 1099511627776"):
+        compiler.compile(m)

@@ -28,6 +28,7 @@ from . import rules
 from .attributes import decode_attribute
 from .builder import NodeBuilder
 from .types import onnx_type_to_ir
+from .validate import check_text
 
 
 @dataclass
@@ -66,6 +67,7 @@ class ModelImporter:
 
     def __init__(self, model: onnx.ModelProto, options: Optional[ImportOptions] = None) -> None:
         self.options = options or ImportOptions()
+        check_text(model, "model")  # names that are bytes (invalid UTF-8) would break every lookup
         if model.functions:
             model = onnx.inliner.inline_local_functions(model)
         self.model = model
@@ -350,7 +352,7 @@ def _check_attribute_kinds(node: onnx.NodeProto, domain: str, opset: Optional[in
     ``load_model`` checks this with ONNX's checker; ``import_model`` may be
     handed a proto directly, and the import rules rely on it.
     """
-    if opset is None or not onnx.defs.has(node.op_type, opset, domain):
+    if opset is None or not 1 <= opset < 2 ** 31 or not onnx.defs.has(node.op_type, opset, domain):
         return
     schema = onnx.defs.get_schema(node.op_type, opset, domain)
     A = onnx.AttributeProto

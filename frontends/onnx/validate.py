@@ -51,6 +51,9 @@ def check_opsets(model: onnx.ModelProto, name: str) -> dict[str, int]:
         if domain in opsets and opsets[domain] != imp.version:
             raise ModelLoadError("model imports one domain at two opset versions",
                                  subject=name, found=f"{imp.domain or 'ai.onnx'} {opsets[domain]} and {imp.version}")
+        if domain and not 1 <= imp.version < 2 ** 31:  # the default domain's range is checked below
+            raise ModelLoadError("invalid opset version", subject=name,
+                                 found=f"{imp.domain or 'ai.onnx'} {imp.version}", expected="1 or more")
         opsets[domain] = imp.version
     version = opsets.get("")
     if version is not None and not MIN_OPSET <= version <= MAX_OPSET:
@@ -61,8 +64,46 @@ def check_opsets(model: onnx.ModelProto, name: str) -> dict[str, int]:
     return opsets
 
 
+def check_text(model: onnx.ModelProto, name: str) -> None:
+    """Every name, op type and domain is text: protobuf hands invalid UTF-8 back as ``bytes``."""
+    def bad(value, what: str) -> None:
+        if not isinstance(value, str):
+            raise ModelLoadError(f"{what} is not valid UTF-8 text", subject=name, found=repr(value)[:80])
+
+    for imp in model.opset_import:
+        bad(imp.domain, "an opset domain")
+    stack = [model.graph]
+    while stack:
+        g = stack.pop()
+        bad(g.name, "a graph name")
+        for vi in list(g.input) + list(g.output) + list(g.value_info):
+            bad(vi.name, "a value name")
+        for t in g.initializer:
+            bad(t.name, "a tensor name")
+        for node in g.node:
+            for value, what in ((node.op_type, "an op type"), (node.domain, "a node's domain"),
+                                (node.name, "a node name")):
+                bad(value, what)
+            for v in list(node.input) + list(node.output):
+                bad(v, "a value name")
+            for a in node.attribute:
+                bad(a.name, "an attribute name")
+                bad(a.ref_attr_name, "an attribute reference")
+                if a.type == onnx.AttributeProto.GRAPH:
+                    stack.append(a.g)
+                elif a.type == onnx.AttributeProto.GRAPHS:
+                    stack.extend(a.graphs)
+    for f in model.functions:
+        for value, what in ((f.name, "a function name"), (f.domain, "a function domain")):
+            bad(value, what)
+        for node in f.node:
+            bad(node.op_type, "an op type")
+            bad(node.domain, "a node's domain")
+
+
 def validate_model(model: onnx.ModelProto, name: str) -> None:
     """Raise ``ModelLoadError`` (one line naming the node, tensor or value) for an invalid model."""
+    check_text(model, name)
     opsets = check_opsets(model, name)
     ctx = onnx.checker.C.CheckerContext()
     ctx.ir_version = model.ir_version
