@@ -251,7 +251,15 @@ class Module:
         d = check_output_directory(directory, force)
         d.mkdir(parents=True, exist_ok=True)
         clear_artifact(d)
-        files = self.executable.save(d)
+        before = {q.name for q in d.iterdir()}
+        try:
+            files = self.executable.save(d)
+        except BaseException:
+            # Leave no half-written artifact (it would make the folder look foreign to the next build).
+            for q in d.iterdir():
+                if q.name not in before and q.is_file():
+                    q.unlink()
+            raise
         write_manifest(d, {**self.manifest, "files": file_records(d, files),
                            "inputs": [asdict(s) for s in self.inputs],
                            "outputs": [asdict(s) for s in self.outputs]})

@@ -367,3 +367,21 @@ def test_opset_versions_of_other_domains_are_checked():
     m.opset_import.append(helper.make_opsetid("com.acme", 2 ** 40))
     with pytest.raises(ModelLoadError, match="invalid opset version.*com.acme 1099511627776"):
         compiler.compile(m)
+
+
+def test_a_failed_save_leaves_no_half_artifact(tmp_path, monkeypatch):
+    m = compiler.compile(CNN)
+    d = tmp_path / "art"
+    m.save(d)
+
+    def failing_save(directory):
+        (directory / "graph.ir").write_text("partial")
+        raise ArtifactError("disk full (simulated)")
+
+    monkeypatch.setattr(m.executable, "save", failing_save)
+    with pytest.raises(ArtifactError, match="simulated"):
+        m.save(d)
+    assert list(d.iterdir()) == []  # the old artifact was replaced, the new one never finished
+    monkeypatch.undo()
+    m.save(d)  # an empty folder: the next save goes ahead
+    assert compiler.load(d).target == "ref"
