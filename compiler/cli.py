@@ -246,7 +246,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     for name, arr in outputs.items():
         print(_summarize(name, arr))
     if args.output:
-        np.savez(args.output, **outputs)
+        try:
+            np.savez(args.output, **outputs)
+        except OSError as exc:
+            raise InputError(f"cannot write the outputs: {exc.strerror or exc}", subject=args.output) from None
         _log(args, f"outputs written to {args.output}")
     return 0
 

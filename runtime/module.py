@@ -18,7 +18,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from ir.dtypes import DType
-from ir.errors import InputError
+from ir.errors import ArtifactError, InputError
 from ir.types import TensorType
 
 from .artifact import DECISIONS, check_output_directory, clear_artifact, file_records, write_manifest
@@ -249,22 +249,27 @@ class Module:
         each file's size and sha256, which ``compiler.load`` checks.
         """
         d = check_output_directory(directory, force)
-        d.mkdir(parents=True, exist_ok=True)
-        clear_artifact(d)
-        before = {q.name for q in d.iterdir()}
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            clear_artifact(d)
+            before = {q.name for q in d.iterdir()}
+        except OSError as exc:
+            raise ArtifactError(f"cannot write the artifact folder: {exc.strerror}", subject=str(d)) from None
         try:
             files = self.executable.save(d)
-        except BaseException:
+            write_manifest(d, {**self.manifest, "files": file_records(d, files),
+                               "inputs": [asdict(s) for s in self.inputs],
+                               "outputs": [asdict(s) for s in self.outputs]})
+            if self.decisions:
+                (d / DECISIONS).write_text(json.dumps(self.decisions, indent=1, default=str) + "\n")
+        except BaseException as exc:
             # Leave no half-written artifact (it would make the folder look foreign to the next build).
             for q in d.iterdir():
                 if q.name not in before and q.is_file():
                     q.unlink()
+            if isinstance(exc, OSError):
+                raise ArtifactError(f"cannot write the artifact: {exc.strerror or exc}", subject=str(d)) from None
             raise
-        write_manifest(d, {**self.manifest, "files": file_records(d, files),
-                           "inputs": [asdict(s) for s in self.inputs],
-                           "outputs": [asdict(s) for s in self.outputs]})
-        if self.decisions:
-            (d / DECISIONS).write_text(json.dumps(self.decisions, indent=1, default=str) + "\n")
         return d
 
 

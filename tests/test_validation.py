@@ -385,3 +385,12 @@ def test_a_failed_save_leaves_no_half_artifact(tmp_path, monkeypatch):
     monkeypatch.undo()
     m.save(d)  # an empty folder: the next save goes ahead
     assert compiler.load(d).target == "ref"
+
+
+def test_unwritable_outputs(tmp_path, capsys, samples):
+    f = tmp_path / "file"
+    f.write_text("x")
+    assert_one_error(capsys, ["build", CNN, "-o", tmp_path / "o", "--dump-ir", f], "IR dump folder is a file")
+    assert_one_error(capsys, ["build", CNN, "-o", f / "sub"], "cannot write the artifact folder")
+    assert_one_error(capsys, ["run", CNN, "--inputs", samples, "--output", tmp_path / "no" / "such" / "y.npz"],
+                     "cannot write the outputs")
