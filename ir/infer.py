@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 from .errors import CompilerError, TypeInferenceError
 from .registry import InferContext, get_schema
@@ -67,11 +67,12 @@ def infer_graph(graph: Graph) -> None:
         infer_node(node)
 
 
-def refine_types(graph: Graph) -> int:
+def refine_types(graph: Graph, rejected: Optional[list] = None) -> int:
     """Re-run every type rule in order, keeping known dims; returns how many types changed.
 
     Used after rewrites that made inputs more precise (a folded shape input,
-    say), so the improvement flows downstream.
+    say), so the improvement flows downstream.  A rule that rejects its node
+    leaves the types as they were; ``rejected`` collects ``(node, error)``.
     """
     from .types import TensorType, merge_shapes
     changed = 0
@@ -81,7 +82,9 @@ def refine_types(graph: Graph) -> int:
             continue
         try:
             types = schema.infer_fn(InferContext(node, schema))
-        except CompilerError:
+        except CompilerError as exc:
+            if rejected is not None:
+                rejected.append((node, exc))
             continue
         for out, t in zip(node.outputs, types):
             old = out.type

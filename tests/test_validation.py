@@ -394,3 +394,13 @@ def test_unwritable_outputs(tmp_path, capsys, samples):
     assert_one_error(capsys, ["build", CNN, "-o", f / "sub"], "cannot write the artifact folder")
     assert_one_error(capsys, ["run", CNN, "--inputs", samples, "--output", tmp_path / "no" / "such" / "y.npz"],
                      "cannot write the outputs")
+
+
+def test_inconsistency_found_by_folding_is_the_models(tmp_path, capsys):
+    a = numpy_helper.from_array(np.array([1, 5], np.int64), "a")
+    b = numpy_helper.from_array(np.array([0, 0], np.int64), "b")
+    m = make([helper.make_node("Add", ["a", "b"], ["shape"]), helper.make_node("Reshape", ["x", "shape"], ["y"])],
+             [vi("x", [2, 3])], [vi("y", None)], [a, b])
+    line = assert_one_error(capsys, ["build", save_model(m, tmp_path / "m.onnx"), "-o", tmp_path / "o"],
+                            "Reshape node", "inconsistent once its constants are folded", "element counts differ")
+    assert "pass crashed" not in line and "IR is invalid" not in line
