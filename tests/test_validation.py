@@ -404,3 +404,9 @@ def test_inconsistency_found_by_folding_is_the_models(tmp_path, capsys):
     line = assert_one_error(capsys, ["build", save_model(m, tmp_path / "m.onnx"), "-o", tmp_path / "o"],
                             "Reshape node", "inconsistent once its constants are folded", "element counts differ")
     assert "pass crashed" not in line and "IR is invalid" not in line
+
+
+def test_op_used_before_its_opset(tmp_path, capsys):
+    m = make([helper.make_node("Gelu", ["x"], ["y"])], [vi("x", [2])], [vi("y", [2])], opset=17)
+    assert_one_error(capsys, ["build", save_model(m, tmp_path / "m.onnx"), "-o", tmp_path / "o"],
+                     "Gelu does not exist in opset 17", "opset 20 or later")

@@ -163,7 +163,12 @@ def _check_node(node: onnx.NodeProto, ctx, opsets: dict[str, int], name: str) ->
     if version is None or subgraphs:
         return  # an unknown domain is the importer's to report; control flow: its bodies are checked
     if not onnx.defs.has(node.op_type, version, domain):
-        return  # not an ONNX op at this opset: the importer reports every such op at once
+        if domain == "" and onnx.defs.has(node.op_type, domain):
+            since = min(s.since_version for s in onnx.defs.get_all_schemas_with_history()
+                        if s.name == node.op_type and s.domain == domain)
+            raise ModelLoadError(f"{node.op_type} does not exist in opset {version}", subject=f"{name}: "
+                                 f"{_node_label(node)}", expected=f"opset {since} or later (where ONNX added it)")
+        return  # not an ONNX op: the importer reports every op it cannot import at once
     try:
         onnx.checker.check_node(node, ctx)
     except onnx.checker.ValidationError as exc:
