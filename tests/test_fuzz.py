@@ -15,7 +15,6 @@ The default run tries a few dozen inputs; the ``slow`` one 100,000.
 
 from __future__ import annotations
 
-import glob
 import os
 import resource
 from collections import Counter

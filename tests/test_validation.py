@@ -7,6 +7,7 @@ tensor plus our own rules.  The command line: bad ``--input-shape`` and
 ``bench`` settings.
 """
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -87,7 +88,6 @@ def test_manifest_records_size_and_hash_of_every_file(cpu_artifact):
     for e in manifest["files"]:
         data = (cpu_artifact / e["name"]).read_bytes()
         assert e["bytes"] == len(data)
-        import hashlib
         assert e["sha256"] == "sha256:" + hashlib.sha256(data).hexdigest()
 
 
