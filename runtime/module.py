@@ -327,7 +327,7 @@ def _as_array(spec: TensorSpec, value: Any) -> np.ndarray:
     except (ValueError, TypeError, OverflowError):
         return arr
     if arr.size and not np.array_equal(converted.astype(arr.dtype), arr, equal_nan=arr.dtype.kind == "f"):
-        if expected.kind == "f" and arr.dtype.kind in "iuf":
+        if DType.from_short(spec.dtype).is_float and arr.dtype.kind in "iuf":
             return converted  # e.g. Python floats (float64) into a float32 input: rounding is expected
         raise InputError("the values do not fit the input's element type", subject=f"input {spec.name!r}",
                          expected=spec.dtype, found=f"values of type {arr.dtype}",
