@@ -410,3 +410,22 @@ def test_op_used_before_its_opset(tmp_path, capsys):
     m = make([helper.make_node("Gelu", ["x"], ["y"])], [vi("x", [2])], [vi("y", [2])], opset=17)
     assert_one_error(capsys, ["build", save_model(m, tmp_path / "m.onnx"), "-o", tmp_path / "o"],
                      "Gelu does not exist in opset 17", "opset 20 or later")
+
+
+def test_ir_version_newer_than_onnx(tmp_path, capsys):
+    m = relu_model()
+    m.ir_version = 456774631099  # found by the fuzzer: it crashed ONNX's checker context
+    assert_one_error(capsys, ["build", save_model(m, tmp_path / "m.onnx"), "-o", tmp_path / "o"],
+                     "IR version is newer", f"expected 3 to {onnx.IR_VERSION}")
+
+
+def test_attributes_of_nodes_with_subgraphs_are_checked():
+    body = helper.make_graph([helper.make_node("Identity", ["x"], ["z"])], "b", [], [vi("z", [2])])
+    node = helper.make_node("If", ["c"], ["y"], then_branch=body, else_branch=body, to=1)
+    m = make([node], [helper.make_tensor_value_info("c", TensorProto.BOOL, []), vi("x", [2])], [vi("y", None)])
+    with pytest.raises(ModelLoadError, match="If node.*unrecognized attribute 'to'"):
+        compiler.compile(m)
+    del node.attribute[-1]
+    m = make([node], [helper.make_tensor_value_info("c", TensorProto.BOOL, []), vi("x", [2])], [vi("y", None)])
+    x = np.array([1, 2], np.float32)
+    np.testing.assert_array_equal(compiler.compile(m).run({"c": np.array(True), "x": x})["y"], x)
