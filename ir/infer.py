@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Optional
 
 from .errors import CompilerError, TypeInferenceError
@@ -32,11 +33,12 @@ def check_tensor_sizes(graph: Graph, error: type[CompilerError] = TypeInferenceE
         if isinstance(t, TensorType) and t.is_static:
             if any(d < 0 for d in t.shape):
                 raise error("value has a negative dimension", subject=f"value {v.name!r}", found=str(t))
-            nbytes = t.nbytes
-            if nbytes > MAX_TENSOR_BYTES:
+            # Dims of size 0 do not count: [0, 2^62] holds nothing, but its strides overflow all the same.
+            span = math.prod(d for d in t.shape if d > 0) * t.dtype.itemsize
+            if span > MAX_TENSOR_BYTES:
                 raise error("value is larger than the supported limit", subject=f"value {v.name!r}",
-                            expected=f"at most 2^40 bytes ({MAX_TENSOR_BYTES})",
-                            found=f"{t} = {nbytes} bytes")
+                            expected=f"at most 2^40 bytes ({MAX_TENSOR_BYTES}), counting dims other than 0",
+                            found=f"{t} = {span} bytes")
 
 
 def infer_node(node: Node) -> None:

@@ -429,3 +429,10 @@ def test_attributes_of_nodes_with_subgraphs_are_checked():
     m = make([node], [helper.make_tensor_value_info("c", TensorProto.BOOL, []), vi("x", [2])], [vi("y", None)])
     x = np.array([1, 2], np.float32)
     np.testing.assert_array_equal(compiler.compile(m).run({"c": np.array(True), "x": x})["y"], x)
+
+
+def test_empty_but_huge_dims_are_refused():
+    # Found by the fuzzer: [0, 2^62] holds no element, yet NumPy cannot even make such an array.
+    m = make([helper.make_node("Relu", ["x"], ["y"])], [vi("x", [0, 2 ** 62])], [vi("y", None)])
+    with pytest.raises(ImportError_, match="value 'x'.*larger than the supported limit"):
+        compiler.compile(m)
