@@ -24,7 +24,7 @@ setup(
     ],
     extras_require={
         # setuptools and wheel: tests/test_install.py builds the package without build isolation.
-        "test": ["pytest>=7", "onnxruntime>=1.17", "setuptools>=61", "wheel"],
+        "test": ["pytest>=7", "onnxruntime>=1.17", "hypothesis>=6", "setuptools>=61", "wheel"],
     },
     entry_points={"console_scripts": ["nncompiler=compiler.cli:main"]},
 )

@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 import time
+import zipfile
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -80,8 +81,8 @@ def _load_inputs(path: Optional[str], module, seed: int) -> dict[str, np.ndarray
             return {module.input_names[0]: arr}
         with np.load(p, allow_pickle=False) as data:
             feeds = {k: data[k] for k in data.files}
-    except (ValueError, OSError) as exc:
-        raise InputError(f"cannot read inputs: {exc}", subject=str(p),
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise InputError(f"cannot read inputs: {exc or type(exc).__name__}", subject=str(p),
                          expected="an .npz (one array per input name) or an .npy") from None
     if len(feeds) == 1 and len(module.input_names) == 1 and module.input_names[0] not in feeds:
         feeds = {module.input_names[0]: next(iter(feeds.values()))}
@@ -213,8 +214,11 @@ def _print_onnx_coverage(path: str, proto, exc) -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    from runtime.artifact import check_output_directory
+
     from .driver import build
 
+    check_output_directory(args.output, args.force)  # before the build, not after minutes of it
     t0 = time.perf_counter()
     result = build(args.model, args.target, passes=args.passes,
                    print_ir_after=args.print_ir_after.split(",") if args.print_ir_after else (),
@@ -222,7 +226,7 @@ def cmd_build(args: argparse.Namespace) -> int:
                    input_shapes=_parse_shapes(args.input_shape), options=_parse_options(args.option),
                    tune=args.tune, tune_budget=args.tune_budget, tuning_db=args.tuning_db)
     seconds = time.perf_counter() - t0
-    out = result.module.save(args.output)
+    out = result.module.save(args.output, force=args.force)
     if args.time_passes:
         print(result.pass_manager.timing.report(extra=result.module.executable.build_timings()),
               file=sys.stderr)
@@ -243,7 +247,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     for name, arr in outputs.items():
         print(_summarize(name, arr))
     if args.output:
-        np.savez(args.output, **outputs)
+        try:
+            np.savez(args.output, **outputs)
+        except OSError as exc:
+            raise InputError(f"cannot write the outputs: {exc.strerror or exc}", subject=args.output) from None
         _log(args, f"outputs written to {args.output}")
     return 0
 
@@ -345,7 +352,10 @@ def make_parser() -> argparse.ArgumentParser:
 
     p = add("build", cmd_build, "compile a model into an artifact folder")
     p.add_argument("model", help="path to an .onnx file")
-    p.add_argument("-o", "--output", required=True, help="artifact folder to write")
+    p.add_argument("-o", "--output", required=True,
+                   help="artifact folder to write (new, empty, or holding an artifact it replaces)")
+    p.add_argument("--force", action="store_true",
+                   help="write into a non-empty folder that holds no artifact")
     p.add_argument("-t", "--target", default="ref", help="target (see `ops`); default ref")
     p.add_argument("--passes", help="pass pipeline, e.g. 'fold-constants,cse,dce' "
                                     "(default: the target's pipeline; '' for none)")

@@ -17,7 +17,7 @@ from frontends.onnx.loader import ModelSource
 from ir.graph import Graph
 from ir.errors import ArtifactError, BackendError, CompilerError
 from passes.manager import PassContext, PassManager, parse_pipeline, with_pass_options
-from runtime.artifact import read_manifest
+from runtime.artifact import read_manifest, verify_files
 from runtime.module import Module, TensorSpec
 
 from .specialize import make_specializing, needs_specialization
@@ -157,6 +157,7 @@ def load(directory: Union[str, Path]) -> Module:
     """
     d = Path(directory)
     manifest = read_manifest(d)
+    verify_files(d, manifest)  # before the target reads a byte: a cut object file must not crash us
     try:
         cls = backend_class(manifest["target"])
     except BackendError as exc:

@@ -9,6 +9,7 @@ version of the graph where those are constants and every shape is static.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,7 +18,9 @@ from typing import Callable, Optional
 import numpy as np
 
 from backends.base import Backend, save_graph
+from ir.errors import InputError
 from ir.graph import Graph, Value
+from ir.infer import check_tensor_sizes
 from ir.memory import clear_plan
 from ir.schedule import clear_schedules
 from ir.registry import get_schema
@@ -89,6 +92,8 @@ def specialize(graph: Graph, inputs: Sequence[np.ndarray], value_inputs: Sequenc
                 out.type = out.type.with_shape(None if out.type.shape is None else
                                                tuple(None if isinstance(d, str) else d for d in out.type.shape))
     refine_types(g)
+    # These inputs' shapes or values may blow an intermediate up: refuse before anything allocates.
+    check_tensor_sizes(g, InputError)
     return g
 
 
@@ -102,7 +107,12 @@ def _shape_key(x) -> tuple:
 
 
 class SpecializingExecutable(Executable):
-    """Compiles one executable per distinct (input shapes, deciding values), with an LRU cache."""
+    """Compiles one executable per distinct (input shapes, deciding values), with an LRU cache.
+
+    Safe to call from several threads: the cache (and compiling into it) is
+    guarded by a lock, so each signature compiles once and concurrent calls
+    never see the cache mid-update; the runs themselves happen outside it.
+    """
 
     def __init__(self, graph: Graph, compile_static: Callable[[Graph], Executable],
                  save_generic: Callable[[Graph, Path], list[str]], threads_capable: bool,
@@ -116,6 +126,7 @@ class SpecializingExecutable(Executable):
         self.capacity = capacity
         self.cache: OrderedDict[tuple, Executable] = OrderedDict()
         self.compilations = 0
+        self._lock = threading.Lock()
 
     def key(self, inputs: Sequence[np.ndarray]) -> tuple:
         shapes = tuple(_shape_key(x) for x in inputs)
@@ -124,18 +135,19 @@ class SpecializingExecutable(Executable):
 
     def executable_for(self, inputs: Sequence[np.ndarray]) -> Executable:
         k = self.key(inputs)
-        exe = self.cache.get(k)
-        if exe is None:
-            exe = self.compile_static(specialize(self.graph, inputs, self.value_inputs))
-            if self.threads is not None:
-                exe.set_threads(self.threads)
-            self.compilations += 1
-            self.cache[k] = exe
-            if len(self.cache) > self.capacity:
-                self.cache.popitem(last=False)
-        else:
-            self.cache.move_to_end(k)
-        return exe
+        with self._lock:
+            exe = self.cache.get(k)
+            if exe is None:
+                exe = self.compile_static(specialize(self.graph, inputs, self.value_inputs))
+                if self.threads is not None:
+                    exe.set_threads(self.threads)
+                self.compilations += 1
+                self.cache[k] = exe
+                if len(self.cache) > self.capacity:
+                    self.cache.popitem(last=False)
+            else:
+                self.cache.move_to_end(k)
+            return exe
 
     def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         return self.executable_for(inputs).run(inputs)
@@ -147,9 +159,10 @@ class SpecializingExecutable(Executable):
         """Every specialization, compiled or to come, runs with ``threads``."""
         if not self.threads_capable:
             super().set_threads(threads)  # the target's own refusal
-        self.threads = threads
-        for exe in self.cache.values():
-            exe.set_threads(threads)
+        with self._lock:
+            self.threads = threads
+            for exe in self.cache.values():
+                exe.set_threads(threads)
 
     def save(self, directory: Path) -> list[str]:
         return self.save_generic(self.graph, directory)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ir.errors import TypeInferenceError
 from ir.graph import Graph, Node
 from ir.infer import refine_types
 from ir.interpreter import Interpreter
@@ -62,7 +63,15 @@ def fold_constants(graph: Graph, ctx: PassContext, *, max_elements: int = 1 << 2
         if not folded:
             break
         total += folded
-        refine_types(graph)
+        rejected: list = []
+        refine_types(graph, rejected)
+        if rejected:
+            # Folding only evaluated the model's own constants: a node whose rule now rejects its
+            # inputs (a Reshape to a folded shape of another size, say) is the model's mistake.
+            node, exc = rejected[0]
+            raise TypeInferenceError(f"the model is inconsistent once its constants are folded: {exc.message}",
+                                     subject=exc.subject or node.describe(), expected=exc.expected,
+                                     found=exc.found, hint=exc.hint)
     if total:
         ctx.stats["folded_nodes"] = ctx.stats.get("folded_nodes", 0) + total
     return total > 0

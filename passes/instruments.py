@@ -125,7 +125,13 @@ class DumpIR(PassInstrument):
         self._index = 0
 
     def enter_pipeline(self, graph: Graph, ctx: PassContext) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        if self.directory.exists() and not self.directory.is_dir():
+            raise PassError("the IR dump folder is a file", subject=str(self.directory),
+                            hint="give --dump-ir a folder name")
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise PassError(f"cannot create the IR dump folder: {exc.strerror}", subject=str(self.directory)) from None
         self._index = 0
         self._write("00-input.ir", graph)
 
@@ -135,4 +141,7 @@ class DumpIR(PassInstrument):
         self._write(f"{self._index:02d}-{step.info.name}.ir", graph)
 
     def _write(self, name: str, graph: Graph) -> None:
-        (self.directory / name).write_text(print_graph(graph) + "\n")
+        try:
+            (self.directory / name).write_text(print_graph(graph) + "\n")
+        except OSError as exc:
+            raise PassError(f"cannot write the IR dump: {exc.strerror}", subject=str(self.directory / name)) from None

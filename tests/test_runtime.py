@@ -77,7 +77,7 @@ def _edit_manifest(directory, edit):
 
 
 @pytest.mark.parametrize("edit, msg", [
-    (lambda m: m.update(format_version=FORMAT_VERSION + 1), "format version mismatch.*found 2"),
+    (lambda m: m.update(format_version=FORMAT_VERSION + 1), f"format version mismatch.*found {FORMAT_VERSION + 1}"),
     (lambda m: m.pop("format_version"), "format version mismatch.*found None"),
     (lambda m: m.pop("target"), "names no target"),
     (lambda m: m.update(target="warp-drive"), "target this compiler does not have.*'warp-drive'"),
@@ -125,3 +125,57 @@ def test_profile_lists_nodes(small_model):
     m = compiler.compile(small_model)
     rows = m.profile()
     assert {label.split()[0] for label, _ in rows} == {"Mul", "Relu"}
+
+
+# ------------------------------------------------------- onnxruntime's habits
+def test_run_in_onnxruntime_order_returns_a_list(small_model):
+    m = compiler.compile(small_model)
+    x = np.arange(8, dtype=np.float32).reshape(2, 4) - 3
+    expected = m.run({"x": x})["y"]
+    (y,) = m.run(None, {"x": x})
+    np.testing.assert_array_equal(y, expected)
+    (y,) = m.run(["y"], {"x": x})
+    np.testing.assert_array_equal(y, expected)
+    (y,) = m.run(None, [x])  # feeds in input order
+    np.testing.assert_array_equal(y, expected)
+    assert list(m.run({"x": x}, output_names=["y"])) == ["y"]
+    assert list(m.run({"x": x}, ["y"])) == ["y"]
+    with pytest.raises(InputError, match="'z': unknown output name"):
+        m.run(["z"], {"x": x})
+    with pytest.raises(InputError, match="no inputs given"):
+        m.run(None)
+    with pytest.raises(InputError, match="inputs must be a dict"):
+        m.run(None, 3)
+
+
+def test_get_inputs_and_outputs_describe_like_onnxruntime(small_model):
+    import onnxruntime as ort
+    m = compiler.compile(small_model)
+    sess = ort.InferenceSession(small_model.SerializeToString(), providers=["CPUExecutionProvider"])
+    for ours, theirs in ((m.get_inputs(), sess.get_inputs()), (m.get_outputs(), sess.get_outputs())):
+        assert [(a.name, a.shape, a.type) for a in ours] == [(b.name, b.shape, b.type) for b in theirs]
+    assert m.get_inputs()[0].type == "tensor(float)" and m.get_inputs()[0].shape == ["N", 4]
+
+
+def test_python_lists_are_converted_to_the_input_dtype(small_model):
+    m = compiler.compile(small_model)
+    rows = [[1.0, -2.0, 3.0, 4.0], [0.5, 0.25, -1, 2]]
+    out = m.run({"x": rows})["y"]
+    np.testing.assert_array_equal(out, m.run({"x": np.array(rows, np.float32)})["y"])
+    assert out.dtype == np.float32
+    with pytest.raises(InputError, match="input 'x': cannot make an array"):
+        m.run({"x": [[1.0, 2.0], [3.0]]})
+    with pytest.raises(InputError, match="input 'x': wrong rank"):
+        m.run({"x": [1.0, 2.0, 3.0, 4.0]})
+
+
+def test_lists_into_integer_inputs_must_fit():
+    g = helper.make_graph([helper.make_node("Neg", ["i"], ["o"])], "g",
+                          [helper.make_tensor_value_info("i", TensorProto.INT32, [3])],
+                          [helper.make_tensor_value_info("o", TensorProto.INT32, [3])])
+    m = compiler.compile(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]))
+    np.testing.assert_array_equal(m.run({"i": [1, 2, 3]})["o"], np.array([-1, -2, -3], np.int32))
+    with pytest.raises(InputError, match="input 'i': the values do not fit.*i32"):
+        m.run({"i": [1.5, 2, 3]})
+    with pytest.raises(InputError, match="input 'i': the values do not fit"):
+        m.run({"i": [2 ** 40, 0, 0]})

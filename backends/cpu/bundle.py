@@ -226,10 +226,27 @@ def c_array_text(blob: np.ndarray, name: str) -> str:
             f" __attribute__((aligned({ALIGNMENT}))) = {{\n{text}}};\n")
 
 
+# Every size the header states must fit the C types it is used as (int64_t dims, size_t bytes):
+# computed with Python's unbounded ints and checked, never with wrapping int64 arithmetic.
+SIZE_LIMIT = 2 ** 63 - 1
+
+
+def checked_size(value: int, what: str) -> int:
+    """``value`` (a byte or element count) if it is representable in the header, else ``ArtifactError``."""
+    if not 0 <= value <= SIZE_LIMIT:
+        raise ArtifactError("a size in the C bundle does not fit a 64-bit integer", subject=what,
+                            expected=f"0 to {SIZE_LIMIT}", found=str(value))
+    return value
+
+
 def _tensor_block(upper: str, kind: str, i: int, t: dict[str, Any]) -> list[str]:
     dt = DType.from_short(t["dtype"])
-    shape = [int(d) for d in t["shape"]]
-    numel = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    what = f"{kind.lower()} {i} ({t['name']!r})"
+    shape = [checked_size(int(d), f"{what} dimension {k}") for k, d in enumerate(t["shape"])]
+    numel = 1
+    for d in shape:
+        numel = checked_size(numel * d, f"{what} element count")
+    checked_size(numel * dt.itemsize, f"{what} size in bytes")
     p = f"{upper}_{kind}_{i}"
     return [f"/* {kind.lower()} {i}: {t['name']} {t['dtype']}[{','.join(map(str, shape))}]"
             f" ({_C_TYPES.get(t['dtype'], 'bytes')}) */",
@@ -329,8 +346,8 @@ def header_text(src: BundleSource, name: str, manifest: Optional[dict[str, Any]]
         "#endif", "",
         f"#define {upper}_ALIGNMENT {ALIGNMENT}",
         f"#define {upper}_ISA {c_string(src.isa)}",
-        f"#define {upper}_WEIGHTS_BYTES {int(src.weights.size)}",
-        f"#define {upper}_ARENA_BYTES {int(src.arena_bytes)}",
+        f"#define {upper}_WEIGHTS_BYTES {checked_size(int(src.weights.size), 'weights blob')}",
+        f"#define {upper}_ARENA_BYTES {checked_size(int(src.arena_bytes), 'arena')}",
         f"#define {upper}_NUM_INPUTS {len(src.inputs)}",
         f"#define {upper}_NUM_OUTPUTS {len(src.outputs)}",
         f"#define {upper}_NUM_KERNELS {len(src.kernels)}", "",

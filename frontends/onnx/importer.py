@@ -18,8 +18,9 @@ import onnx.defs
 import onnx.inliner
 import onnx.shape_inference
 
-from ir.errors import CompilerError, ImportError_, UnsupportedOpError
+from ir.errors import CompilerError, ImportError_, InputError, UnsupportedOpError
 from ir.graph import Graph, Value
+from ir.infer import check_tensor_sizes
 from ir.registry import has_schema
 from ir.types import TensorType, merge_shapes
 
@@ -27,6 +28,7 @@ from . import rules
 from .attributes import decode_attribute
 from .builder import NodeBuilder
 from .types import onnx_type_to_ir
+from .validate import check_text
 
 
 @dataclass
@@ -65,6 +67,7 @@ class ModelImporter:
 
     def __init__(self, model: onnx.ModelProto, options: Optional[ImportOptions] = None) -> None:
         self.options = options or ImportOptions()
+        check_text(model, "model")  # names that are bytes (invalid UTF-8) would break every lookup
         if model.functions:
             model = onnx.inliner.inline_local_functions(model)
         self.model = model
@@ -110,6 +113,7 @@ class ModelImporter:
         })
         if self.options.onnx_shape_inference:
             refine_with_onnx_shapes(self.model, graph)
+        check_tensor_sizes(graph, ImportError_)
         return graph
 
 
@@ -192,6 +196,8 @@ class GraphImporter:
         opts = self.model.options
         g = self.graph
         initializers = {t.name: t for t in self.proto.initializer}
+        if top_level:
+            self._check_input_shapes(initializers)
         for inp in self.proto.input:
             if inp.name in initializers and (self.model.ir_version < 4 or
                                              opts.inputs_with_initializers_as_constants):
@@ -218,6 +224,33 @@ class GraphImporter:
                         merge_shapes(outputs[-1].type.shape, _drop_unk(declared.shape)))
         g.set_outputs(outputs)
         return g
+
+    def _check_input_shapes(self, initializers: dict[str, onnx.TensorProto]) -> None:
+        """``ImportOptions.input_shapes`` (``--input-shape``) must name inputs and give valid dims."""
+        opts = self.model.options
+        names = [i.name for i in self.proto.input
+                 if not (i.name in initializers and (self.model.ir_version < 4 or
+                                                     opts.inputs_with_initializers_as_constants))]
+        for name, dims in opts.input_shapes.items():
+            if name not in names:
+                raise InputError("--input-shape names no input of the model", subject=repr(name),
+                                 expected="one of " + ", ".join(map(repr, names)) if names else "no inputs")
+            for d in dims:
+                if isinstance(d, bool) or not (d is None or isinstance(d, str) or isinstance(d, int)):
+                    raise InputError("bad dimension in --input-shape", subject=f"input {name!r}", found=repr(d))
+                if isinstance(d, int) and d < 0:
+                    raise InputError("dimensions in --input-shape must be 0 or more", subject=f"input {name!r}",
+                                     found=",".join(str(x) for x in dims),
+                                     hint="use a name or ? to keep a dimension symbolic")
+            inp = next(i for i in self.proto.input if i.name == name)
+            declared = onnx_type_to_ir(inp.type, f"input {name!r}")
+            if not isinstance(declared, TensorType):
+                raise InputError("--input-shape applies to tensor inputs only", subject=f"input {name!r}",
+                                 found=str(declared))
+            if declared.shape is not None and len(declared.shape) != len(dims):
+                raise InputError("--input-shape gives the wrong number of dimensions", subject=f"input {name!r}",
+                                 expected=f"{len(declared.shape)} (the model declares {declared})",
+                                 found=str(len(dims)))
 
     def _name_output(self, v: Value, name: str) -> Value:
         """Make the value returned under ONNX name ``name`` carry that name."""
@@ -268,6 +301,7 @@ class GraphImporter:
         domain = "" if node.domain in ("", "ai.onnx") else node.domain
         version = self.model.version_of(node)
         inputs = [self.resolve(i, f"{node.op_type} node {label!r}") if i else None for i in node.input]
+        _check_attribute_kinds(node, domain, self.model.opsets.get(domain))
         attrs = {a.name: decode_attribute(a) for a in node.attribute}
         b = NodeBuilder(self, node, inputs, attrs, version)
         found = rules.find_rule(node.op_type, domain, version)
@@ -310,6 +344,32 @@ def _subgraph_free_names(node: onnx.NodeProto) -> list[str]:
                 names.extend(i for i in n.input if i and i not in local)
             names.extend(o.name for o in g.output if o.name not in local)
     return names
+
+
+def _check_attribute_kinds(node: onnx.NodeProto, domain: str, opset: Optional[int]) -> None:
+    """Attributes of ONNX-defined ops have their schema's kind, required ones are present.
+
+    ``load_model`` checks this with ONNX's checker; ``import_model`` may be
+    handed a proto directly, and the import rules rely on it.
+    """
+    if opset is None or not 1 <= opset < 2 ** 31 or not onnx.defs.has(node.op_type, opset, domain):
+        return
+    schema = onnx.defs.get_schema(node.op_type, opset, domain)
+    A = onnx.AttributeProto
+    for a in node.attribute:
+        spec = schema.attributes.get(a.name)
+        if spec is None or a.ref_attr_name:
+            continue
+        if a.type != int(spec.type.value):
+            found = A.AttributeType.Name(a.type) if a.type in A.AttributeType.values() else str(a.type)
+            raise ImportError_(f"attribute {a.name!r} has the wrong kind",
+                               subject=f"{node.op_type} node {_node_label(node)}",
+                               expected=A.AttributeType.Name(int(spec.type.value)), found=found)
+    given = {a.name for a in node.attribute}
+    missing = [n for n, spec in schema.attributes.items() if spec.required and n not in given]
+    if missing:
+        raise ImportError_(f"required attribute {missing[0]!r} is missing", subject=f"{node.op_type} node "
+                           f"{_node_label(node)}")
 
 
 def _check_plain_attrs(b: NodeBuilder) -> None:

@@ -12,6 +12,8 @@ from onnx import external_data_helper
 
 from ir.errors import ModelLoadError
 
+from .validate import validate_model
+
 ModelSource = Union[str, os.PathLike, bytes, onnx.ModelProto]
 
 
@@ -69,8 +71,12 @@ def _check_structure(model: onnx.ModelProto, name: str) -> None:
     if model.ir_version < 3:
         raise ModelLoadError("ONNX IR version is too old", subject=name,
                              expected=">= 3", found=str(model.ir_version))
+    if model.ir_version > onnx.IR_VERSION:
+        raise ModelLoadError("ONNX IR version is newer than this ONNX release reads", subject=name,
+                             expected=f"3 to {onnx.IR_VERSION}", found=str(model.ir_version))
     if not model.opset_import and model.ir_version >= 3:
         raise ModelLoadError("model declares no opset", subject=name)
+    validate_model(model, name)
 
 
 def _all_tensors(model: onnx.ModelProto):

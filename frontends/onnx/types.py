@@ -21,6 +21,9 @@ def onnx_type_to_ir(tp: onnx.TypeProto, what: str) -> Type:
         dims = []
         for d in tt.shape.dim:
             if d.HasField("dim_value"):
+                if d.dim_value < 0:
+                    raise ImportError_("negative dimension in a tensor type", subject=what,
+                                       found=str(d.dim_value), hint="use a dim_param name for an unknown size")
                 dims.append(int(d.dim_value))
             elif d.HasField("dim_param") and d.dim_param:
                 dims.append(d.dim_param)

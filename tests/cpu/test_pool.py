@@ -37,7 +37,9 @@ WINDOWS = [
 
 
 def pool_model(op: str, shape, dtype=T.FLOAT, **attrs):
-    return make_model([oh.make_node(op, ["x"], ["y"], **attrs)], {"x": (shape, dtype)}, {"y": dtype})
+    # AveragePool takes dilations from opset 19 (an unknown attribute before, which the loader refuses).
+    opset = 19 if op == "AveragePool" and "dilations" in attrs else 18
+    return make_model([oh.make_node(op, ["x"], ["y"], **attrs)], {"x": (shape, dtype)}, {"y": dtype}, opset=opset)
 
 
 def _variants(op: str, window: dict) -> list[dict]:

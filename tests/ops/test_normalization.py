@@ -86,8 +86,16 @@ def test_batchnorm_opset1_and_6_inference(opset, attrs):
 
 def test_batchnorm_opset9_training_outputs_become_running_stats():
     x, s, b, m, v = bn_inputs(rand(4, 3, 5), 3)
-    (y, rm, rv), _ = run_model("BatchNormalization", dict(zip("xsbmv", (x, s, b, m, v))),
-                               {"momentum": 0.9}, 9, [("y", 1), ("rm", 1), ("rv", 1)])
+    # ONNX's checker (like onnxruntime) refuses three outputs (BatchNormalization-9 has one or five),
+    # so the loader would too; the import rule is exercised on the proto directly.
+    import compiler
+    node = helper.make_node("BatchNormalization", list("xsbmv"), ["y", "rm", "rv"], momentum=0.9)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, a.shape)
+                                            for n, a in zip("xsbmv", (x, s, b, m, v))],
+                              [helper.make_tensor_value_info(n, 1, None) for n in ("y", "rm", "rv")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 9)])
+    out = compiler.compile(import_model(model)).run(dict(zip("xsbmv", (x, s, b, m, v))))
+    y, rm, rv = out["y"], out["rm"], out["rv"]
     mean, var = x.mean(axis=(0, 2)), x.var(axis=(0, 2))
     np.testing.assert_allclose(rm, 0.9 * m + 0.1 * mean, **TOL)
     np.testing.assert_allclose(rv, 0.9 * v + 0.1 * var, **TOL)
