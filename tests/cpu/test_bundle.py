@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # The cpu pipeline while some of its passes are still being merged.
 FALLBACK_PASSES = ("fold-constants,remove-identity,cse,dce,layout-nchwc,fold-constants,dce,fuse,dce,"
                    "schedule,plan-memory")
-DIGITS = [Path(ROOT, "..", "shared", "data", "digits_cnn.onnx"), Path("/work/shared/data/digits_cnn.onnx")]
+DIGITS = [Path(ROOT, "..", "shared", "data", "digits_cnn.onnx")]
 
 
 def cpu_passes() -> str | None:

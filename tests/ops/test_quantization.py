@@ -21,6 +21,7 @@ from ir import quant
 from ir.dtypes import DType
 from ir.errors import CompilerError
 from tests.ops.ortcheck import Const, check_op, make_model, run_ours
+from tests.conftest import SHARED_DATA
 
 MS = "com.microsoft"
 f32 = np.float32
@@ -398,7 +399,7 @@ def test_errors():
 
 
 # ======================================================= the int8 models
-INT8_DIR = "/work/shared/data/int8"
+INT8_DIR = os.path.join(SHARED_DATA, "int8")
 OURS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv",
         "QLinearMatMul", "ConvInteger", "MatMulInteger", "Cast", "QGemm"}
 
@@ -424,7 +425,7 @@ def test_int8_model_nodes(path):
     """Every quantization node of the model, alone, equals onnxruntime on real activations."""
     model = onnx.load(path)
     dims = model.graph.input[0].type.tensor_type.shape.dim
-    x = np.load("/work/shared/data/digits_test.npz")["x_test"][:3].astype(f32)
+    x = np.load(os.path.join(SHARED_DATA, "digits_test.npz"))["x_test"][:3].astype(f32)
     x = x.reshape((3,) + tuple(d.dim_value for d in dims[1:]))
     values = _intermediates(model, x)
     inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}

@@ -19,8 +19,7 @@ from passes import run_pipeline
 from passes.manager import PassManager
 
 LIGHT_DIR = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
-DATA_DIRS = [os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared",
-                                           "data")), "/work/shared/data"]
+DATA_DIRS = [os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data"))]
 
 
 # --------------------------------------------------------------- helpers

@@ -32,11 +32,10 @@ PIPELINE = "fold-constants,layout-nchwc,fold-constants,dce"
 
 @pytest.fixture(scope="module")
 def digits_dir():
-    """The digits models: the shared data folder, also found from a git worktree."""
+    """The digits models in the shared data folder (``../shared/data`` from the project root)."""
     from tests.conftest import SHARED_DATA
-    for d in (SHARED_DATA, os.environ.get("NNC_SHARED_DATA", "/work/shared/data")):
-        if os.path.isfile(os.path.join(d, "digits_cnn.onnx")):
-            return d
+    if os.path.isfile(os.path.join(SHARED_DATA, "digits_cnn.onnx")):
+        return SHARED_DATA
     pytest.skip("digits models not found")
 
 

@@ -24,9 +24,10 @@ from passes.manager import PassInfo, PassManager, PassStep
 from tests.passes.golden import assert_pass
 from ir.memory import Arena, MemoryPlan, Placement, PlanEntry, clear_plan, plan_of, verify_plan
 from passes.memory_plan import build_plan
+from tests.conftest import SHARED_DATA
 
 LIGHT = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
-DIGITS = "/work/shared/data"
+DIGITS = SHARED_DATA
 PREP = "fold-constants,remove-identity,dce"
 
 
