@@ -20,14 +20,14 @@ from ir.types import TensorType
 from passes.pipelines import SIMPLIFY
 
 from ..base import THREADS_OPTION, Backend, Capabilities, Coverage, OptionSpec, Support
+from .codegen import KernelBuilder
 from .evaluator import injective_support, is_index_map
 from .executable import CpuExecutable, UnitCompiler, build_executable, machine_of
-from .kernel_cache import KernelCache
 from .expr import elementwise_support
 from .host import ISAS, cpu_target
+from .kernel_cache import KernelCache
 from .kernels import find_generator, generated_ops
 from .lower import lower
-from .codegen import KernelBuilder
 from .scheduling import CpuScheduler, kernel_kind
 
 # Ops the cpu pipeline rewrites into ops with kernels: op -> (the pass, the op it becomes).
