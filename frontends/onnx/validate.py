@@ -160,13 +160,18 @@ def _check_attribute_names(node: onnx.NodeProto, schema, name: str) -> None:
 def _check_tensor(t: onnx.TensorProto, ctx, name: str) -> None:
     if t.data_location == onnx.TensorProto.EXTERNAL:
         return  # read (and its size checked) from its file by the loader
+    _checked(onnx.checker.check_tensor, t, ctx, "tensor", f"{name}: tensor {t.name!r}")
+
+
+def _checked(check, proto, ctx, what: str, subject: str) -> None:
+    """Run one of ONNX's checkers; its refusal becomes a ModelLoadError about ``subject``."""
     try:
-        onnx.checker.check_tensor(t, ctx)
+        check(proto, ctx)
     except onnx.checker.ValidationError as exc:
-        raise ModelLoadError(f"invalid tensor: {_one_line(exc)}", subject=f"{name}: tensor {t.name!r}") from None
+        raise ModelLoadError(f"invalid {what}: {_one_line(exc)}", subject=subject) from None
     except UnicodeDecodeError:  # the checker's message quotes bytes that are not UTF-8
-        raise ModelLoadError("invalid tensor (ONNX's checker refused it; its names are not valid UTF-8)",
-                             subject=f"{name}: tensor {t.name!r}") from None
+        raise ModelLoadError(f"invalid {what} (ONNX's checker refused it; its names are not valid UTF-8)",
+                             subject=subject) from None
 
 
 def _check_node(node: onnx.NodeProto, ctx, opsets: dict[str, int], name: str) -> None:
@@ -196,10 +201,4 @@ def _check_node(node: onnx.NodeProto, ctx, opsets: dict[str, int], name: str) ->
         return  # not an ONNX op: the importer reports every op it cannot import at once
     if onnx.defs.get_schema(node.op_type, version, domain).deprecated:
         return  # the checker refuses deprecated forms outright; the import rules rewrite them (as for opset 1)
-    try:
-        onnx.checker.check_node(node, ctx)
-    except onnx.checker.ValidationError as exc:
-        raise ModelLoadError(f"invalid node: {_one_line(exc)}", subject=f"{name}: {_node_label(node)}") from None
-    except UnicodeDecodeError:  # the checker's message quotes bytes that are not UTF-8
-        raise ModelLoadError("invalid node (ONNX's checker refused it; its names are not valid UTF-8)",
-                             subject=f"{name}: {_node_label(node)}") from None
+    _checked(onnx.checker.check_node, node, ctx, "node", f"{name}: {_node_label(node)}")
