@@ -28,12 +28,14 @@ class LLVMError(RuntimeError):
     """LLVM refused a module (invalid IR): the first line of its message."""
 
 
-def _init() -> None:
+def init_llvm():
+    """llvmlite's binding, with the native target initialized (older llvmlite needs it); returns it."""
     try:
         llvm.initialize_native_target()
         llvm.initialize_native_asmprinter()
     except Exception:  # noqa: BLE001 - llvmlite >= 0.44 initializes itself
         pass
+    return llvm
 
 
 @lru_cache(maxsize=None)
@@ -45,7 +47,7 @@ def target_machine(machine: Machine) -> llvm.TargetMachine:
 def new_target_machine(machine: Machine) -> llvm.TargetMachine:
     """A target machine of one's own (an MCJIT engine owns and frees the one it is given)."""
     triple, cpu, features, opt, reloc = machine
-    _init()
+    init_llvm()
     t = llvm.Target.from_triple(triple or llvm.get_process_triple())
     return t.create_target_machine(cpu=cpu or "x86-64", features=features, opt=opt, reloc=reloc,
                                    codemodel="default")
@@ -53,7 +55,7 @@ def new_target_machine(machine: Machine) -> llvm.TargetMachine:
 
 def optimize(text: str, tm: llvm.TargetMachine, opt: int = 3) -> llvm.ModuleRef:
     """Parse, verify and optimize one module (``opt``: the speed level, 3 for -O3)."""
-    _init()
+    init_llvm()
     try:
         mod = llvm.parse_assembly(text)
         mod.triple = tm.triple

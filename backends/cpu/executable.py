@@ -37,10 +37,10 @@ from ir.dtypes import DType
 from ir.errors import ArtifactError, BackendError
 from ir.memory import ALIGNMENT
 from runtime import llvm_worker
-from runtime.llvm_worker import LLVMError, Machine
+from runtime.llvm_worker import LLVMError, Machine, init_llvm
 from runtime.native import ThreadPool, runtime_library
 
-from .host import init_llvm, feature_string, missing_on_host
+from .host import feature_string, missing_on_host
 from .kernel_cache import KernelCache, kernel_key
 from .lower import ENTRY, ENTRY_PROFILED, Lowered
 

@@ -14,6 +14,7 @@ from typing import Optional
 
 from ir.errors import BackendError
 from ir.target import TargetInfo
+from runtime.llvm_worker import init_llvm
 
 
 def _cache_size(level: int, kind: str) -> Optional[int]:
@@ -44,16 +45,6 @@ ISA_FEATURES["avx512"] = ISA_FEATURES["avx2"] + ("avx512f", "avx512bw", "avx512v
 _LEVEL_CPU = {"avx512": "x86-64-v4", "avx2": "x86-64-v3", "generic": "x86-64-v2"}
 # Feature name prefixes that belong to a wider ISA than the key: a build for the key turns them off.
 _WIDER = {"avx512": (), "avx2": ("avx512", "amx", "avx10"), "generic": ("avx", "amx", "fma", "f16c")}
-
-
-def init_llvm():
-    import llvmlite.binding as llvm
-    try:
-        llvm.initialize_native_target()
-        llvm.initialize_native_asmprinter()
-    except Exception:  # noqa: BLE001 - llvmlite >= 0.44 initializes itself
-        pass
-    return llvm
 
 
 @lru_cache(maxsize=None)
