@@ -86,6 +86,18 @@ class Support:
         return Support(False, reason)
 
 
+def _folds_once_shapes_are_known(graph: Graph) -> set[int]:
+    """Nodes that compute only from constants and shapes (``Shape``, ``Size``): constants once specialized."""
+    folds: set[int] = set()
+    computed: set[int] = set()
+    for node in graph.nodes:
+        shape_only = node.domain == "" and node.op in ("Shape", "Size")
+        if shape_only or all(v is None or v.const is not None or id(v) in computed for v in node.inputs):
+            folds.add(id(node))
+            computed.update(id(o) for o in node.outputs)
+    return folds
+
+
 class Coverage(Enum):
     """How a target runs an op (the ``python -m compiler ops`` table)."""
 
@@ -103,6 +115,9 @@ class Capabilities:
     profile: bool = False        # Executable.profile gives per-kernel times
     c_bundle: bool = False       # the artifact holds an object file and header for C programs
     static_shapes: bool = False  # compiles static shapes only: the driver specializes per call
+    # Compiles a one-sample graph (``Graph.batch`` set) into code that takes the batch count
+    # at run time, so a model with a symbolic batch dimension is compiled once, at build time.
+    runtime_batch: bool = False
 
 
 @dataclass(frozen=True)
@@ -247,12 +262,25 @@ class Backend(abc.ABC):
         raise BackendError("this target cannot time schedules", subject=f"target {self.name!r}",
                            hint="measured tuning needs a target that runs code, e.g. --target cpu")
 
-    def check_supported(self, graph: Graph) -> None:
-        """Raise one error naming every node this target cannot run."""
+    def check_supported(self, graph: Graph, ops_only: bool = False) -> None:
+        """Raise one error naming every node this target cannot run.
+
+        ``ops_only``: judge each node by its op alone (``op_coverage``), for a
+        graph whose shapes are not known yet (a model compiled per input
+        signature): an op no kernel covers is refused at build time, not at
+        the first run.
+        """
         missing: dict[tuple[str, str, int], list[str]] = {}
         reasons: dict[tuple[str, str, int], str] = {}
+        folds = _folds_once_shapes_are_known(graph) if ops_only else set()
         for node in graph.nodes:
-            s = self.supports(node)
+            if id(node) in folds:
+                continue
+            if ops_only:
+                s = Support.yes() if self.op_coverage(node.schema) is not Coverage.NONE else \
+                    Support.no(f"target {self.name!r} has no kernel for this op")
+            else:
+                s = self.supports(node)
             if not s.ok:
                 key = (node.domain, node.op, 0)
                 missing.setdefault(key, []).append(node.name or f"%{node.outputs[0].name}")

@@ -10,9 +10,9 @@ interpreter), ``passes`` (optimizations), ``backends`` (targets), ``runtime``
 (compiled modules).  The CLI is ``python -m compiler --help``.
 """
 
-from ir.errors import CompilerError
+from ir.errors import ArtifactError, BackendError, CompilerError, InputError
 
 from .driver import CompileResult, build, compile, load
 from .version import __version__
 
-__all__ = ["CompileResult", "CompilerError", "__version__", "build", "compile", "load"]
+__all__ = ["ArtifactError", "BackendError", "CompileResult", "CompilerError", "InputError", "__version__", "build", "compile", "load"]

@@ -52,6 +52,17 @@ def _parse_shapes(items: Sequence[str]) -> dict[str, list]:
     return shapes
 
 
+def _parse_dims(items: Sequence[str]) -> dict[str, int]:
+    """``seq=128`` -> {"seq": 128}."""
+    dims: dict[str, int] = {}
+    for item in items or ():
+        name, _, value = item.partition("=")
+        if not name or not value.isdigit():
+            raise InputError("bad --dim", found=repr(item), expected="NAME=SIZE, e.g. seq=128")
+        dims[name] = int(value)
+    return dims
+
+
 def _parse_options(items: Sequence[str]) -> dict[str, Any]:
     opts: dict[str, Any] = {}
     for item in items or ():
@@ -213,6 +224,16 @@ def _print_onnx_coverage(path: str, proto, exc) -> None:
         print(f"  {qual:<28}{n:>5}   {'no' if (domain, op) in missing else 'yes'}")
 
 
+def _build_options(args: argparse.Namespace) -> dict[str, Any]:
+    """--option KEY=VALUE, plus the flags that are target options under another name."""
+    options = _parse_options(args.option)
+    if args.max_batch is not None:
+        if args.max_batch < 1:
+            raise InputError("--max-batch must be at least 1", found=str(args.max_batch))
+        options["max_batch"] = args.max_batch
+    return options
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     from runtime.artifact import check_output_directory
 
@@ -223,8 +244,10 @@ def cmd_build(args: argparse.Namespace) -> int:
     result = build(args.model, args.target, passes=args.passes,
                    print_ir_after=args.print_ir_after.split(",") if args.print_ir_after else (),
                    dump_ir_dir=args.dump_ir,
-                   input_shapes=_parse_shapes(args.input_shape), options=_parse_options(args.option),
-                   tune=args.tune, tune_budget=args.tune_budget, tuning_db=args.tuning_db)
+                   input_shapes=_parse_shapes(args.input_shape), dims=_parse_dims(args.dim),
+                   options=_build_options(args),
+                   tune=args.tune, tune_budget=args.tune_budget, tuning_db=args.tuning_db,
+                   verify_each=True if args.verify_each else None)
     seconds = time.perf_counter() - t0
     out = result.module.save(args.output, force=args.force)
     if args.time_passes:
@@ -235,6 +258,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     _log(args, f"built {args.model} for target {args.target} in {seconds:.2f} s -> {out}/")
     _log(args, f"  passes: {result.manifest['passes'] or '(none)'}")
     _log(args, f"  nodes after passes: {len(result.graph.nodes)}")
+    if result.shapes is not None:
+        _log(args, f"  shapes: {result.shapes.summary()}")
     return 0
 
 
@@ -362,8 +387,16 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--print-ir-after", metavar="PASSES", help="comma-separated pass names, or 'all'")
     p.add_argument("--dump-ir", metavar="DIR", help="write the IR after every pass into DIR")
     p.add_argument("--time-passes", action="store_true", help="print how long each pass took")
+    p.add_argument("--verify-each", action="store_true",
+                   help="verify the IR after every pass, not only at the end (finds the pass that breaks it)")
     p.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,..",
-                   help="fix an input's shape (repeatable)")
+                   help="fix an input's shape (repeatable); a name instead of a number keeps that "
+                        "dimension symbolic, e.g. input_ids=batch,128")
+    p.add_argument("--dim", action="append", metavar="NAME=VALUE",
+                   help="give a symbolic dimension a value in every input, e.g. --dim seq=128 (repeatable)")
+    p.add_argument("--max-batch", type=int, metavar="N",
+                   help="for a model with a symbolic batch: the largest batch the C bundle's arena "
+                        "(MODEL_ARENA_BYTES) is sized for (default 64; same as --option max_batch=N)")
     p.add_argument("--option", action="append", metavar="KEY=VALUE", help="target option (repeatable)")
     p.add_argument("--explain", nargs="?", const="summary", choices=["summary", "full"],
                    help="print what the passes decided and saved (decisions.json is always written)")

@@ -9,7 +9,12 @@ version of the graph where those are constants and every shape is static.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import shutil
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +31,7 @@ from ir.schedule import clear_schedules
 from ir.registry import get_schema
 from ir.types import TensorType
 from passes.manager import PassContext, PassManager
+from runtime.artifact import SPECIALIZATIONS, file_records, verify_files
 from runtime.executable import Executable
 
 # Ops whose outputs depend on their input's shape only, not on its values.
@@ -106,17 +112,79 @@ def _shape_key(x) -> tuple:
     return tuple(np.shape(x))
 
 
+class SpecializationStore:
+    """Specializations kept on disk in an artifact, so that a new process does not recompile them.
+
+    ``<artifact>/specializations/<digest of the signature>/`` holds what the
+    target's executable saved plus ``specialization.json`` (the signature and
+    each file's size and sha256, checked before loading).  Folders are written
+    under a temporary name and renamed into place, so concurrent processes
+    never see half of one.  A folder that cannot be written (read-only
+    artifact) is reported once as a warning: the model still runs, compiling
+    in each new process.
+    """
+
+    INDEX = "specialization.json"
+
+    def __init__(self, root: Path, load: Callable[[Path], Executable]) -> None:
+        self.root = Path(root)
+        self.load_executable = load
+        self._warned = False
+
+    @staticmethod
+    def digest(key: tuple) -> str:
+        return hashlib.sha256(repr(key).encode()).hexdigest()[:20]
+
+    def load(self, key: tuple) -> Optional[Executable]:
+        d = self.root / self.digest(key)
+        index = d / self.INDEX
+        if not index.is_file():
+            return None
+        try:
+            record = json.loads(index.read_text())
+        except (OSError, ValueError):
+            return None
+        if record.get("key") != repr(key):
+            return None
+        verify_files(d, record)  # a damaged specialization is an ArtifactError, never a crash
+        return self.load_executable(d)
+
+    def save(self, key: tuple, exe: Executable) -> None:
+        final = self.root / self.digest(key)
+        tmp = self.root / f".tmp-{final.name}-{os.getpid()}-{threading.get_ident()}"
+        try:
+            tmp.mkdir(parents=True, exist_ok=True)
+            files = exe.save(tmp)
+            (tmp / self.INDEX).write_text(json.dumps({"key": repr(key), "files": file_records(tmp, files)}) + "\n")
+            try:
+                os.replace(tmp, final)
+            except OSError:  # another process stored it first
+                shutil.rmtree(tmp, ignore_errors=True)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not self._warned:
+                warnings.warn(f"cannot keep compiled specializations in {self.root}: {exc.strerror or exc}; "
+                              "each new process will compile them again", RuntimeWarning, stacklevel=3)
+                self._warned = True
+
+
 class SpecializingExecutable(Executable):
     """Compiles one executable per distinct (input shapes, deciding values), with an LRU cache.
 
     Safe to call from several threads: the cache (and compiling into it) is
     guarded by a lock, so each signature compiles once and concurrent calls
     never see the cache mid-update; the runs themselves happen outside it.
+    With a ``store`` (a module loaded from an artifact), a signature compiled
+    once is kept in the artifact and loaded, not compiled, by later processes.
     """
 
     def __init__(self, graph: Graph, compile_static: Callable[[Graph], Executable],
                  save_generic: Callable[[Graph, Path], list[str]], threads_capable: bool,
-                 capacity: int = 16) -> None:
+                 capacity: int = 16, store: Optional[SpecializationStore] = None,
+                 load_static: Optional[Callable[[Path], Executable]] = None) -> None:
+        self.store = store
+        self.load_static = load_static
+        self.loaded_from_store = 0
         self.graph = graph
         self.threads_capable = threads_capable
         self.threads: Optional[int] = None  # set_threads before a specialization exists
@@ -138,10 +206,16 @@ class SpecializingExecutable(Executable):
         with self._lock:
             exe = self.cache.get(k)
             if exe is None:
-                exe = self.compile_static(specialize(self.graph, inputs, self.value_inputs))
+                exe = self.store.load(k) if self.store is not None else None
+                if exe is not None:
+                    self.loaded_from_store += 1
+                else:
+                    exe = self.compile_static(specialize(self.graph, inputs, self.value_inputs))
+                    self.compilations += 1
+                    if self.store is not None:
+                        self.store.save(k, exe)
                 if self.threads is not None:
                     exe.set_threads(self.threads)
-                self.compilations += 1
                 self.cache[k] = exe
                 if len(self.cache) > self.capacity:
                     self.cache.popitem(last=False)
@@ -165,14 +239,27 @@ class SpecializingExecutable(Executable):
                 exe.set_threads(threads)
 
     def save(self, directory: Path) -> list[str]:
-        return self.save_generic(self.graph, directory)
+        """The generic graph (the artifact's files), and every specialization compiled so far beside it."""
+        files = self.save_generic(self.graph, directory)
+        if self.load_static is not None:
+            store = SpecializationStore(Path(directory) / SPECIALIZATIONS, self.load_static)
+            with self._lock:
+                for k, exe in self.cache.items():
+                    store.save(k, exe)
+        return files
 
 
-def make_specializing(backend: Backend, graph: Graph, pipeline: str) -> SpecializingExecutable:
-    """Wrap ``graph`` so each new call signature runs ``pipeline`` on a static copy and compiles it."""
+def make_specializing(backend: Backend, graph: Graph, pipeline: str,
+                      directory: Optional[Path] = None) -> SpecializingExecutable:
+    """Wrap ``graph`` so each new call signature runs ``pipeline`` on a static copy and compiles it.
 
+    ``directory``: the artifact the graph was loaded from, where compiled
+    specializations are kept (``SpecializationStore``).
+    """
     def compile_static(g: Graph) -> Executable:
         PassManager(pipeline or []).run(g, PassContext(target=backend.target_info, backend=backend))
         return backend.compile(g)
 
-    return SpecializingExecutable(graph, compile_static, save_graph, backend.capabilities.threads)
+    store = SpecializationStore(Path(directory) / SPECIALIZATIONS, backend.load) if directory is not None else None
+    return SpecializingExecutable(graph, compile_static, save_graph, backend.capabilities.threads,
+                                  store=store, load_static=backend.load)

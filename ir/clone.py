@@ -47,6 +47,7 @@ def clone_graph(g: Graph) -> Graph:
             mapping[id(old)] = out
     new.set_outputs(mapping[id(v)] for v in g.outputs)
     new.memory = g.memory
+    new.batch = g.batch
     for v in g.values():
         p = v.placement
         if p is not None:

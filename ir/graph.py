@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 
 import numpy as np
 
+from .batch import BatchSignature
 from .dtypes import DType
 from .errors import CompilerError
 from .types import TensorType, Type
@@ -199,6 +200,8 @@ class Graph:
         self._fresh = itertools.count()
         # The memory plan's arena (None when unplanned); values carry their placements.
         self.memory: Optional[Arena] = None
+        # Set when the graph describes one sample of a run-time batch (``ir.batch``).
+        self.batch: Optional[BatchSignature] = None
         # Free-form metadata (opset, producer...) that printers ignore.
         self.meta: dict[str, Any] = {}
 

@@ -37,6 +37,21 @@ from .registry import BROADCAST, ELEMENTWISE
 from .types import TensorType
 
 ALIGNMENT = 64
+
+
+def aligned_buffer(nbytes: int, fill: "Optional[np.ndarray]" = None) -> "np.ndarray":
+    """A zeroed uint8 array of ``nbytes`` whose data pointer is ``ALIGNMENT``-byte aligned.
+
+    The weights blob and the arena of compiled code are such buffers: the
+    generated code uses aligned vector loads on them.
+    """
+    import numpy as np
+    raw = np.zeros(nbytes + ALIGNMENT, np.uint8)
+    start = (-raw.ctypes.data) % ALIGNMENT
+    buf = raw[start:start + nbytes]
+    if fill is not None:
+        buf[:] = fill
+    return buf
 INPLACE_KINDS = frozenset({ELEMENTWISE, BROADCAST})
 
 

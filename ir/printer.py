@@ -43,13 +43,13 @@ Pass results are printed with the IR they describe (and read back by
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import re
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .digest import array_digest
 from .dtypes import DType
 from .graph import Graph, Node, Value
 from .schedule import Schedule
@@ -101,13 +101,7 @@ def format_float(x: float, np_type=None) -> str:
 
 
 def tensor_digest(arr: np.ndarray) -> str:
-    h = hashlib.sha256()
-    h.update(str(arr.dtype).encode() + str(arr.shape).encode())
-    if arr.dtype == object:
-        h.update(json.dumps([str(v) for v in arr.ravel()]).encode())
-    else:
-        h.update(np.ascontiguousarray(arr).tobytes())
-    return "sha256:" + h.hexdigest()[:16]
+    return "sha256:" + array_digest(arr)[:16]
 
 
 def format_payload(arr: np.ndarray, dtype: DType, constants: str, inline_limit: int) -> str:

@@ -8,11 +8,11 @@ collapse.  Nodes with subgraphs are left alone.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import numpy as np
 
+from ir.digest import array_digest
 from ir.graph import Graph, Node
 
 from .manager import PassContext, register_pass
@@ -20,9 +20,7 @@ from .manager import PassContext, register_pass
 
 def _freeze(v: Any) -> Any:
     if isinstance(v, np.ndarray):
-        return ("tensor", str(v.dtype), v.shape, hashlib.sha256(
-            np.ascontiguousarray(v).tobytes() if v.dtype != object else repr(v.tolist()).encode()
-        ).hexdigest())
+        return ("tensor", str(v.dtype), v.shape, array_digest(v))
     if isinstance(v, (list, tuple)):
         return tuple(_freeze(x) for x in v)
     if isinstance(v, float) and v != v:

@@ -19,6 +19,8 @@ from ir.errors import ArtifactError
 
 MANIFEST = "manifest.json"
 DECISIONS = "decisions.json"
+# Compiled specializations of a model with run-time shapes (compiler/specialize.py), one folder each.
+SPECIALIZATIONS = "specializations"
 # 2: ``files`` lists each file the executable wrote with its size and sha256.
 FORMAT_VERSION = 2
 
@@ -135,6 +137,9 @@ def clear_artifact(directory: Union[str, Path]) -> None:
     for name in names:
         if _plain_name(name) and (d / name).is_file():
             os.unlink(d / name)
+    if (d / SPECIALIZATIONS).is_dir() and not (d / SPECIALIZATIONS).is_symlink():
+        import shutil
+        shutil.rmtree(d / SPECIALIZATIONS, ignore_errors=True)
 
 
 def read_manifest(directory: Union[str, Path]) -> dict[str, Any]:

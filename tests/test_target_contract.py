@@ -78,11 +78,19 @@ def test_threads_on_a_target_without_threads_is_refused():
 
 def test_threads_reach_specialized_cpu_modules():
     g = _mlp()
-    g.inputs[0].type = tensor(f32, ("N", 8))
+    g.inputs[0].type = tensor(f32, ("N", "M"))  # M has no value: one compilation per signature
     m = compiler.compile(g, target="cpu")
     m.benchmark({"x": np.ones((3, 8), np.float32)}, repeat=1, warmup=0, threads=1)
     (exe,) = m.executable.cache.values()
     assert exe.threads == 1
+
+
+def test_threads_reach_runtime_batch_cpu_modules():
+    g = _mlp()
+    g.inputs[0].type = tensor(f32, ("N", 8))  # compiled once, the batch at run time
+    m = compiler.compile(g, target="cpu", options={"threads": 2})
+    m.benchmark({"x": np.ones((3, 8), np.float32)}, repeat=1, warmup=0, threads=1)
+    assert m.executable.threads == 1
 
 
 # --------------------------------------------------------- a target is a package

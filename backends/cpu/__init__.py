@@ -52,12 +52,16 @@ class CpuBackend(Backend):
                                           "default: the CPU's"),
         OptionSpec("bundle_name", str, "model", "prefix of the C bundle's symbols and files"),
         OptionSpec("c_array", bool, False, "also write the weights as a C array (weights.c)"),
+        OptionSpec("max_batch", int, 64, "for a model with a run-time batch: the largest batch the C "
+                                         "bundle's MODEL_ARENA_BYTES holds and model_run_batch accepts",
+                   minimum=1),
         OptionSpec("kernel_cache", bool, True, "reuse compiled kernels from the on-disk cache "
                                                "(~/.cache/nncompiler/kernels) and store new ones there"),
         OptionSpec("jobs", int, 0, "processes for LLVM work (0: one per core; 1: in this process); "
                                    "small models always compile in this process", minimum=0),
     )
-    capabilities = Capabilities(measure=True, threads=True, profile=True, c_bundle=True, static_shapes=True)
+    capabilities = Capabilities(measure=True, threads=True, profile=True, c_bundle=True, static_shapes=True,
+                                runtime_batch=True)
     default_pipeline = PIPELINE
     generic_pipeline = SIMPLIFY
 
@@ -123,7 +127,8 @@ class CpuBackend(Backend):
         exe = build_executable(lowered, target, self.config["threads"], compiler=compiler)
         exe.description["build"]["codegen_seconds"] = round(codegen, 3)
         # What CpuExecutable.save needs to write the C bundle.
-        exe.description["bundle_options"] = {"name": self.config["bundle_name"], "c_array": self.config["c_array"]}
+        exe.description["bundle_options"] = {"name": self.config["bundle_name"], "c_array": self.config["c_array"],
+                                            "max_batch": self.config["max_batch"]}
         return exe
 
     def measure(self, graph: Graph, node: Node, schedule: Schedule) -> float:

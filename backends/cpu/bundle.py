@@ -46,6 +46,7 @@ from runtime.native import C_DIR, CFLAGS, SOURCES, cache_dir, compile_c
 from .lower import ENTRY, ENTRY_PROFILED, Lowered
 
 RUNTIME_HEADER = "nnc_runtime.h"
+DEFAULT_MAX_BATCH = 64  # --max-batch: the batch the header's MODEL_ARENA_BYTES is sized for
 
 # C type of one element, per dtype (for the header's comments and typedef-free use).
 _C_TYPES = {"f32": "float", "f64": "double", "i8": "int8_t", "u8": "uint8_t", "i16": "int16_t",
@@ -65,6 +66,8 @@ class BundleSource:
     kernels: list[str]                  # labels, in the order nnc_run_profiled times them
     isa: str
     cpu: str = ""
+    batch: Optional[dict[str, Any]] = None  # BatchSignature.to_json(): the entry takes the batch count
+    max_batch: int = 1                      # the largest batch the header's arena size allows
 
 
 @dataclass
@@ -96,7 +99,9 @@ def bundle_source(source: Any, target: Optional[TargetInfo] = None) -> BundleSou
         spec = lambda v: {"name": v.name, "dtype": v.type.dtype.short, "shape": list(v.type.shape)}
         return BundleSource(objects, np.asarray(source.weights, np.uint8), [spec(v) for v in source.inputs],
                             [spec(v) for v in source.outputs], int(source.arena_bytes),
-                            [k.label for k in source.kernels], target.isa, target.cpu_name)
+                            [k.label for k in source.kernels], target.isa, target.cpu_name,
+                            source.batch.to_json() if source.batch is not None else None,
+                            DEFAULT_MAX_BATCH if source.batch is not None else 1)
     from .executable import CpuExecutable
     if not isinstance(source, CpuExecutable):
         raise ArtifactError("only a cpu executable of static shapes has object code to bundle",
@@ -104,9 +109,11 @@ def bundle_source(source: Any, target: Optional[TargetInfo] = None) -> BundleSou
                             hint="a model with dynamic shapes needs them fixed, e.g. --input-shape input=1,3,224,224")
     desc = source.description
     target = target or source.target
+    batch = desc.get("batch")
+    max_batch = int(desc.get("bundle_options", {}).get("max_batch", DEFAULT_MAX_BATCH)) if batch else 1
     return BundleSource(list(source.objects), np.asarray(source.weights, np.uint8), list(desc["inputs"]),
                         list(desc["outputs"]), int(desc["arena_bytes"]), list(desc.get("kernels", [])),
-                        str(desc.get("isa", "")), target.cpu_name)
+                        str(desc.get("isa", "")), target.cpu_name, batch, max_batch)
 
 
 def check_name(name: str) -> str:
@@ -239,7 +246,7 @@ def checked_size(value: int, what: str) -> int:
     return value
 
 
-def _tensor_block(upper: str, kind: str, i: int, t: dict[str, Any]) -> list[str]:
+def _tensor_block(upper: str, kind: str, i: int, t: dict[str, Any], batched: bool = False) -> list[str]:
     dt = DType.from_short(t["dtype"])
     what = f"{kind.lower()} {i} ({t['name']!r})"
     shape = [checked_size(int(d), f"{what} dimension {k}") for k, d in enumerate(t["shape"])]
@@ -248,14 +255,16 @@ def _tensor_block(upper: str, kind: str, i: int, t: dict[str, Any]) -> list[str]
         numel = checked_size(numel * d, f"{what} element count")
     checked_size(numel * dt.itemsize, f"{what} size in bytes")
     p = f"{upper}_{kind}_{i}"
+    per = " per sample: a batch of B holds B times the bytes" if batched else ""
     return [f"/* {kind.lower()} {i}: {t['name']} {t['dtype']}[{','.join(map(str, shape))}]"
-            f" ({_C_TYPES.get(t['dtype'], 'bytes')}) */",
+            f" ({_C_TYPES.get(t['dtype'], 'bytes')}){per} */",
             f"#define {p}_NAME {c_string(t['name'])}",
             f"#define {p}_DTYPE {c_string(t['dtype'])}",
             f"#define {p}_ELEM_BYTES {dt.itemsize}",
             f"#define {p}_RANK {len(shape)}",
             f"#define {p}_NUMEL {numel}",
             f"#define {p}_BYTES {numel * dt.itemsize}",
+            f"#define {p}_BATCHED {int(batched)}",
             ""]
 
 
@@ -270,10 +279,10 @@ def _tensor_table(name: str, kind: str, tensors: list[dict[str, Any]]) -> list[s
     for i, t in enumerate(tensors):
         p = f"{upper}_{kind.upper()}_{i}"
         shape = f"{name}_{kind}_{i}_shape" if t["shape"] else "NULL"
-        rows.append(f"    {{{p}_NAME, {p}_DTYPE, {p}_ELEM_BYTES, {p}_RANK, {shape}, {p}_BYTES}},")
+        rows.append(f"    {{{p}_NAME, {p}_DTYPE, {p}_ELEM_BYTES, {p}_RANK, {shape}, {p}_BYTES, {p}_BATCHED}},")
     size = f"{upper}_NUM_{kind.upper()}S"
     lines.append(f"static const nnc_tensor_info {name}_{kind}s[{size} > 0 ? {size} : 1] NNC_UNUSED = {{")
-    lines += rows or ["    {NULL, NULL, 0, 0, NULL, 0},"]
+    lines += rows or ["    {NULL, NULL, 0, 0, NULL, 0, 0},"]
     lines.append("};")
     return lines
 
@@ -290,6 +299,22 @@ def header_text(src: BundleSource, name: str, manifest: Optional[dict[str, Any]]
         origin = f" * Model: {model.get('source', '?')} {model.get('sha256', '')}\n"
     checks = " && ".join(f'__builtin_cpu_supports("{f}")' for f in _CPU_CHECKS.get(src.isa, [])) or "1"
     labels = ",\n".join(f"    {c_string(k)}" for k in src.kernels) or "    NULL"
+    batched = src.batch is not None
+    max_batch = max(1, int(src.max_batch)) if batched else 1
+    per_sample = checked_size(int(src.arena_bytes), "arena")
+    arena_max = checked_size(per_sample * max_batch, f"arena for {max_batch} samples")
+    in_flags = list(src.batch["inputs"]) if batched else [False] * len(src.inputs)
+    out_flags = list(src.batch["outputs"]) if batched else [False] * len(src.outputs)
+    if batched:
+        usage_batch = [
+            f" * Batched: the model was compiled for one sample; {name}_run_batch(..., batch) runs",
+            f" * 1 <= batch <= {upper}_MAX_BATCH ({max_batch}) samples at once.  A batched input or output",
+            " * (<NAME>_INPUT_i_BATCHED) holds batch x its one-sample bytes, the samples one after the",
+            f" * other; the arena holds {upper}_ARENA_BYTES_FOR(batch) bytes ({upper}_ARENA_BYTES: the",
+            " * largest batch).  Each sample's results are the same whatever the batch.",
+        ]
+    else:
+        usage_batch = [" * Not batched: every call runs one instance of the shapes below."]
     lines = [
         f"/* Generated by nncompiler: the C interface of the compiled model \"{name}\".",
         origin.rstrip("\n") if origin else " *",
@@ -301,6 +326,7 @@ def header_text(src: BundleSource, name: str, manifest: Optional[dict[str, Any]]
         f" * buffer per input and output ({upper}_INPUT_i_BYTES, {upper}_OUTPUT_i_BYTES), dense,",
         " * row-major, little-endian; then",
         f" *     {name}_run(weights, inputs, outputs, arena, pool);   (pool: NULL = one thread)",
+        *usage_batch,
         f" * Weights and arena must be aligned to {upper}_ALIGNMENT ({ALIGNMENT}) bytes; inputs and outputs",
         " * should be too.",
         " * The model allocates nothing.  Calls may run concurrently only with distinct arenas,",
@@ -317,20 +343,26 @@ def header_text(src: BundleSource, name: str, manifest: Optional[dict[str, Any]]
         "    int elem_bytes;",
         "    int rank;",
         "    const int64_t *shape;       /* rank entries (NULL when rank is 0) */",
-        "    size_t bytes;",
+        "    size_t bytes;               /* per sample when batched */",
+        "    int batched;                /* 1: the leading dimension is the run-time batch */",
         "} nnc_tensor_info;",
         "typedef int (*nnc_run_fn)(const void *weights, const void *const *inputs, void *const *outputs,",
         "                          void *arena, nnc_pool *pool);",
         "typedef int (*nnc_run_profiled_fn)(const void *weights, const void *const *inputs,",
         "                                   void *const *outputs, void *arena, nnc_pool *pool,",
         "                                   int64_t *kernel_ns);",
+        "typedef int (*nnc_run_batch_fn)(const void *weights, const void *const *inputs, void *const *outputs,",
+        "                                void *arena, nnc_pool *pool, int64_t batch);",
         "/* Everything about one model, for code that serves any model (see example.c). */",
         "typedef struct nnc_model_info {",
         "    const char *name;",
         "    const char *isa;",
         "    size_t alignment;           /* of weights and arena, in bytes */",
         "    size_t weights_bytes;",
-        "    size_t arena_bytes;",
+        "    size_t arena_bytes;         /* for max_batch samples */",
+        "    size_t arena_bytes_per_sample;",
+        "    int batched;",
+        "    int64_t max_batch;",
         "    int num_inputs, num_outputs, num_kernels;",
         "    const nnc_tensor_info *inputs;",
         "    const nnc_tensor_info *outputs;",
@@ -338,8 +370,10 @@ def header_text(src: BundleSource, name: str, manifest: Optional[dict[str, Any]]
         "    nnc_run_fn run;",
         "    nnc_run_profiled_fn run_profiled;",
         "    int (*cpu_supported)(void);",
+        "    nnc_run_batch_fn run_batch;",
         "} nnc_model_info;",
         "#define NNC_ERR_ALIGNMENT (-2) /* weights or arena not aligned as required */",
+        "#define NNC_ERR_BATCH (-3)     /* batch below 1, above the maximum, or not 1 for an unbatched model */",
         "#if defined(__GNUC__) || defined(__clang__)",
         "#define NNC_UNUSED __attribute__((unused))",
         "#else", "#define NNC_UNUSED", "#endif",
@@ -347,15 +381,19 @@ def header_text(src: BundleSource, name: str, manifest: Optional[dict[str, Any]]
         f"#define {upper}_ALIGNMENT {ALIGNMENT}",
         f"#define {upper}_ISA {c_string(src.isa)}",
         f"#define {upper}_WEIGHTS_BYTES {checked_size(int(src.weights.size), 'weights blob')}",
-        f"#define {upper}_ARENA_BYTES {checked_size(int(src.arena_bytes), 'arena')}",
+        f"#define {upper}_BATCHED {int(batched)}",
+        f"#define {upper}_MAX_BATCH {max_batch}",
+        f"#define {upper}_ARENA_BYTES_PER_SAMPLE {per_sample}",
+        f"#define {upper}_ARENA_BYTES_FOR(batch) ((size_t)(batch) * {upper}_ARENA_BYTES_PER_SAMPLE)",
+        f"#define {upper}_ARENA_BYTES {arena_max}",
         f"#define {upper}_NUM_INPUTS {len(src.inputs)}",
         f"#define {upper}_NUM_OUTPUTS {len(src.outputs)}",
         f"#define {upper}_NUM_KERNELS {len(src.kernels)}", "",
     ]
     for i, t in enumerate(src.inputs):
-        lines += _tensor_block(upper, "INPUT", i, t)
+        lines += _tensor_block(upper, "INPUT", i, t, in_flags[i])
     for i, t in enumerate(src.outputs):
-        lines += _tensor_block(upper, "OUTPUT", i, t)
+        lines += _tensor_block(upper, "OUTPUT", i, t, out_flags[i])
     lines += _tensor_table(name, "input", src.inputs) + _tensor_table(name, "output", src.outputs)
     lines += [
         f"/* Kernel labels, in the order {name}_run_profiled reports their times. */",
@@ -365,22 +403,34 @@ def header_text(src: BundleSource, name: str, manifest: Optional[dict[str, Any]]
         f"extern const unsigned char {name}_weights[];", "",
         "/* The generated code (in the object file); call the wrappers below. */",
         f"int {name}_{ENTRY}(const void *weights, const void *const *inputs, void *const *outputs,",
-        "        void *arena, nnc_pool *pool);",
+        "        void *arena, nnc_pool *pool, int64_t batch);",
         f"int {name}_{ENTRY_PROFILED}(const void *weights, const void *const *inputs, void *const *outputs,",
-        "        void *arena, nnc_pool *pool, int64_t *kernel_ns);", "",
+        "        void *arena, nnc_pool *pool, int64_t batch, int64_t *kernel_ns);", "",
+        "/* Run the model on `batch` samples: 0 on success, NNC_ERR_ALIGNMENT when weights or arena is",
+        f" * misaligned, NNC_ERR_BATCH when batch is out of range (1..{upper}_MAX_BATCH).  The arena holds",
+        f" * {upper}_ARENA_BYTES_FOR(batch) bytes. */",
+        f"static inline int {name}_run_batch(const void *weights, const void *const *inputs,",
+        "        void *const *outputs, void *arena, nnc_pool *pool, int64_t batch) {",
+        f"    if ((uintptr_t)weights % {upper}_ALIGNMENT || (uintptr_t)arena % {upper}_ALIGNMENT)",
+        "        return NNC_ERR_ALIGNMENT;",
+        f"    if (batch < 1 || batch > {upper}_MAX_BATCH) return NNC_ERR_BATCH;",
+        f"    return {name}_{ENTRY}(weights, inputs, outputs, arena, pool, batch);", "}", "",
+        "/* The same, also writing each kernel's nanoseconds (for the whole batch) into kernel_ns. */",
+        f"static inline int {name}_run_batch_profiled(const void *weights, const void *const *inputs,",
+        "        void *const *outputs, void *arena, nnc_pool *pool, int64_t batch, int64_t *kernel_ns) {",
+        f"    if ((uintptr_t)weights % {upper}_ALIGNMENT || (uintptr_t)arena % {upper}_ALIGNMENT)",
+        "        return NNC_ERR_ALIGNMENT;",
+        f"    if (batch < 1 || batch > {upper}_MAX_BATCH) return NNC_ERR_BATCH;",
+        f"    return {name}_{ENTRY_PROFILED}(weights, inputs, outputs, arena, pool, batch, kernel_ns);", "}", "",
         "/* Run the model once: 0 on success, NNC_ERR_ALIGNMENT when weights or arena is misaligned.",
         f" * inputs[i] holds {upper}_INPUT_i_BYTES bytes, outputs[i] receives {upper}_OUTPUT_i_BYTES. */",
         f"static inline int {name}_run(const void *weights, const void *const *inputs, void *const *outputs,",
         "        void *arena, nnc_pool *pool) {",
-        f"    if ((uintptr_t)weights % {upper}_ALIGNMENT || (uintptr_t)arena % {upper}_ALIGNMENT)",
-        "        return NNC_ERR_ALIGNMENT;",
-        f"    return {name}_{ENTRY}(weights, inputs, outputs, arena, pool);", "}", "",
+        f"    return {name}_run_batch(weights, inputs, outputs, arena, pool, 1);", "}", "",
         f"/* The same, also writing each kernel's nanoseconds into kernel_ns[{upper}_NUM_KERNELS]. */",
         f"static inline int {name}_run_profiled(const void *weights, const void *const *inputs,",
         "        void *const *outputs, void *arena, nnc_pool *pool, int64_t *kernel_ns) {",
-        f"    if ((uintptr_t)weights % {upper}_ALIGNMENT || (uintptr_t)arena % {upper}_ALIGNMENT)",
-        "        return NNC_ERR_ALIGNMENT;",
-        f"    return {name}_{ENTRY_PROFILED}(weights, inputs, outputs, arena, pool, kernel_ns);", "}", "",
+        f"    return {name}_run_batch_profiled(weights, inputs, outputs, arena, pool, 1, kernel_ns);", "}", "",
         f"/* 1 when this CPU has the instruction set the code was compiled for ({src.isa}). */",
         f"static inline int {name}_cpu_supported(void) {{",
         "#if defined(__GNUC__) || defined(__clang__)",
@@ -389,9 +439,10 @@ def header_text(src: BundleSource, name: str, manifest: Optional[dict[str, Any]]
         "#else", "    return 1;", "#endif", "}", "",
         f"static const nnc_model_info {name}_info NNC_UNUSED = {{",
         f"    {c_string(name)}, {upper}_ISA, {upper}_ALIGNMENT, {upper}_WEIGHTS_BYTES, {upper}_ARENA_BYTES,",
+        f"    {upper}_ARENA_BYTES_PER_SAMPLE, {upper}_BATCHED, {upper}_MAX_BATCH,",
         f"    {upper}_NUM_INPUTS, {upper}_NUM_OUTPUTS, {upper}_NUM_KERNELS,",
         f"    {name}_inputs, {name}_outputs, {name}_kernel_labels,",
-        f"    {name}_run, {name}_run_profiled, {name}_cpu_supported,", "};", "",
+        f"    {name}_run, {name}_run_profiled, {name}_cpu_supported, {name}_run_batch,", "};", "",
         '#ifdef __cplusplus', '}', '#endif', f"#endif /* {guard} */", "",
     ]
     return "\n".join(lines)

@@ -34,8 +34,9 @@ import numpy as np
 from runtime.executable import Executable
 from ir.target import TargetInfo
 from ir.dtypes import DType
-from ir.errors import ArtifactError, BackendError
-from ir.memory import ALIGNMENT
+from ir.batch import BatchSignature
+from ir.errors import ArtifactError, BackendError, InputError
+from ir.memory import ALIGNMENT, aligned_buffer
 from runtime import llvm_worker
 from runtime.llvm_worker import LLVMError, Machine, init_llvm
 from runtime.native import ThreadPool, runtime_library
@@ -223,24 +224,19 @@ def compile_units(units: list[tuple[str, str]], machine: Machine, cache: Optiona
     return uc.ordered(), stats
 
 
-def aligned_buffer(nbytes: int, fill: Optional[np.ndarray] = None) -> np.ndarray:
-    """A uint8 array of ``nbytes`` whose data pointer is ``ALIGNMENT``-byte aligned."""
-    raw = np.zeros(nbytes + ALIGNMENT, np.uint8)
-    start = (-raw.ctypes.data) % ALIGNMENT
-    buf = raw[start:start + nbytes]
-    if fill is not None:
-        buf[:] = fill
-    return buf
-
-
 _ENTRY_TYPE = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
-                               ctypes.c_void_p, ctypes.c_void_p)
+                               ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
 _PROFILED_TYPE = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
-                                  ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
+                                  ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p)
 
 
 class CpuExecutable(Executable):
-    """A compiled graph loaded in this process."""
+    """A compiled graph loaded in this process.
+
+    A graph compiled for one sample of a batch (``description["batch"]``)
+    takes inputs of any batch size: the batch is their leading dimension,
+    the outputs get it too, and the arena grows to hold that many samples.
+    """
 
     def __init__(self, description: dict[str, Any], weights: np.ndarray, target: TargetInfo,
                  threads: int, objects: list[bytes]) -> None:
@@ -248,10 +244,13 @@ class CpuExecutable(Executable):
         self.weights = weights
         self.target = target
         self.objects = list(objects)  # linked together: the kernels' and the entry points'
-        self.arena = aligned_buffer(int(description["arena_bytes"]))
+        self.batch = BatchSignature.from_json(description["batch"]) if description.get("batch") else None
+        self.arena_per_sample = int(description["arena_bytes"])
+        self.arena = aligned_buffer(self.arena_per_sample)
         self.pool = ThreadPool(threads)
         self._lock = threading.Lock()  # the arena is shared: one run at a time
         self.outputs = [(DType.from_short(o["dtype"]).np, tuple(o["shape"])) for o in description["outputs"]]
+        self.input_shapes = [tuple(i["shape"]) for i in description["inputs"]]
         self._entries: Optional[tuple[Any, Any]] = None  # linked on first use: building never needs the host
 
     def _entry_points(self) -> tuple[Any, Any]:
@@ -289,28 +288,60 @@ class CpuExecutable(Executable):
             self.pool.close()
             self.pool = ThreadPool(threads)
 
+    def batch_of(self, arrays: Sequence[np.ndarray]) -> int:
+        """The batch the inputs carry (1 for an unbatched graph); an InputError if they disagree."""
+        if self.batch is None:
+            return 1
+        sizes = {a.shape[0] if a.ndim else None for a, b in zip(arrays, self.batch.inputs) if b}
+        if len(sizes) != 1 or None in sizes:
+            raise InputError(f"the batched inputs disagree on the batch size ({self.batch.symbol!r})",
+                             found=", ".join(str(s) for s in sorted(sizes, key=str)))
+        batch = sizes.pop()
+        for a, b, shape in zip(arrays, self.batch.inputs, self.input_shapes):
+            want = (batch,) + shape[1:] if b else shape
+            if tuple(a.shape) != want:
+                raise InputError("input shape does not match the compiled model", expected=str(want),
+                                 found=str(tuple(a.shape)))
+        if batch < 1:
+            raise InputError("the batch must hold at least one sample", found=f"{self.batch.symbol}={batch}")
+        return batch
+
     def _prepare(self, inputs: Sequence[np.ndarray]):
         arrays = [np.ascontiguousarray(x) for x in inputs]
-        outs = [np.empty(shape, dtype) for dtype, shape in self.outputs]
+        batch = self.batch_of(arrays)
+        outs = [np.empty((batch,) + shape[1:] if self.batch is not None and self.batch.outputs[k] else shape, dtype)
+                for k, (dtype, shape) in enumerate(self.outputs)]
         in_ptrs = (ctypes.c_void_p * max(1, len(arrays)))(*[a.ctypes.data for a in arrays])
         out_ptrs = (ctypes.c_void_p * max(1, len(outs)))(*[o.ctypes.data for o in outs])
-        return arrays, outs, in_ptrs, out_ptrs
+        return arrays, outs, in_ptrs, out_ptrs, batch
+
+    def _arena_for(self, batch: int) -> np.ndarray:
+        """An arena for ``batch`` samples (kept: the largest batch seen so far); under the lock."""
+        need = self.arena_per_sample * batch
+        if self.arena.size < need:
+            self.arena = aligned_buffer(need)
+        return self.arena
 
     def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
-        arrays, outs, in_ptrs, out_ptrs = self._prepare(inputs)
+        arrays, outs, in_ptrs, out_ptrs, batch = self._prepare(inputs)
         with self._lock:
-            rc = self._entry_points()[0](self.weights.ctypes.data, in_ptrs, out_ptrs, self.arena.ctypes.data, self.pool.handle)
+            arena = self._arena_for(batch)
+            rc = self._entry_points()[0](self.weights.ctypes.data, in_ptrs, out_ptrs, arena.ctypes.data,
+                                         self.pool.handle, batch)
         if rc != 0:
             raise BackendError("compiled model reported an error", found=f"code {rc}")
         return outs
 
     def profile(self, inputs: Sequence[np.ndarray]) -> list[tuple[str, float]]:
-        arrays, outs, in_ptrs, out_ptrs = self._prepare(inputs)
+        arrays, outs, in_ptrs, out_ptrs, batch = self._prepare(inputs)
         labels = self.description["kernels"]
         times = np.zeros(max(1, len(labels)), np.int64)
         with self._lock:
-            self._entry_points()[1](self.weights.ctypes.data, in_ptrs, out_ptrs, self.arena.ctypes.data,
-                               self.pool.handle, times.ctypes.data)
+            arena = self._arena_for(batch)
+            rc = self._entry_points()[1](self.weights.ctypes.data, in_ptrs, out_ptrs, arena.ctypes.data,
+                                         self.pool.handle, batch, times.ctypes.data)
+        if rc != 0:
+            raise BackendError("compiled model reported an error", found=f"code {rc}")
         return [(label, ns * 1e-9) for label, ns in zip(labels, times.tolist())]
 
     # ---------------------------------------------------------- save / load
@@ -391,6 +422,7 @@ def build_executable(lowered: Lowered, target: TargetInfo, threads: int = 0,
         "isa": target.isa,
         "target": target.to_json(),
         "arena_bytes": lowered.arena_bytes,
+        "batch": lowered.batch.to_json() if lowered.batch is not None else None,
         "kernels": [k.label for k in lowered.kernels],
         "tasks": [k.n_tasks for k in lowered.kernels],
         "inputs": [{"name": v.name, "dtype": v.type.dtype.short, "shape": list(v.type.shape)}
@@ -402,5 +434,7 @@ def build_executable(lowered: Lowered, target: TargetInfo, threads: int = 0,
         "build": dict(stats, kernels=len(lowered.kernels),
                       functions=len(lowered.functions) + len(lowered.precompiled)),
     }
-    return CpuExecutable(description, aligned_buffer(lowered.weights.size, lowered.weights),
-                         target, threads, objects)
+    weights = lowered.weights
+    if weights.size and weights.ctypes.data % ALIGNMENT:
+        weights = aligned_buffer(weights.size, weights)
+    return CpuExecutable(description, weights, target, threads, objects)

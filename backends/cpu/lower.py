@@ -12,11 +12,21 @@ made it a view.  Every value gets a location: the i-th input or output buffer
 the caller passes, the weights blob (constants, those of fused bodies
 included), or an offset in the arena (the memory plan).  The entry point
 
-    i32 nnc_run(i8* weights, i8** inputs, i8** outputs, i8* arena, i8* pool)
+    i32 nnc_run(i8* weights, i8** inputs, i8** outputs, i8* arena, i8* pool, i64 batch)
 
 runs the kernels in order through ``nnc_parallel_for``; ``nnc_run_profiled``
 does the same and writes each kernel's nanoseconds into an extra i64 array.
 Nothing allocates: all memory comes from the caller.
+
+``batch`` must be 1 unless the graph describes one sample of a batch
+(``Graph.batch``, see ``ir/batch.py``).  Then each kernel runs over the
+batch through ``nnc_parallel_for_batched``: sample b's buffers are the
+one-sample ones moved by b times their stride (an input's or output's
+one-sample size, the one-sample arena rounded up to ``ALIGNMENT``, 0 for
+weights and unbatched inputs), and the batch x tasks calls share the
+threads.  Every sample runs the same code on its own bytes, so a row's
+result does not depend on the batch size.  The arena holds ``batch``
+one-sample arenas.
 
 Each kernel is generated into a module of its own, with a canonical name,
 so that its text depends only on what the kernel computes (body, shapes,
@@ -43,19 +53,22 @@ from typing import Any, Optional
 import llvmlite.ir as ir
 import numpy as np
 
+from ir.batch import BatchSignature
 from ir.errors import BackendError
 from ir.graph import Graph, Node, Value
 from ir.types import TensorType
-from ir.memory import ALIGNMENT, MemoryPlan, plan_of
+from ir.memory import ALIGNMENT, MemoryPlan, aligned_buffer, plan_of
 from ir.printer import Printer, tensor_digest
 from ir.schedule import stale_schedule
 
-from .codegen import I8P, I8PP, I32, I64, KernelBuilder, VOID, const_int
+from .codegen import I8P, I8PP, I32, I64, KernelBuilder, VOID, const_int, for_range
 from .kernel_cache import KernelCache, code_digest, kernel_key, registry_digest
 from .kernels import Kernel, find_generator
 from .scheduling import kernel_kind
 
 ENTRY = "nnc_run"
+ERR_BATCH = -3      # the batch count is not 1 for an unbatched graph, or below 1
+MAX_SLOTS = 256     # NNC_MAX_SLOTS of runtime/c/nnc_runtime.h: buffers one batched kernel may take
 ENTRY_PROFILED = "nnc_run_profiled"
 KERNEL_PREFIX = "nnc_k_"
 _PLACEHOLDER = "nnc_kernel"   # a kernel function's name while its text is hashed
@@ -78,12 +91,13 @@ class Lowered:
     kernels: list[Kernel]                 # one per kernel call, in order (names may repeat)
     weights: np.ndarray                   # the blob (uint8), 64-byte aligned entries
     weights_index: list[dict[str, Any]]   # name, dtype, shape, offset, nbytes per constant
-    arena_bytes: int
+    arena_bytes: int                      # per sample when ``batch`` is set
     inputs: list[Value]
     outputs: list[Value]
     copies: list[tuple[Location, Location, int]] = field(default_factory=list)  # output copies
     functions: dict[str, str] = field(default_factory=dict)  # distinct kernel symbol -> its module's text
     precompiled: dict[str, bytes] = field(default_factory=dict)  # symbol -> object, from the kernel cache
+    batch: Optional[BatchSignature] = None  # the entry points take the batch count at run time
 
     def units(self) -> list[tuple[str, str]]:
         """(name, LLVM IR text) of every module to compile: the distinct kernels, then the entry points."""
@@ -102,21 +116,25 @@ def _nbytes(v: Value) -> int:
 
 
 def pack_weights(graph: Graph) -> tuple[np.ndarray, list[dict[str, Any]], dict[int, int]]:
-    """All constants (fused bodies' too) in one blob; returns (blob, index, id(value) -> offset)."""
-    chunks, index, offsets, pos = [], [], {}, 0
+    """All constants (fused bodies' too) in one aligned blob; returns (blob, index, id(value) -> offset).
+
+    Each entry starts at a multiple of ``ALIGNMENT``; the blob is allocated once
+    and filled in place (a 100 MB model is copied once, not three times).
+    """
+    entries, index, offsets, pos = [], [], {}, 0
     for key, v in graph.all_constants():
         arr = np.ascontiguousarray(v.const)
         if arr.dtype == object:
             continue
-        pad = (-pos) % ALIGNMENT
-        chunks.append(np.zeros(pad, np.uint8))
-        pos += pad
+        pos += (-pos) % ALIGNMENT
         offsets[id(v)] = pos
         index.append({"name": key, "dtype": v.type.dtype.short, "shape": list(arr.shape),
                       "offset": pos, "nbytes": arr.nbytes})
-        chunks.append(arr.view(np.uint8).reshape(-1))
+        entries.append((arr, pos))
         pos += arr.nbytes
-    blob = np.concatenate(chunks) if chunks else np.zeros(0, np.uint8)
+    blob = aligned_buffer(pos)
+    for arr, offset in entries:
+        blob[offset:offset + arr.nbytes] = arr.reshape(-1).view(np.uint8)
     return blob, index, offsets
 
 
@@ -149,6 +167,12 @@ class Lowering:
         self.weights, self.weights_index, self.const_offsets = pack_weights(graph)
         self.locations: dict[int, Location] = {}
         self.functions: dict[str, str] = {}
+        self.batch = graph.batch
+        self._stride_globals: dict[tuple[int, ...], ir.GlobalVariable] = {}
+        if self.batch is not None and (len(self.batch.inputs) != len(graph.inputs)
+                                       or len(self.batch.outputs) != len(graph.outputs)):
+            raise BackendError("the graph's batch signature does not match its inputs and outputs",
+                               subject=f"graph @{graph.name}")
 
     # ------------------------------------------------------------ locations
     def _locate_all(self) -> None:
@@ -173,6 +197,21 @@ class Lowering:
             raise BackendError("value has no memory location (is the memory plan stale?)",
                                subject=f"%{v.name}")
         return loc
+
+    def arena_stride(self) -> int:
+        """Bytes between two samples' arenas: the one-sample arena, aligned."""
+        return -(-self.plan.arena_bytes // ALIGNMENT) * ALIGNMENT
+
+    def stride(self, loc: Location) -> int:
+        """Bytes between sample b's and sample b+1's copy of what lives at ``loc`` (batched graphs)."""
+        assert self.batch is not None
+        if loc.space == "input":
+            return _nbytes(self.graph.inputs[loc.index]) if self.batch.inputs[loc.index] else 0
+        if loc.space == "output":
+            return _nbytes(self.graph.outputs[loc.index]) if self.batch.outputs[loc.index] else 0
+        if loc.space == "arena":
+            return self.arena_stride()
+        return 0  # weights: shared
 
     def is_view(self, node: Node) -> bool:
         """A node the plan turned into a view: its output shares its input's bytes."""
@@ -205,8 +244,8 @@ class Lowering:
         self._entry(kernels, copies, profiled=False)
         self._entry(kernels, copies, profiled=True)
         return Lowered(self.kb.module, [k for k, _ in kernels], self.weights, self.weights_index,
-                       self.plan.arena_bytes, list(self.graph.inputs), list(self.graph.outputs), copies,
-                       self.functions, self.precompiled)
+                       self.arena_stride() if self.batch else self.plan.arena_bytes, list(self.graph.inputs),
+                       list(self.graph.outputs), copies, self.functions, self.precompiled, self.batch)
 
     def _emit(self, gen, node: Node) -> Kernel:
         """``node``'s kernel from its record in the cache, else generated (and recorded)."""
@@ -311,16 +350,47 @@ class Lowering:
         return copies
 
     # ---------------------------------------------------------------- entry
+    def _strides_global(self, strides: list[int]) -> ir.GlobalVariable:
+        """A constant i64 array of a kernel's buffer strides (one per distinct list, shared by both entries).
+
+        A global, not stores into a stack array: LLVM would turn those stores
+        into aligned vector loads from a constant pool, whose alignment the
+        relocatable link of the C bundle does not keep.
+        """
+        key = tuple(strides)
+        cached = self._stride_globals.get(key)
+        if cached is None:
+            ty = ir.ArrayType(I64, max(1, len(strides)))
+            cached = ir.GlobalVariable(self.kb.module, ty, name=self.kb.unique("nnc_strides"))
+            cached.initializer = ir.Constant(ty, list(strides) or [0])
+            cached.global_constant = True
+            cached.linkage = "internal"
+            cached.align = 8
+            self._stride_globals[key] = cached
+        return cached
+
     def _entry(self, kernels: list[tuple[Kernel, Node]], copies, profiled: bool) -> None:
         kb = self.kb
-        args = [I8P, I8PP, I8PP, I8P, I8P] + ([I64.as_pointer()] if profiled else [])
+        args = [I8P, I8PP, I8PP, I8P, I8P, I64] + ([I64.as_pointer()] if profiled else [])
         fn = ir.Function(kb.module, ir.FunctionType(I32, args), ENTRY_PROFILED if profiled else ENTRY)
-        weights, inputs, outputs, arena, pool = fn.args[:5]
+        weights, inputs, outputs, arena, pool, batch = fn.args[:6]
         b = ir.IRBuilder(fn.append_basic_block("entry"))
+        run = fn.append_basic_block("run")
+        refuse = fn.append_basic_block("bad_batch")
+        ok = b.icmp_signed(">=", batch, const_int(1)) if self.batch else b.icmp_signed("==", batch, const_int(1))
+        b.cbranch(ok, run, refuse)
+        b.position_at_end(refuse)
+        b.ret(const_int(ERR_BATCH, I32))
+        b.position_at_end(run)
         task_ty = ir.FunctionType(VOID, [I8P, I64]).as_pointer()
         pfor = kb.declare("nnc_parallel_for", VOID, [I8P, task_ty, I8P, I64])
+        pfor_batched = kb.declare("nnc_parallel_for_batched", VOID,
+                                  [I8P, task_ty, I8PP, I64.as_pointer(), I64, I64, I64]) if self.batch else None
         now = kb.declare("nnc_now_ns", I64, []) if profiled else None
         max_slots = max([len(k.buffers) for k, _ in kernels] + [1])
+        if self.batch and max_slots > MAX_SLOTS:
+            raise BackendError(f"a kernel takes more than {MAX_SLOTS} buffers, too many to run over a batch",
+                               found=str(max_slots))
         slots = b.alloca(I8P, size=const_int(max_slots, I32), name="buffers")
 
         def pointer(loc: Location) -> ir.Value:
@@ -335,13 +405,24 @@ class Lowering:
             for slot, key in enumerate(kernel.buffers):
                 b.store(pointer(self.location(key)), b.gep(slots, [const_int(slot)]))
             t0 = b.call(now, []) if profiled else None
-            task = kb.declare(kernel.name, VOID, [I8PP, I64])
-            b.call(pfor, [pool, b.bitcast(task, task_ty), b.bitcast(slots, I8P), const_int(kernel.n_tasks)])
+            task = b.bitcast(kb.declare(kernel.name, VOID, [I8PP, I64]), task_ty)
+            if pfor_batched is not None:
+                strides = self._strides_global([self.stride(self.location(k)) for k in kernel.buffers])
+                b.call(pfor_batched, [pool, task, slots, b.gep(strides, [const_int(0), const_int(0)]),
+                                      const_int(len(kernel.buffers)), const_int(kernel.n_tasks), batch])
+            else:
+                b.call(pfor, [pool, task, b.bitcast(slots, I8P), const_int(kernel.n_tasks)])
             if profiled:
-                b.store(b.sub(b.call(now, []), t0), b.gep(fn.args[5], [const_int(i)]))
+                b.store(b.sub(b.call(now, []), t0), b.gep(fn.args[6], [const_int(i)]))
         memcpy = kb.declare("llvm.memcpy.p0i8.p0i8.i64", VOID, [I8P, I8P, I64, ir.IntType(1)])
         for src, dst, nbytes in copies:
-            b.call(memcpy, [pointer(dst), pointer(src), const_int(nbytes), ir.Constant(ir.IntType(1), 0)])
+            if self.batch is None:
+                b.call(memcpy, [pointer(dst), pointer(src), const_int(nbytes), ir.Constant(ir.IntType(1), 0)])
+                continue
+            with for_range(b, 0, batch, name="sample") as sample:
+                to = b.gep(pointer(dst), [b.mul(sample, const_int(self.stride(dst)))])
+                frm = b.gep(pointer(src), [b.mul(sample, const_int(self.stride(src)))])
+                b.call(memcpy, [to, frm, const_int(nbytes), ir.Constant(ir.IntType(1), 0)])
         b.ret(const_int(0, I32))
 
 

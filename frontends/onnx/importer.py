@@ -45,6 +45,8 @@ class ImportOptions:
     inputs_with_initializers_as_constants: bool = True
     onnx_shape_inference: bool = True
     input_shapes: dict[str, tuple] = field(default_factory=dict)
+    # Values for symbolic dimensions by name (``--dim seq=128``), in every input that uses them.
+    dims: dict[str, int] = field(default_factory=dict)
 
 
 def schema_version(op: str, domain: str, opset: int) -> int:
@@ -205,6 +207,8 @@ class GraphImporter:
             t = onnx_type_to_ir(inp.type, f"input {inp.name!r}")
             if top_level and inp.name in opts.input_shapes and isinstance(t, TensorType):
                 t = t.with_shape(tuple(opts.input_shapes[inp.name]))
+            if top_level and opts.dims and isinstance(t, TensorType) and t.shape is not None:
+                t = t.with_shape(tuple(opts.dims.get(d, d) if isinstance(d, str) else d for d in t.shape))
             self.scope[inp.name] = g.add_input(inp.name, t)
         for name, tensor in initializers.items():
             if name in self.scope:
@@ -226,8 +230,19 @@ class GraphImporter:
         return g
 
     def _check_input_shapes(self, initializers: dict[str, onnx.TensorProto]) -> None:
-        """``ImportOptions.input_shapes`` (``--input-shape``) must name inputs and give valid dims."""
+        """``ImportOptions.input_shapes`` (``--input-shape``) must name inputs and give valid dims;
+        ``ImportOptions.dims`` (``--dim``) must name a symbolic dimension of some input."""
         opts = self.model.options
+        declared_symbols = {d.dim_param for i in self.proto.input if i.type.HasField("tensor_type")
+                            for d in i.type.tensor_type.shape.dim if d.dim_param}
+        declared_symbols |= {d for dims in opts.input_shapes.values() for d in dims if isinstance(d, str)}
+        for name, value in opts.dims.items():
+            if name not in declared_symbols:
+                raise InputError("--dim names no symbolic dimension of the model's inputs", subject=repr(name),
+                                 expected="one of " + ", ".join(map(repr, sorted(declared_symbols)))
+                                 if declared_symbols else "no symbolic dimensions")
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise InputError("--dim needs a size of 0 or more", subject=repr(name), found=repr(value))
         names = [i.name for i in self.proto.input
                  if not (i.name in initializers and (self.model.ir_version < 4 or
                                                      opts.inputs_with_initializers_as_constants))]

@@ -4,6 +4,7 @@
  *
  *     cc -O2 example.c -I out/ -L out/ -lmodel -lpthread -lm -o example
  *     ./example -w out/model_weights.bin -t 4 -o output.bin input.bin
+ *     ./example -b 4 -o output.bin inputs_of_4_samples.npy      (a model with a symbolic batch)
  *
  * A bundle with another name: add -DMODEL=name (and -lname).  Weights compiled
  * in as a C array (--option c_array=true): add -DNNC_USE_C_ARRAY and drop -w.
@@ -13,6 +14,8 @@
  *           -r N      run N times and report the mean time (default 1)
  *           -o FILE   write the next output there (repeat for several outputs)
  *           -p        also print each kernel's time (profiled run)
+ *           -b N      samples per run, for a model compiled with a run-time batch (default 1):
+ *                     each batched input file then holds N samples, each output N samples
  * Positional: one file per input, raw little-endian bytes of the input's size,
  * or a .npy file (C order) holding them.
  *
@@ -105,22 +108,29 @@ static int write_file(const char *path, const void *src, size_t bytes) {
     return fclose(f);
 }
 
-static void print_shape(const nnc_tensor_info *t) {
+/* Bytes of one input or output for a run of `batch` samples. */
+static size_t tensor_bytes(const nnc_tensor_info *t, int64_t batch) {
+    return t->batched ? t->bytes * (size_t)batch : t->bytes;
+}
+
+static void print_shape(const nnc_tensor_info *t, int64_t batch) {
     printf("%s %s[", t->name, t->dtype);
-    for (int d = 0; d < t->rank; d++) printf(d ? ",%lld" : "%lld", (long long)t->shape[d]);
+    for (int d = 0; d < t->rank; d++)
+        printf(d ? ",%lld" : "%lld", (long long)(d == 0 && t->batched ? batch : t->shape[d]));
     printf("]");
 }
 
 /* One line per output: shape, and for f32 a few values, min, max, argmax. */
-static void summarize(const nnc_tensor_info *t, const void *data) {
+static void summarize(const nnc_tensor_info *t, const void *data, int64_t batch) {
+    size_t bytes = tensor_bytes(t, batch);
     printf("output ");
-    print_shape(t);
-    if (strcmp(t->dtype, "f32") != 0 || t->bytes == 0) {
-        printf(" (%zu bytes)\n", t->bytes);
+    print_shape(t, batch);
+    if (strcmp(t->dtype, "f32") != 0 || bytes == 0) {
+        printf(" (%zu bytes)\n", bytes);
         return;
     }
     const float *x = (const float *)data;
-    size_t n = t->bytes / sizeof(float), arg = 0;
+    size_t n = bytes / sizeof(float), arg = 0;
     double sum = 0;
     for (size_t i = 0; i < n; i++) {
         sum += x[i];
@@ -138,16 +148,18 @@ int main(int argc, char **argv) {
     const char *weights_path = NNC_STR(MODEL) "_weights.bin";
     const char *out_paths[MAX_TENSORS] = {0};
     int threads = 1, repeat = 1, profile = 0, n_out_paths = 0, opt;
-    while ((opt = getopt(argc, argv, "w:t:r:o:p")) != -1) {
+    int64_t batch = 1;
+    while ((opt = getopt(argc, argv, "w:t:r:o:pb:")) != -1) {
         switch (opt) {
         case 'w': weights_path = optarg; break;
         case 't': threads = atoi(optarg); break;
         case 'r': repeat = atoi(optarg) > 0 ? atoi(optarg) : 1; break;
         case 'o': if (n_out_paths < MAX_TENSORS) out_paths[n_out_paths++] = optarg; break;
         case 'p': profile = 1; break;
+        case 'b': batch = atoll(optarg); break;
         default:
             fprintf(stderr, "usage: %s [-w weights.bin] [-t threads] [-r repeat] [-o output.bin]... [-p] "
-                    "input...\n", argv[0]);
+                    "[-b batch] input...\n", argv[0]);
             return 2;
         }
     }
@@ -160,18 +172,25 @@ int main(int argc, char **argv) {
         fprintf(stderr, "\n");
         return 2;
     }
+    if (batch < 1 || batch > info->max_batch) {
+        fprintf(stderr, "%s: -b %lld: this model runs 1 to %lld samples at once%s\n", argv[0], (long long)batch,
+                (long long)info->max_batch, info->batched ? "" : " (it was compiled without a run-time batch)");
+        return 2;
+    }
     if (!info->cpu_supported()) {
         fprintf(stderr, "this CPU lacks the %s instructions the model was compiled for\n", info->isa);
         return 1;
     }
 
     /* One block aligned as the header says (M(_info).alignment): [weights] arena inputs outputs. */
-    size_t a = info->alignment, total = round_up(info->arena_bytes, a);
+    size_t a = info->alignment;
+    size_t arena_bytes = info->batched ? info->arena_bytes_per_sample * (size_t)batch : info->arena_bytes;
+    size_t total = round_up(arena_bytes, a);
 #ifndef NNC_USE_C_ARRAY
     total += round_up(info->weights_bytes, a);
 #endif
-    for (int i = 0; i < info->num_inputs; i++) total += round_up(info->inputs[i].bytes, a);
-    for (int i = 0; i < info->num_outputs; i++) total += round_up(info->outputs[i].bytes, a);
+    for (int i = 0; i < info->num_inputs; i++) total += round_up(tensor_bytes(&info->inputs[i], batch), a);
+    for (int i = 0; i < info->num_outputs; i++) total += round_up(tensor_bytes(&info->outputs[i], batch), a);
     void *raw = NULL;
     if (posix_memalign(&raw, a, total ? total : a) != 0) raw = NULL;
     unsigned char *block = raw, *p = block;
@@ -188,17 +207,17 @@ int main(int argc, char **argv) {
     if (info->weights_bytes && read_tensor(weights_path, weights, info->weights_bytes) != 0) return 1;
 #endif
     void *arena = p;
-    p += round_up(info->arena_bytes, a);
+    p += round_up(arena_bytes, a);
     const void *inputs[MAX_TENSORS];
     void *outputs[MAX_TENSORS];
     for (int i = 0; i < info->num_inputs; i++) {
-        if (read_tensor(argv[optind + i], p, info->inputs[i].bytes) != 0) return 1;
+        if (read_tensor(argv[optind + i], p, tensor_bytes(&info->inputs[i], batch)) != 0) return 1;
         inputs[i] = p;
-        p += round_up(info->inputs[i].bytes, a);
+        p += round_up(tensor_bytes(&info->inputs[i], batch), a);
     }
     for (int i = 0; i < info->num_outputs; i++) {
         outputs[i] = p;
-        p += round_up(info->outputs[i].bytes, a);
+        p += round_up(tensor_bytes(&info->outputs[i], batch), a);
     }
 
     /* The pool lives in static storage; NULL runs everything on this thread. */
@@ -215,7 +234,7 @@ int main(int argc, char **argv) {
     double total_ms = 0, best_ms = 0;
     for (int r = 0; r < repeat; r++) {
         double t0 = now_ms();
-        int rc = info->run(weights, inputs, outputs, arena, pool);
+        int rc = info->run_batch(weights, inputs, outputs, arena, pool, batch);
         double ms = now_ms() - t0;
         if (rc != 0) {
             fprintf(stderr, "%s_run failed with code %d\n", info->name, rc);
@@ -227,15 +246,16 @@ int main(int argc, char **argv) {
 
     printf("model %s (%s): %d input(s), %d output(s), weights %zu bytes, arena %zu bytes\n", info->name,
            info->isa, info->num_inputs, info->num_outputs, info->weights_bytes, info->arena_bytes);
-    printf("%d thread(s): %.4f ms per run (mean of %d, best %.4f ms)\n", nnc_pool_threads(pool),
-           total_ms / repeat, repeat, best_ms);
+    printf("%d thread(s), batch %lld: %.4f ms per run (mean of %d, best %.4f ms)\n", nnc_pool_threads(pool),
+           (long long)batch, total_ms / repeat, repeat, best_ms);
     for (int i = 0; i < info->num_outputs; i++) {
-        summarize(&info->outputs[i], outputs[i]);
-        if (i < n_out_paths && write_file(out_paths[i], outputs[i], info->outputs[i].bytes) != 0) return 1;
+        summarize(&info->outputs[i], outputs[i], batch);
+        if (i < n_out_paths && write_file(out_paths[i], outputs[i], tensor_bytes(&info->outputs[i], batch)) != 0)
+            return 1;
     }
     if (profile && info->num_kernels > 0) {
         int64_t *ns = calloc((size_t)info->num_kernels, sizeof *ns);
-        if (ns && info->run_profiled(weights, inputs, outputs, arena, pool, ns) == 0)
+        if (ns && M(_run_batch_profiled)(weights, inputs, outputs, arena, pool, batch, ns) == 0)
             for (int k = 0; k < info->num_kernels; k++)
                 printf("  %10.3f us  %s\n", ns[k] * 1e-3, info->kernel_labels[k]);
         free(ns);

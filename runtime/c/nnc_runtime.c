@@ -129,6 +129,33 @@ void nnc_parallel_for(nnc_pool *pool, nnc_task_fn fn, void *args, int64_t n_task
     while (__atomic_load_n(&pool->active, __ATOMIC_SEQ_CST) > 0) cpu_relax();
 }
 
+typedef struct batched_job {
+    nnc_task_fn fn;
+    void *const *slots;
+    const int64_t *strides;
+    int64_t n_slots, n_tasks;
+} batched_job;
+
+static void batched_task(void *args, int64_t t) {
+    const batched_job *job = (const batched_job *)args;
+    int64_t sample = t / job->n_tasks, task = t % job->n_tasks;
+    void *local[NNC_MAX_SLOTS];
+    for (int64_t k = 0; k < job->n_slots; k++)
+        local[k] = (char *)job->slots[k] + sample * job->strides[k];
+    job->fn(local, task);
+}
+
+void nnc_parallel_for_batched(nnc_pool *pool, nnc_task_fn fn, void *const *slots, const int64_t *strides,
+                              int64_t n_slots, int64_t n_tasks, int64_t batch) {
+    if (batch == 1 || n_slots > NNC_MAX_SLOTS) {
+        /* n_slots > NNC_MAX_SLOTS never happens: the compiler refuses such kernels. */
+        if (batch == 1) nnc_parallel_for(pool, fn, (void *)slots, n_tasks);
+        return;
+    }
+    batched_job job = {fn, slots, strides, n_slots, n_tasks};
+    nnc_parallel_for(pool, batched_task, &job, n_tasks * batch);
+}
+
 nnc_pool *nnc_pool_create(int threads) {
     nnc_pool *pool = (nnc_pool *)calloc(1, sizeof(nnc_pool));
     if (pool && nnc_pool_init(pool, threads) != 0) {

@@ -47,6 +47,13 @@ int nnc_pool_threads(const nnc_pool *pool);
 /* Run fn(args, t) for t in [0, n_tasks) on the pool; returns when all are done. */
 void nnc_parallel_for(nnc_pool *pool, nnc_task_fn fn, void *args, int64_t n_tasks);
 
+/* The same over a batch: runs fn(slots_b, t) for every sample b in [0, batch) and task t in
+ * [0, n_tasks), where slots_b[k] = slots[k] + b * strides[k] bytes (stride 0: shared by every
+ * sample, e.g. weights).  The batch x tasks calls are split over the pool's threads. */
+#define NNC_MAX_SLOTS 256
+void nnc_parallel_for_batched(nnc_pool *pool, nnc_task_fn fn, void *const *slots, const int64_t *strides,
+                              int64_t n_slots, int64_t n_tasks, int64_t batch);
+
 /* Monotonic clock in nanoseconds (the profiling entry point times kernels with it). */
 int64_t nnc_now_ns(void);
 

@@ -122,13 +122,16 @@ def build_example(out: Path, name: str, c_array: bool, c_source: bool = False) -
 
 def run_bundle(module, feeds, tmp: Path, name: str = "model", *, c_array: bool = False,
                threads: int = 2, npy: bool = False, c_source: bool = False, source=None,
-               target=None) -> tuple[list[np.ndarray], str]:
-    """Write the bundle, build and run the example on ``feeds``; its outputs and its stdout."""
+               target=None, batch: int = 1) -> tuple[list[np.ndarray], str]:
+    """Write the bundle, build and run the example on ``feeds``; its outputs and its stdout.
+
+    ``batch``: samples per run, for a module compiled with a run-time batch (``example -b``).
+    """
     out = tmp / "out"
     bundle = write_bundle(source or module.executable, out, name, c_array=c_array, target=target)
     assert bundle.path("library").exists() and bundle.path("header").exists()
     exe = build_example(out, name, c_array, c_source)
-    args = [str(exe), "-t", str(threads)]
+    args = [str(exe), "-t", str(threads), "-b", str(batch)]
     if not c_array:
         args += ["-w", str(bundle.path("weights"))]
     inputs = []
@@ -143,7 +146,9 @@ def run_bundle(module, feeds, tmp: Path, name: str = "model", *, c_array: bool =
         args += ["-o", str(outs[-1])]
     proc = subprocess.run(args + inputs, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    results = [np.fromfile(p, spec.np_dtype).reshape(spec.shape) for p, spec in zip(outs, module.outputs)]
+    shapes = [[batch if isinstance(d, str) and k == 0 else d for k, d in enumerate(spec.shape)]
+              for spec in module.outputs]
+    results = [np.fromfile(p, spec.np_dtype).reshape(shape) for p, spec, shape in zip(outs, module.outputs, shapes)]
     return results, proc.stdout
 
 
@@ -248,11 +253,22 @@ def test_bundle_from_lowered_graph(tmp_path):
 
 
 def test_dynamic_shapes_have_no_bundle(tmp_path):
-    g = h.make_graph([h.make_node("Relu", ["x"], ["y"])], "dyn", [h.make_tensor_value_info("x", T.FLOAT, ["n", 4])],
-                     [h.make_tensor_value_info("y", T.FLOAT, ["n", 4])])
+    """Symbolic dims other than a batch (no values given) are compiled per call: no object code to bundle."""
+    g = h.make_graph([h.make_node("Relu", ["x"], ["y"])], "dyn", [h.make_tensor_value_info("x", T.FLOAT, ["n", "m"])],
+                     [h.make_tensor_value_info("y", T.FLOAT, ["n", "m"])])
     module = compile_cpu(h.make_model(g, opset_imports=[h.make_opsetid("", 17)]))
     with pytest.raises(CompilerError, match="dynamic shapes"):
         write_bundle(module.executable, tmp_path, "dyn")
+
+
+def test_symbolic_batch_has_a_bundle(tmp_path):
+    g = h.make_graph([h.make_node("Relu", ["x"], ["y"])], "dyn", [h.make_tensor_value_info("x", T.FLOAT, ["n", 4])],
+                     [h.make_tensor_value_info("y", T.FLOAT, ["n", 4])])
+    module = compile_cpu(h.make_model(g, opset_imports=[h.make_opsetid("", 17)]))
+    bundle = write_bundle(module.executable, tmp_path, "dyn")
+    header = bundle.path("header").read_text()
+    assert "#define DYN_BATCHED 1" in header and "#define DYN_MAX_BATCH 64" in header
+    assert "#define DYN_INPUT_0_BYTES 16" in header  # one sample: 4 floats
 
 
 def test_symbol_names():
