@@ -12,7 +12,8 @@ comparing the two node by node:
 
 * the graphs must have the same nodes, attributes and constants, except the
   shape operands of ops that only reshape or broadcast (``Reshape``'s shape
-  becomes ``[2, -1]`` instead of ``[1, -1]``);
+  becomes ``[2, -1]`` instead of ``[1, -1]``) and constants that are one row
+  repeated per sample (a class token expanded to the batch, then folded);
 * every value computed from a batched input must have its leading dimension
   scale with the batch (1 -> 2) and the other dimensions fixed; a value that
   keeps its shape but reads batched data (a reduction over the batch) mixes
@@ -139,12 +140,26 @@ def _shape(v: Value) -> Optional[tuple]:
     return tuple(t.shape) if isinstance(t, TensorType) and t.shape is not None else None
 
 
+def _batch_axis(s1: Optional[tuple], s2: Optional[tuple]) -> Optional[int]:
+    """The one axis where a value's batch-1 shape has 1 and its batch-2 shape 2, all others equal."""
+    if s1 is None or s2 is None or len(s1) != len(s2):
+        return None
+    diff = [k for k, (a, b) in enumerate(zip(s1, s2)) if a != b]
+    return diff[0] if len(diff) == 1 and s1[diff[0]] == 1 and s2[diff[0]] == 2 else None
+
+
 def _compare(g1: Graph, g2: Graph, batched: Sequence[bool]) -> str:
-    """Why the batch-1 and batch-2 graphs are not the same program per sample ("" when they are)."""
+    """Why the batch-1 and batch-2 graphs are not the same program per sample ("" when they are).
+
+    Tracks where each value computed from batched inputs keeps its batch
+    axis (an intermediate may carry it elsewhere than in front, e.g. the
+    ``[3, B, heads, N, d]`` of a fused QKV projection: each sample's copy of
+    an intermediate lives in its own arena, so only graph inputs and
+    outputs need the batch in front).
+    """
     if len(g1.nodes) != len(g2.nodes):
         return "the model's structure depends on the batch size (folding differs at batch 1 and 2)"
-    # Values (by position in g2) that read batched data.
-    reads_batch: set[int] = {id(v) for v, b in zip(g2.inputs, batched) if b}
+    axis_of: dict[int, int] = {id(v): 0 for v, b in zip(g2.inputs, batched) if b}  # value (in g2) -> batch axis
     pairs: dict[int, Value] = {id(a): b for a, b in zip(g1.inputs, g2.inputs)}
     for n1, n2 in zip(g1.nodes, g2.nodes):
         where = n2.describe()
@@ -154,36 +169,46 @@ def _compare(g1: Graph, g2: Graph, batched: Sequence[bool]) -> str:
         if repr(sorted((k, v) for k, v in n1.attrs.items() if not isinstance(v, Graph))) != \
                 repr(sorted((k, v) for k, v in n2.attrs.items() if not isinstance(v, Graph))):
             return f"attributes depend on the batch size at {where}"
-        data_batched = n2.inputs and n2.inputs[0] is not None and id(n2.inputs[0]) in reads_batch
+        data_batched = bool(n2.inputs) and n2.inputs[0] is not None and id(n2.inputs[0]) in axis_of
         for idx, (a, b) in enumerate(zip(n1.inputs, n2.inputs)):
             if (a is None) != (b is None):
                 return f"the model's structure depends on the batch size (at {where})"
             if a is None:
                 continue
             if a.const is not None and b.const is not None:
-                if not (np.shape(a.const) == np.shape(b.const) and np.array_equal(a.const, b.const)):
+                if not (np.shape(a.const) == np.shape(b.const) and np.array_equal(a.const, b.const)) \
+                        and not _row_broadcast(a.const, b.const):
                     needs_batched = _SHAPE_OPERANDS.get((n2.op, idx)) if n2.domain == "" else None
                     if needs_batched is None or (needs_batched and not data_batched):
                         return f"operand {idx} of {where} depends on the batch size"
             elif (a.const is None) != (b.const is None) or pairs.get(id(a)) is not b:
                 return f"the model's structure depends on the batch size (at {where})"
-        reads = any(v is not None and id(v) in reads_batch for v in n2.inputs)
-        mixing = _mixes_samples(n2, reads_batch) if reads else ""
+        reads = any(v is not None and id(v) in axis_of for v in n2.inputs)
+        mixing = _mixes_samples(n2, axis_of) if reads else ""
         if mixing:
             return mixing
         for o1, o2 in zip(n1.outputs, n2.outputs):
             pairs[id(o1)] = o2
             if not reads:
                 continue
-            s1, s2 = _shape(o1), _shape(o2)
-            if s1 is None or s2 is None or not s1 or s1[0] != 1 or s2 != (2,) + s1[1:]:
+            axis = _batch_axis(_shape(o1), _shape(o2))
+            if axis is None:
                 return (f"{where} mixes the samples of a batch "
-                        f"(its output {o2.name!r} has shape {s2} at batch 2 and {s1} at batch 1)")
-            reads_batch.add(id(o2))
+                        f"(its output {o2.name!r} has shape {_shape(o2)} at batch 2 and {_shape(o1)} at batch 1)")
+            axis_of[id(o2)] = axis
     for o in g2.outputs:
-        if id(o) not in reads_batch:
-            return f"output {o.name!r} does not depend on the batched inputs"
+        if axis_of.get(id(o)) != 0:
+            return (f"output {o.name!r} does not depend on the batched inputs" if id(o) not in axis_of else
+                    f"output {o.name!r} carries the batch in dimension {axis_of[id(o)]}, not in front")
     return ""
+
+
+def _row_broadcast(one: np.ndarray, two: np.ndarray) -> bool:
+    """``two`` is ``one``'s single row repeated for two samples (``cls_token.expand(B, -1, -1)`` folded)."""
+    one, two = np.asarray(one), np.asarray(two)
+    if one.dtype == object or _batch_axis(one.shape, two.shape) is None:
+        return False
+    return bool(np.array_equal(two, np.broadcast_to(one, two.shape), equal_nan=one.dtype.kind in "fc"))
 
 
 def _axis(node: Node, name: str, default: int) -> Optional[int]:
@@ -195,35 +220,49 @@ def _axis(node: Node, name: str, default: int) -> Optional[int]:
     return axis + rank if axis < 0 else axis
 
 
-def _mixes_samples(node: Node, reads_batch: set[int]) -> str:
+def _mixes_samples(node: Node, axis_of: dict[int, int]) -> str:
     """Why ``node`` (reading batched data) combines several samples while keeping the shape."""
     if node.domain not in ("", "com.microsoft"):
         return ""
     data = node.inputs[0] if node.inputs else None
-    data_batched = data is not None and id(data) in reads_batch
+    batch = axis_of.get(id(data)) if data is not None else None  # the data input's batch axis
     rank = len(_shape(data) or ()) if data is not None else 0
     op = node.op
     why = f"{node.describe()} combines samples of the batch"
+    if batch is None:
+        # Only other operands are batched (e.g. Gather's indices, Expand's shape): elementwise in them.
+        if op in ("Einsum", "Loop", "If", "Scan"):
+            return f"{node.describe()} is not known to keep the samples of a batch apart"
+        return ""
     if op in ("Softmax", "LogSoftmax", "Hardmax", "LpNormalization"):
-        return why if _axis(node, "axis", -1) in (0, None) else ""
-    if op == "LayerNormalization":
-        return why if _axis(node, "axis", -1) in (0, None) else ""
+        return why if _axis(node, "axis", -1) in (batch, None) else ""
+    if op == "LayerNormalization":  # normalizes over the axes from `axis` on
+        axis = _axis(node, "axis", -1)
+        return why if axis is None or axis <= batch else ""
     if op == "MeanVarianceNormalization":
         axes = node.attrs.get("axes", [0, 2, 3])
-        return why if 0 in [a + rank if a < 0 else a for a in axes] else ""
-    if op == "BatchNormalization" and node.attrs.get("training_mode", 0):
+        return why if batch in [a + rank if a < 0 else a for a in axes] else ""
+    if op == "BatchNormalization" and (node.attrs.get("training_mode", 0) or batch == 1):
         return why
-    if op in ("Gather", "GatherElements", "ScatterElements", "Scatter") and data_batched:
-        return why if _axis(node, "axis", 0) in (0, None) else ""
-    if op in ("GatherND", "ScatterND") and data_batched:
-        return why if node.attrs.get("batch_dims", 0) < 1 else ""
+    if op in ("Gather", "GatherElements", "ScatterElements", "Scatter"):
+        return why if _axis(node, "axis", 0) in (batch, None) else ""
+    if op in ("GatherND", "ScatterND"):
+        return why if batch >= node.attrs.get("batch_dims", 0) else ""
     if op == "CumSum":
         ax = node.inputs[1].const if len(node.inputs) > 1 and node.inputs[1] is not None else None
-        return why if ax is None or int(np.asarray(ax).reshape(-1)[0]) % max(rank, 1) == 0 else ""
-    if op in ("Trilu", "EyeLike") and rank <= 2:
+        return why if ax is None or int(np.asarray(ax).reshape(-1)[0]) % max(rank, 1) == batch else ""
+    if op in ("Trilu", "EyeLike") and batch >= rank - 2:
         return why
     if op == "ReverseSequence":
-        return why if node.attrs.get("time_axis", 0) == 0 else ""
-    if op in ("Einsum", "Loop", "If", "Scan", "Compress", "Unique", "NonZero", "DFT", "STFT"):
+        return why if batch in (node.attrs.get("time_axis", 0), node.attrs.get("batch_axis", 1)) else ""
+    if op in ("InstanceNormalization", "GroupNormalization", "LRN", "SpaceToDepth", "DepthToSpace") and batch != 0:
+        return why
+    if op in ("Conv", "ConvTranspose", "MaxPool", "AveragePool", "LpPool", "GlobalAveragePool",
+              "GlobalMaxPool", "GlobalLpPool", "Resize", "Upsample") and batch != 0:
+        return why  # their dim 0 is the only one that keeps samples apart
+    if op in ("Einsum", "Loop", "If", "Scan", "Compress", "Unique", "NonZero", "DFT", "STFT", "TopK",
+              "Sort", "ArgMax", "ArgMin"):
+        if op in ("TopK", "ArgMax", "ArgMin"):
+            return why if _axis(node, "axis", -1 if op == "TopK" else 0) in (batch, None) else ""
         return f"{node.describe()} is not known to keep the samples of a batch apart"
     return ""

@@ -198,3 +198,25 @@ def test_specializations_are_kept_in_the_artifact(tmp_path):
     obj.write_bytes(obj.read_bytes()[: obj.stat().st_size // 2])
     with pytest.raises(compiler.ArtifactError, match="model.o"):
         compiler.load(tmp_path / "a").run(feeds)
+
+
+def test_batch_carried_in_another_axis_inside_the_model():
+    """A fused QKV projection moves the batch to axis 1 ([3, N, ...]) and back: still per-sample."""
+    x = h.make_tensor_value_info("x", T.FLOAT, ["N", 4, 6])
+    y = h.make_tensor_value_info("y", T.FLOAT, ["N", 4, 2])
+    nodes = [h.make_node("Reshape", ["x", "shape"], ["r"]),                 # [N, 4, 3, 2]
+             h.make_node("Transpose", ["r"], ["t"], perm=[2, 0, 1, 3]),    # [3, N, 4, 2]
+             h.make_node("Gather", ["t", "one"], ["q"], axis=0),           # [N, 4, 2]
+             h.make_node("Softmax", ["q"], ["y"], axis=-1)]
+    inits = [_const("shape", np.array([0, 4, 3, 2], np.int64)), _const("one", np.array(1, np.int64))]
+    model = _model(nodes, [x], [y], inits)
+    plan = verdict(model)
+    assert plan.ok, plan.reason
+    m, ref = compiler.compile(model, target="cpu"), compiler.compile(model, target="ref")
+    xs = RNG.standard_normal((3, 4, 6)).astype(np.float32)
+    np.testing.assert_allclose(m.run({"x": xs})["y"], ref.run({"x": xs})["y"], rtol=1e-5, atol=1e-6)
+    # The same with a softmax over the moved batch axis mixes samples: refused, by name.
+    nodes[-1] = h.make_node("Softmax", ["t"], ["s"], axis=1)
+    nodes.append(h.make_node("Gather", ["s", "one"], ["y"], axis=0))
+    plan = verdict(_model(nodes, [x], [y], inits))
+    assert not plan.ok and "Softmax" in plan.reason

@@ -4,7 +4,8 @@
 
     model.o             the model's machine code (PIC), its symbols renamed (below): the
                         kernels' and the entry points' objects linked into one (``ld -r``)
-    libmodel.a          model.o + the C runtime (runtime/c/nnc_runtime.c) [+ the C array]
+    libmodel.a          the same objects, one member each (model_part<i>.o), + the C runtime
+                        (runtime/c/nnc_runtime.c) [+ the C array]; Python loads the members
     model.h             sizes, names, shapes and dtypes of everything; the entry point
     nnc_runtime.h       the runtime's header (the thread pool), included by model.h
     model_weights.bin   the weights blob: the same bytes the JIT runs with
@@ -169,31 +170,83 @@ def symbol_map(symbols: list[str], name: str) -> dict[str, str]:
     return mapping
 
 
-def rename_symbols(obj_path: Path, name: str, work: Path) -> dict[str, str]:
-    """Rename the object's defined symbols in place (see the module docstring); returns the map."""
-    mapping = symbol_map(defined_globals(obj_path), name)
+def rename_symbols(obj_paths: list[Path], name: str, work: Path) -> dict[str, str]:
+    """Rename the objects' defined symbols, and their references to them, in place; returns the map."""
+    defined: list[str] = []
+    for path in obj_paths:
+        defined += defined_globals(path)
+    mapping = symbol_map(defined, name)
     if f"{name}_{ENTRY}" not in mapping.values():
-        raise ArtifactError("the object code has no entry point", subject=obj_path.name, expected=ENTRY)
+        raise ArtifactError("the object code has no entry point", expected=ENTRY)
     table = work / "redefine.txt"
     table.write_text("".join(f"{old} {new}\n" for old, new in mapping.items()))
-    _run([_tool("objcopy", "llvm-objcopy"), f"--redefine-syms={table}", str(obj_path)])
+    procs = [subprocess.Popen([_tool("objcopy", "llvm-objcopy"), f"--redefine-syms={table}", str(p)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for p in obj_paths]
+    for proc in procs:
+        _, err = proc.communicate()
+        if proc.returncode != 0:
+            raise BackendError("a bundle tool failed", subject="objcopy --redefine-syms",
+                               found=(err.strip().splitlines() or ["?"])[0])
     return mapping
 
 
-def link_objects(objects: list[bytes], out: Path, work: Path) -> None:
-    """One relocatable object from several (``ld -r``); a single object is copied as it is."""
+def write_parts(objects: list[bytes], name: str, work: Path) -> list[Path]:
+    """The objects as files ``<name>_part<i>.o`` (the static library's members)."""
     if not objects:
         raise ArtifactError("there is no object code to bundle")
-    if len(objects) == 1:
-        out.write_bytes(objects[0])
-        return
-    parts = work / "parts"
-    parts.mkdir(exist_ok=True)
     paths = []
     for i, data in enumerate(objects):
-        paths.append(parts / f"{i}.o")
+        paths.append(work / f"{name}_part{i}.o")
         paths[-1].write_bytes(data)
+    return paths
+
+
+def link_objects(paths: list[Path], out: Path) -> None:
+    """One relocatable object from several (``ld -r``), for C programs that link one object file.
+
+    Only the system linker reads it: LLVM's in-process loader misplaces
+    constants in the merged sections of such an object, so Python loads the
+    separate objects (the library's members) instead.
+    """
+    if len(paths) == 1:
+        shutil.copyfile(paths[0], out)
+        return
     _run([_tool("ld", "ld.lld"), "-r", "-o", str(out), *map(str, paths)])
+
+
+def read_parts(library: Path, name: str) -> list[bytes]:
+    """The model's objects (``<name>_part<i>.o``) from the static library, in order.
+
+    Reads the common ``ar`` format: a global header, then per member a
+    60-byte header (name, ..., size in decimal at bytes 48-57) and the data
+    padded to an even length.
+    """
+    data = library.read_bytes()
+    if not data.startswith(b"!<arch>\n"):
+        raise ArtifactError("not a static library", subject=str(library))
+    pos, parts, long_names = 8, {}, b""
+    while pos + 60 <= len(data):
+        header = data[pos:pos + 60]
+        raw = header[:16].decode("ascii", "replace").strip()
+        try:
+            size = int(header[48:58].decode("ascii").strip())
+        except ValueError:
+            raise ArtifactError("the static library is damaged", subject=str(library)) from None
+        body = data[pos + 60:pos + 60 + size]
+        if raw == "//":  # GNU table of names longer than 15 characters
+            long_names = body
+        if raw[1:].isdigit() and raw.startswith("/"):  # "/<offset>": a long name
+            end = long_names.find(b"/\n", int(raw[1:]))
+            raw = long_names[int(raw[1:]):end].decode("ascii", "replace") if end >= 0 else ""
+        member = raw.rstrip("/")
+        prefix = f"{name}_part"
+        if member.startswith(prefix) and member.endswith(".o") and member[len(prefix):-2].isdigit():
+            parts[int(member[len(prefix):-2])] = body
+        pos += 60 + size + (size & 1)
+    if not parts or sorted(parts) != list(range(len(parts))):
+        raise ArtifactError("the static library does not hold the model's objects", subject=str(library),
+                            expected=f"{name}_part0.o ...", hint="rebuild the artifact")
+    return [parts[i] for i in range(len(parts))]
 
 
 # ------------------------------------------------------------------ C text
@@ -468,14 +521,14 @@ def write_bundle(source: Union[Any, Lowered, BundleSource], directory: Union[str
     with tempfile.TemporaryDirectory(prefix="nnc_bundle_") as tmp:
         work = Path(tmp)
         obj = work / files["object"]
-        link_objects(src.objects, obj, work)
-        rename_symbols(obj, name, work)
+        parts = write_parts(src.objects, name, work)
+        rename_symbols(parts, name, work)
+        link_objects(parts, obj)
         bundle.symbols = {"entry": f"{name}_{ENTRY}", "entry_profiled": f"{name}_{ENTRY_PROFILED}"}
         shutil.copyfile(C_DIR / RUNTIME_HEADER, d / RUNTIME_HEADER)
         (d / files["header"]).write_text(header_text(src, name, manifest))
         _write_weights(src.weights, d / files["weights"])
-        members = [obj]
-        members.append(runtime_object(work))
+        members = [*parts, runtime_object(work)]
         if c_array:
             files["weights_c"] = f"{name}_weights.c"
             (d / files["weights_c"]).write_text(c_array_text(src.weights, name))

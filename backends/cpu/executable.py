@@ -374,11 +374,15 @@ class CpuExecutable(Executable):
             raise ArtifactError("cpu artifact does not say which CPU it was built for", subject=str(directory),
                                 hint="rebuild it with this version of the compiler")
         target = target_from_json(description["target"])
-        obj = (directory / files["object"]).read_bytes()
+        from .bundle import read_parts
+        if "library" not in files or not (directory / files["library"]).is_file():
+            raise ArtifactError("cpu artifact is incomplete", subject=str(directory),
+                                expected=files.get("library", "libmodel.a"), hint="rebuild the artifact")
+        objects = read_parts(directory / files["library"], description.get("bundle", {}).get("name", "model"))
         path = directory / files["weights"]
         # Memory-mapped: loading costs nothing, pages come in on first use (mmap is page-aligned).
         weights = np.memmap(path, dtype=np.uint8, mode="r") if path.stat().st_size else np.zeros(0, np.uint8)
-        return CpuExecutable(description, weights, target, threads, [obj])
+        return CpuExecutable(description, weights, target, threads, objects)
 
 
 def _engine_from_objects(objects: list[bytes], target: TargetInfo) -> llvm.ExecutionEngine:
