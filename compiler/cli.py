@@ -237,30 +237,55 @@ def _build_options(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_build(args: argparse.Namespace) -> int:
     from runtime.artifact import check_output_directory
 
+    from . import build_cache
     from .driver import build
 
     check_output_directory(args.output, args.force)  # before the build, not after minutes of it
     t0 = time.perf_counter()
+    shapes, dims, options = _parse_shapes(args.input_shape), _parse_dims(args.dim), _build_options(args)
+    key = None
+    if _cacheable(args) and build_cache.enabled():
+        settings = {"passes": args.passes, "input_shapes": shapes, "dims": dims, "options": options}
+        key = build_cache.build_key(Path(args.model), args.target, settings)
+        info = build_cache.fetch(key, Path(args.output), str(args.model))
+        if info is not None:
+            _log(args, f"built {args.model} for target {args.target} in {time.perf_counter() - t0:.2f} s "
+                       f"-> {args.output}/ (from the build cache: nothing it depends on changed)")
+            _report_build(args, info)
+            return 0
     result = build(args.model, args.target, passes=args.passes,
                    print_ir_after=args.print_ir_after.split(",") if args.print_ir_after else (),
-                   dump_ir_dir=args.dump_ir,
-                   input_shapes=_parse_shapes(args.input_shape), dims=_parse_dims(args.dim),
-                   options=_build_options(args),
+                   dump_ir_dir=args.dump_ir, input_shapes=shapes, dims=dims, options=options,
                    tune=args.tune, tune_budget=args.tune_budget, tuning_db=args.tuning_db,
                    verify_each=True if args.verify_each else None)
-    seconds = time.perf_counter() - t0
     out = result.module.save(args.output, force=args.force)
+    seconds = time.perf_counter() - t0
     if args.time_passes:
         print(result.pass_manager.timing.report(extra=result.module.executable.build_timings()),
               file=sys.stderr)
     if args.explain:
         print(result.explain(full=args.explain == "full"))
+    info = {"passes": result.manifest["passes"], "nodes": len(result.graph.nodes),
+            "shapes": result.shapes.summary() if result.shapes is not None else None}
+    if key is not None:
+        build_cache.store(key, out, info)
     _log(args, f"built {args.model} for target {args.target} in {seconds:.2f} s -> {out}/")
-    _log(args, f"  passes: {result.manifest['passes'] or '(none)'}")
-    _log(args, f"  nodes after passes: {len(result.graph.nodes)}")
-    if result.shapes is not None:
-        _log(args, f"  shapes: {result.shapes.summary()}")
+    _report_build(args, info)
     return 0
+
+
+def _cacheable(args: argparse.Namespace) -> bool:
+    """Builds that only write an artifact (no tuning, IR printing, timing or explaining) and read a file."""
+    return (Path(args.model).is_file() and not args.no_build_cache and not args.tune and not args.tuning_db
+            and not args.print_ir_after and not args.dump_ir and not args.time_passes and not args.explain
+            and not args.verify_each)
+
+
+def _report_build(args: argparse.Namespace, info: dict[str, Any]) -> None:
+    _log(args, f"  passes: {info.get('passes') or '(none)'}")
+    _log(args, f"  nodes after passes: {info.get('nodes')}")
+    if info.get("shapes"):
+        _log(args, f"  shapes: {info['shapes']}")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -387,6 +412,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--print-ir-after", metavar="PASSES", help="comma-separated pass names, or 'all'")
     p.add_argument("--dump-ir", metavar="DIR", help="write the IR after every pass into DIR")
     p.add_argument("--time-passes", action="store_true", help="print how long each pass took")
+    p.add_argument("--no-build-cache", action="store_true",
+                   help="build even if the build cache holds this build (see README: Build speed)")
     p.add_argument("--verify-each", action="store_true",
                    help="verify the IR after every pass, not only at the end (finds the pass that breaks it)")
     p.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,..",

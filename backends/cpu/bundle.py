@@ -143,10 +143,15 @@ def _run(cmd: list[str]) -> str:
     return proc.stdout
 
 
-def defined_globals(obj_path: Path) -> list[str]:
-    """Names of the global symbols ``obj_path`` defines (not the ones it imports)."""
-    out = _run([_tool("nm", "llvm-nm"), "-P", "-g", "--defined-only", str(obj_path)])
-    return [line.split()[0] for line in out.splitlines() if line.strip()]
+def defined_globals(*obj_paths: Path) -> list[str]:
+    """Names of the global symbols the objects define (not the ones they import), one ``nm`` call."""
+    out = _run([_tool("nm", "llvm-nm"), "-A", "-P", "-g", "--defined-only", *map(str, obj_paths)])
+    names = []
+    for line in out.splitlines():
+        _, sep, rest = line.rpartition(": ")  # "file.o: symbol T value size"
+        if sep and rest.split():
+            names.append(rest.split()[0])
+    return names
 
 
 def symbol_map(symbols: list[str], name: str) -> dict[str, str]:
@@ -172,10 +177,7 @@ def symbol_map(symbols: list[str], name: str) -> dict[str, str]:
 
 def rename_symbols(obj_paths: list[Path], name: str, work: Path) -> dict[str, str]:
     """Rename the objects' defined symbols, and their references to them, in place; returns the map."""
-    defined: list[str] = []
-    for path in obj_paths:
-        defined += defined_globals(path)
-    mapping = symbol_map(defined, name)
+    mapping = symbol_map(defined_globals(*obj_paths), name)
     if f"{name}_{ENTRY}" not in mapping.values():
         raise ArtifactError("the object code has no entry point", expected=ENTRY)
     table = work / "redefine.txt"

@@ -142,16 +142,23 @@ class UnitCompiler:
             self.misses[name] = (text, key)
             self._waiting.append(name)
             self._waiting_bytes += len(text)
+            # While this process is still generating kernels it uses a core itself: keep at most
+            # one fewer worker busy than there are, so that generating and compiling do not fight.
             if self.max_workers > 1 and (self._futures or self._waiting_bytes >= self.parallel_min_bytes):
-                self._submit(self._waiting)
-                self._waiting = []
+                busy = sum(1 for f in self._futures if not f.done())
+                if busy < max(1, self.max_workers - 1):
+                    self._submit(self._waiting, spread=False)
+                    self._waiting = []
         self.seconds += time.perf_counter() - t0
 
-    def _submit(self, names: list[str]) -> None:
+    def _submit(self, names: list[str], spread: bool = True) -> None:
+        """Hand ``names`` to the workers: split over all of them (``spread``), or as one batch."""
+        if not names:
+            return
         try:
             if self._pool is None:
                 self._pool = _pool(self.max_workers)
-            per = max(1, -(-len(names) // self.max_workers))  # a first batch spreads over every worker
+            per = max(1, -(-len(names) // self.max_workers)) if spread else len(names)
             for i in range(0, len(names), per):
                 group = names[i:i + per]
                 fut = self._pool.submit(llvm_worker.compile_batch, [self.misses[n][0] for n in group], self.machine)

@@ -178,3 +178,59 @@ def test_cli_time_passes_reports_codegen_and_llvm(cache_home, tmp_path, capsys):
     assert "plan-memory" in err and "codegen (" in err and "llvm (" in err and "distinct" in err
     assert main(["build", str(path), "--target", "cpu", "-o", str(tmp_path / "out"), "--time-passes"]) == 0
     assert "0 compiled" in capsys.readouterr().err  # all from the cache
+
+
+# ------------------------------------------------------------------ the build cache
+@pytest.fixture
+def build_cache_on(tmp_path, monkeypatch):
+    """The build cache on (the suite turns it off), in a folder of this test's own."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("NNC_BUILD_CACHE", "1")
+    return tmp_path / "cache" / "nncompiler" / "builds"
+
+
+def _cli_build(model_path, out, *extra):
+    from compiler.cli import main
+    return main(["build", str(model_path), "--target", "cpu", "-o", str(out), *extra])
+
+
+def test_rebuild_of_an_unchanged_model_comes_from_the_build_cache(build_cache_on, tmp_path, capsys):
+    path = tmp_path / "m.onnx"
+    path.write_bytes(two_blocks().SerializeToString())
+    assert _cli_build(path, tmp_path / "a") == 0
+    assert "from the build cache" not in capsys.readouterr().err
+    assert len(list(build_cache_on.iterdir())) == 1
+    assert _cli_build(path, tmp_path / "b") == 0
+    assert "from the build cache" in capsys.readouterr().err
+    a, b = compiler.load(tmp_path / "a"), compiler.load(tmp_path / "b")
+    np.testing.assert_array_equal(a.run(feeds())["y"], b.run(feeds())["y"])
+    assert b.manifest["model"]["source"] == str(path)
+    # A changed model, or another option, is another build.
+    path.write_bytes(two_blocks(seed=2).SerializeToString())
+    assert _cli_build(path, tmp_path / "c") == 0
+    assert _cli_build(path, tmp_path / "d", "--option", "threads=1") == 0
+    assert "from the build cache" not in capsys.readouterr().err
+    assert len(list(build_cache_on.iterdir())) == 3
+
+
+def test_a_damaged_build_cache_entry_is_rebuilt(build_cache_on, tmp_path, capsys):
+    path = tmp_path / "m.onnx"
+    path.write_bytes(two_blocks().SerializeToString())
+    assert _cli_build(path, tmp_path / "a") == 0
+    (entry,) = build_cache_on.iterdir()
+    weights = entry / "model_weights.bin"
+    data = weights.read_bytes()
+    weights.unlink()  # the output's copy is a hard link: replace, do not modify, the cache's one
+    weights.write_bytes(data[: len(data) // 2])
+    assert _cli_build(path, tmp_path / "b") == 0
+    assert "from the build cache" not in capsys.readouterr().err
+    np.testing.assert_array_equal(compiler.load(tmp_path / "b").run(feeds())["y"],
+                                  compiler.load(tmp_path / "a").run(feeds())["y"])
+
+
+def test_builds_that_time_or_print_are_not_cached(build_cache_on, tmp_path, capsys):
+    path = tmp_path / "m.onnx"
+    path.write_bytes(two_blocks().SerializeToString())
+    assert _cli_build(path, tmp_path / "a", "--time-passes") == 0
+    assert _cli_build(path, tmp_path / "b", "--no-build-cache") == 0
+    assert not build_cache_on.exists() or not list(build_cache_on.iterdir())
