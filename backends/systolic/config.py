@@ -20,6 +20,7 @@ from ir.target import TargetInfo
 DATAFLOWS = ("os", "ws", "is")
 WORD_BYTES = {"int8": 1, "fp32": 4}
 MODES = ("compat", "refined")
+CALC_BW = 1e9   # words/cycle: "as much as the array needs" (SCALE-Sim's CALC bandwidth mode)
 
 
 @dataclass(frozen=True)
@@ -128,8 +129,8 @@ def read_scalesim_cfg(path: Path) -> tuple[ArrayConfig, dict[str, Any]]:
     """A SCALE-Sim ``.cfg`` file as an ``ArrayConfig`` (plus the fields we keep only for reports).
 
     SCALE-Sim's words are one byte (its memory model's fixed ``word_size = 1``); a ``USER``
-    interface bandwidth gives our DRAM bandwidth, ``CALC`` mode (which sizes the bandwidth so that
-    nothing stalls) gives a bandwidth of 10 words per cycle, SCALE-Sim's own default for the reads.
+    interface bandwidth gives our DRAM bandwidth; ``CALC`` mode (where SCALE-Sim sizes the bandwidth so
+    that the array does not wait, and reports what it needed) gives an unlimited one (``CALC_BW``).
     """
     cp = configparser.ConfigParser()
     try:
@@ -137,7 +138,7 @@ def read_scalesim_cfg(path: Path) -> tuple[ArrayConfig, dict[str, Any]]:
             raise BackendError("cannot read the SCALE-Sim config", subject=str(path), hint="check the path")
         arch = cp["architecture_presets"]
         mode = cp.get("run_presets", "InterfaceBandwidth", fallback="CALC").strip()
-        bw = 10.0
+        bw = CALC_BW
         if mode == "USER":
             bw = float(arch.get("Bandwidth", "10").split(",")[0])
         cfg = ArrayConfig(name=cp.get("general", "run_name", fallback=Path(path).stem).strip(),

@@ -192,7 +192,10 @@ def _gemm_layer(name: str, index: int, label: str, node: Node, anchor: Node, dim
     sched = node.schedule
     flow = (sched.dataflow if sched is not None and sched.dataflow else cfg.dataflow) or min(
         ("os", "ws", "is"), key=lambda f: simulate_gemm(m, k, n, g, f, cfg, cfg.mode).total_cycles)
-    stats = simulate_gemm(m, k, n, g, flow, cfg, cfg.mode)
+    x_shape = _static(anchor.inputs[0]) or ()
+    raw = math.prod(x_shape) // g if x_shape else 0
+    ifmap_words = raw if raw < m * k else 0      # a conv's input, expanded into patches on chip
+    stats = simulate_gemm(m, k, n, g, flow, cfg, cfg.mode, ifmap_words)
     rows = {"os": m, "ws": k, "is": k}[flow]
     cols = {"os": n, "ws": n, "is": m}[flow]
     stream = {"os": k, "ws": m, "is": n}[flow]
@@ -205,7 +208,8 @@ def _gemm_layer(name: str, index: int, label: str, node: Node, anchor: Node, dim
     if w is not None:
         ins.append(load(_outer(w, node, outer), "filter", stats.dram["filter_reads"],
                         resident(k * n * g, "filter")))
-    ins.append(load(_outer(x, node, outer), "ifmap", stats.dram["ifmap_reads"], resident(m * k * g, "ifmap")))
+    ins.append(load(_outer(x, node, outer), "ifmap", stats.dram["ifmap_reads"],
+                    resident((ifmap_words or m * k) * g, "ifmap")))
     if stats.dram["ofmap_reads"]:
         ins.append(load(node.outputs[0], "ofmap", stats.dram["ofmap_reads"], "partial-sums"))
     # Epilogue operands from outside (a residual Add's other input): read by the vector unit.
@@ -216,7 +220,7 @@ def _gemm_layer(name: str, index: int, label: str, node: Node, anchor: Node, dim
     ins.append(Instruction("gemm", {
         "dataflow": flow, "m": m, "k": k, "n": n, "groups": g, "rows": cfg.rows, "cols": cfg.cols,
         "row_folds": -(-rows // cfg.rows), "col_folds": -(-cols // cfg.cols), "stream": stream,
-        "k_chunk": k if flow == "os" else cfg.rows, "anchor": anchor.qualified_op,
+        "k_chunk": k if flow == "os" else cfg.rows, "ifmap_words": ifmap_words, "anchor": anchor.qualified_op,
         "out": node.outputs[0].name, "ifmap_sram": "ifmap", "filter_sram": "filter", "ofmap_sram": "ofmap"}))
     if node.domain == "nnc" and node.op == "Fused":
         for n_ in node.attrs["body"].nodes:

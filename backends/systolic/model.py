@@ -107,8 +107,14 @@ def _changes(ids: np.ndarray) -> np.ndarray:
 
 
 def simulate_gemm(m: int, k: int, n: int, groups: int, dataflow: str, cfg: ArrayConfig,
-                  mode: str = "compat") -> GemmStats:
-    """Cycles, SRAM/DRAM traffic and stalls of ``groups`` GEMMs ``[m, k] x [k, n]`` (see module doc)."""
+                  mode: str = "compat", ifmap_words: int = 0) -> GemmStats:
+    """Cycles, SRAM/DRAM traffic and stalls of ``groups`` GEMMs ``[m, k] x [k, n]`` (see module doc).
+
+    ``ifmap_words`` is the input's size in DRAM per group when it is smaller than ``m * k``: a
+    convolution's input, which the array's feeder expands into the ``[m, k]`` patch matrix on
+    chip (each input word is reused by up to KH*KW patches).  DRAM traffic and SRAM residency of
+    the ifmap scale by ``ifmap_words / (m * k)``; SRAM reads do not (the array reads patches).
+    """
     R, C = cfg.rows, cfg.cols
     sr, sc, T = mapping(dataflow, m, k, n)
     rf, cf = -(-sr // R), -(-sc // C)
@@ -144,6 +150,7 @@ def simulate_gemm(m: int, k: int, n: int, groups: int, dataflow: str, cfg: Array
                 "ofmap_reads": 0 if mode == "compat" else (rf - 1) * mn}
 
     # ---- DRAM traffic: block ids and sizes of each operand per fold
+    ratio = min(1.0, ifmap_words / mk) if ifmap_words and mk else 1.0
     if dataflow == "os":
         blocks = {"ifmap": (fr, ur * k, mk), "filter": (fc, uc * k, kn)}
         out_id, out_words, partial = fr + rf * fc, used, False
@@ -155,6 +162,9 @@ def simulate_gemm(m: int, k: int, n: int, groups: int, dataflow: str, cfg: Array
         out_id, out_words, partial = fc, uc * n, rf > 1
     loads = {}
     for name, (ids, words, total) in blocks.items():
+        if name == "ifmap" and ratio < 1.0:
+            words = np.ceil(words * ratio).astype(np.int64)
+            total = int(np.ceil(total * ratio))
         if total <= cfg.sram_words(name) // 2:       # resident: each block loaded once
             first = np.zeros(nf, dtype=bool)
             _, idx = np.unique(ids, return_index=True)

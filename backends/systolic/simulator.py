@@ -42,7 +42,8 @@ def simulate(program: Program, mode: str = "") -> Report:
         for ins in layer.instructions:
             f = ins.fields
             if ins.op == "gemm":
-                st = simulate_gemm(f["m"], f["k"], f["n"], f["groups"], f["dataflow"], cfg, mode)
+                st = simulate_gemm(f["m"], f["k"], f["n"], f["groups"], f["dataflow"], cfg, mode,
+                                   f.get("ifmap_words", 0))
                 r.set_gemm(f, st, cfg)
             elif ins.op == "vec":
                 ops = f["elements"] * f["ops_per_element"]
