@@ -93,6 +93,8 @@ class SystolicExecutable(Executable):
         return [(f"{r.label} {r.name}", r.latency_us * 1e-6) for r in rep.layers if r.kind in ("gemm", "vector")]
 
     def save(self, directory: Path) -> list[str]:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
         files = save_graph(self.graph, directory)
         (directory / PROGRAM_FILE).write_text(json.dumps(self.program.to_json()) + "\n")
         (directory / "program.txt").write_text(self.program.text() + "\n")
