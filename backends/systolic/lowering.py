@@ -27,6 +27,7 @@ from typing import Optional
 
 from ir.anchor import anchor_of
 from ir.graph import Graph, Node, Value
+from ir.memory import ALIGNMENT
 from ir.registry import BROADCAST, ELEMENTWISE, INJECTIVE, REDUCTION
 from ir.types import TensorType
 
@@ -38,7 +39,7 @@ from .program import DRAM_ACTIVATIONS, DRAM_INPUTS, DRAM_WEIGHTS, Instruction, L
 _VECTOR_KINDS = (ELEMENTWISE, BROADCAST, REDUCTION, INJECTIVE)
 _VECTOR_OPAQUE = {"QuantizeLinear": 2.0, "DequantizeLinear": 2.0, "DynamicQuantizeLinear": 4.0,
                   "Softmax": 5.0, "LogSoftmax": 5.0}
-_ALIGN = 64
+_ALIGN = ALIGNMENT  # DRAM tensors aligned like the arena
 
 
 def _static(v: Optional[Value]) -> Optional[tuple[int, ...]]:
