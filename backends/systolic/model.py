@@ -40,7 +40,10 @@ stationary registers and on-chip partial-sum accumulation:
   plus one pipeline fill/drain ``R + C - 2`` per GEMM and, for ws/is, one
   initial preload of ``R`` cycles;
 * a partial sum accumulated over row folds is read back before it is added
-  (ofmap SRAM reads ``(row_folds - 1) * M * N``); os writes each output once.
+  (ofmap SRAM reads ``(row_folds - 1) * M * N``); os writes each output once;
+* a layer whose input is the previous layer's output, small enough to stay in
+  half of the ifmap SRAM, reads it from there instead of DRAM (cross-layer
+  reuse; decided by ``simulator.simulate``, which sees the layer order).
 
 Both modes share the DRAM and stall model: an operand whose whole matrix fits
 in half of its SRAM (the other half prefetches) is loaded once; otherwise its
@@ -107,7 +110,7 @@ def _changes(ids: np.ndarray) -> np.ndarray:
 
 
 def simulate_gemm(m: int, k: int, n: int, groups: int, dataflow: str, cfg: ArrayConfig,
-                  mode: str = "compat", ifmap_words: int = 0) -> GemmStats:
+                  mode: str = "compat", ifmap_words: int = 0, ifmap_on_chip: bool = False) -> GemmStats:
     """Cycles, SRAM/DRAM traffic and stalls of ``groups`` GEMMs ``[m, k] x [k, n]`` (see module doc).
 
     ``ifmap_words`` is the input's size in DRAM per group when it is smaller than ``m * k``: a
@@ -172,6 +175,8 @@ def simulate_gemm(m: int, k: int, n: int, groups: int, dataflow: str, cfg: Array
             loads[name] = np.where(first, words, 0)
         else:
             loads[name] = np.where(_changes(ids), words, 0)
+    if ifmap_on_chip:
+        loads["ifmap"] = np.zeros(nf, dtype=np.int64)
     last_of_out = np.ones(nf, dtype=bool)
     last_of_out[:-1] = out_id[1:] != out_id[:-1]
     ofmap_fits = int(out_words.max()) <= cfg.sram_words("ofmap") // 2

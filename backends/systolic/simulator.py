@@ -36,14 +36,19 @@ def simulate(program: Program, mode: str = "") -> Report:
     cfg = program_config(program)
     mode = mode or cfg.mode
     rows: list[LayerReport] = []
+    last_stored: tuple[str, int] = ("", 0)       # the previous layer's output: tensor, words
     for layer in program.layers:
         r = LayerReport(name=layer.name, kind=layer.kind, label=layer.label)
         vec_ops = 0.0
         for ins in layer.instructions:
             f = ins.fields
             if ins.op == "gemm":
+                src = next((i.fields["tensor"] for i in layer.instructions
+                            if i.op == "dma.load" and i.fields["sram"] == "ifmap"), "")
+                reuse = (mode == "refined" and src == last_stored[0] and src != ""
+                         and last_stored[1] <= cfg.sram_words("ifmap") // 2)
                 st = simulate_gemm(f["m"], f["k"], f["n"], f["groups"], f["dataflow"], cfg, mode,
-                                   f.get("ifmap_words", 0))
+                                   f.get("ifmap_words", 0), ifmap_on_chip=reuse)
                 r.set_gemm(f, st, cfg)
             elif ins.op == "vec":
                 ops = f["elements"] * f["ops_per_element"]
@@ -68,7 +73,11 @@ def simulate(program: Program, mode: str = "") -> Report:
             extra = int(max(0, r.vector_cycles - r.total_cycles))
             r.stall_cycles += extra
             r.total_cycles += extra
-            r.dram["ifmap_reads"] += 0
+        stored = [i.fields for i in layer.instructions if i.op == "dma.store"]
+        if stored:
+            last_stored = (stored[-1]["tensor"], int(stored[-1]["words"]))
+        elif layer.kind != "view":
+            last_stored = ("", 0)
         stats = GemmStats(macs=r.macs, compute_cycles=r.compute_cycles, stall_cycles=r.stall_cycles,
                           sram=r.sram, dram=r.dram)
         r.energy_pj = energy_pj(stats, cfg, vec_ops)

@@ -167,6 +167,10 @@ def test_report_totals_energy_latency_and_files(tmp_path):
     assert len((tmp_path / "COMPUTE_REPORT.csv").read_text().splitlines()) == 1 + len(gemm)
     refined = exe.report("refined")
     assert refined.totals()["compute_cycles"] < t["compute_cycles"]
+    # Cross-layer reuse: a layer reading the previous layer's output (small enough) reads no DRAM.
+    pairs = [(a.dram["ifmap_reads"], b.dram["ifmap_reads"]) for a, b in zip(rep.layers, refined.layers)
+             if a.kind == "gemm"]
+    assert all(r <= c for c, r in pairs) and any(r == 0 < c for c, r in pairs)
     # Word size changes traffic in bytes (energy), not in words.
     fp = build(str(CNN), {"preset": "32x32", "word": "fp32"}, batch=1).report()
     assert fp.totals()["energy_uj"] > t["energy_uj"]
