@@ -212,6 +212,13 @@ def test_cli_sim_export_sweep(tmp_path, capsys):
     assert "malformed topology row" in capsys.readouterr().err
 
 
+def test_the_compiler_cli_hands_sim_commands_over(tmp_path, capsys):
+    assert cli_main(["sim-export", str(CNN), "-o", str(tmp_path / "t.csv")]) == 0
+    assert (tmp_path / "t.csv").read_text().startswith("Layer, M, N, K,")
+    assert cli_main(["sim", "--config", "/nonexistent.cfg", "--topology", "x.csv", "-o", str(tmp_path)]) == 1
+    assert "cannot read the SCALE-Sim config" in capsys.readouterr().err
+
+
 def test_contract_listing(capsys):
     assert cli_main(["targets"]) == 0
     out = capsys.readouterr().out
