@@ -39,6 +39,8 @@ from .program import DRAM_ACTIVATIONS, DRAM_INPUTS, DRAM_WEIGHTS, Instruction, L
 _VECTOR_KINDS = (ELEMENTWISE, BROADCAST, REDUCTION, INJECTIVE)
 _VECTOR_OPAQUE = {"QuantizeLinear": 2.0, "DequantizeLinear": 2.0, "DynamicQuantizeLinear": 4.0,
                   "Softmax": 5.0, "LogSoftmax": 5.0}
+# Array ops whose output passes through the requantizer (bias add, scale, round, clamp).
+_REQUANTIZING = ("QLinearConv", "QLinearMatMul", "QGemm")
 _ALIGN = ALIGNMENT  # DRAM tensors aligned like the arena
 
 
@@ -47,6 +49,12 @@ def _static(v: Optional[Value]) -> Optional[tuple[int, ...]]:
     if not isinstance(t, TensorType) or t.shape is None or not all(isinstance(d, int) for d in t.shape):
         return None
     return tuple(t.shape)
+
+
+def _words(v: Optional[Value]) -> int:
+    """Elements of a static tensor (1 for a scalar), 0 when unknown."""
+    shape = _static(v)
+    return math.prod(shape) if shape is not None else 0
 
 
 def gemm_view(node: Node) -> Optional[tuple[int, int, int, int]]:
@@ -131,7 +139,7 @@ class _Dram:
 
     def addr(self, v: Value, region: str) -> int:
         if v.name not in self.map:
-            words = math.prod(_static(v) or (0,))
+            words = _words(v)
             a = self.next[region]
             self.next[region] = a + -(-words * self.word_bytes // _ALIGN) * _ALIGN
             self.map[v.name] = [a, words]
@@ -217,18 +225,22 @@ def _gemm_layer(name: str, index: int, label: str, node: Node, anchor: Node, dim
     anchor_ins = {v.name for v in anchor.inputs if v is not None}
     for v in node.inputs:
         if v is not None and v.const is None and v.name not in anchor_ins and x.name != v.name:
-            ins.append(load(v, "vector", math.prod(_static(v) or (0,)), "stream"))
+            ins.append(load(v, "vector", _words(v), "stream"))
     ins.append(Instruction("gemm", {
         "dataflow": flow, "m": m, "k": k, "n": n, "groups": g, "rows": cfg.rows, "cols": cfg.cols,
         "row_folds": -(-rows // cfg.rows), "col_folds": -(-cols // cfg.cols), "stream": stream,
         "k_chunk": k if flow == "os" else cfg.rows, "ifmap_words": ifmap_words, "anchor": anchor.qualified_op,
         "out": node.outputs[0].name, "ifmap_sram": "ifmap", "filter_sram": "filter", "ofmap_sram": "ofmap"}))
+    if anchor.op in _REQUANTIZING and anchor.outputs[0].type.dtype.np.kind in "iu" \
+            and not (anchor.op == "QGemm" and anchor.input(8) is None):
+        ins.append(Instruction("vec", {"what": "requantize (epilogue)", "elements": _words(anchor.outputs[0]),
+                                       "ops_per_element": 3.0, "epilogue": True}))
     if node.domain == "nnc" and node.op == "Fused":
         for n_ in node.attrs["body"].nodes:
             if n_ is anchor or n_.schema.view:
                 continue
             ins.append(Instruction("vec", {"what": n_.qualified_op + " (epilogue)",
-                                           "elements": math.prod(_static(n_.outputs[0]) or (0,)),
+                                           "elements": _words(n_.outputs[0]),
                                            "ops_per_element": _ops_per_element(n_), "epilogue": True}))
     ins.append(store(node.outputs[0], stats.dram["ofmap_writes"]))
     ins.append(Instruction("sync"))
@@ -241,15 +253,15 @@ def _outer(v: Value, node: Node, outer: dict[str, Value]) -> Value:
 
 
 def _vector_layer(name: str, index: int, label: str, node: Node, load, store) -> Layer:
-    ins = [load(v, "vector", math.prod(_static(v) or (0,)), "stream") for v in node.inputs
+    ins = [load(v, "vector", _words(v), "stream") for v in node.inputs
            if v is not None and _static(v) is not None]
     body = node.attrs["body"].nodes if node.domain == "nnc" and node.op == "Fused" else [node]
     for n in body:
         if n.schema.view:
             continue
-        ins.append(Instruction("vec", {"what": n.qualified_op, "elements": math.prod(_static(n.outputs[0]) or (0,)),
+        ins.append(Instruction("vec", {"what": n.qualified_op, "elements": _words(n.outputs[0]),
                                        "ops_per_element": _ops_per_element(n), "epilogue": False}))
     for v in node.outputs:
-        ins.append(store(v, math.prod(_static(v) or (0,)), "vector"))
+        ins.append(store(v, _words(v), "vector"))
     ins.append(Instruction("sync"))
     return Layer(name, index, "vector", label, ins)

@@ -166,8 +166,8 @@ def simulate_gemm(m: int, k: int, n: int, groups: int, dataflow: str, cfg: Array
     loads = {}
     for name, (ids, words, total) in blocks.items():
         if name == "ifmap" and ratio < 1.0:
-            words = np.ceil(words * ratio).astype(np.int64)
-            total = int(np.ceil(total * ratio))
+            words = words * ratio          # fractional per block; totals are rounded once
+            total = total * ratio
         if total <= cfg.sram_words(name) // 2:       # resident: each block loaded once
             first = np.zeros(nf, dtype=bool)
             _, idx = np.unique(ids, return_index=True)
@@ -176,7 +176,7 @@ def simulate_gemm(m: int, k: int, n: int, groups: int, dataflow: str, cfg: Array
         else:
             loads[name] = np.where(_changes(ids), words, 0)
     if ifmap_on_chip:
-        loads["ifmap"] = np.zeros(nf, dtype=np.int64)
+        loads["ifmap"] = np.zeros(nf)
     last_of_out = np.ones(nf, dtype=bool)
     last_of_out[:-1] = out_id[1:] != out_id[:-1]
     ofmap_fits = int(out_words.max()) <= cfg.sram_words("ofmap") // 2
@@ -186,7 +186,7 @@ def simulate_gemm(m: int, k: int, n: int, groups: int, dataflow: str, cfg: Array
     else:
         stores = np.where(last_of_out, out_words, 0)
         reread = np.zeros(nf, dtype=np.int64)
-    dram = {"ifmap_reads": int(loads["ifmap"].sum()), "filter_reads": int(loads["filter"].sum()),
+    dram = {"ifmap_reads": int(round(float(loads["ifmap"].sum()))), "filter_reads": int(loads["filter"].sum()),
             "ofmap_writes": int(stores.sum()), "ofmap_reads": int(reread.sum())}
 
     # ---- stalls: fold f's loads overlap fold f-1's compute; its stores overlap fold f+1's.
