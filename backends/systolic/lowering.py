@@ -164,13 +164,18 @@ def lower(graph: Graph, cfg: ArrayConfig) -> Program:
     def region(v: Value) -> str:
         return "weight" if v.const is not None else ("input" if v.name in graph_inputs else "act")
 
-    def load(v: Value, sram: str, words: int, pattern: str) -> Instruction:
+    def load(v: Value, sram: str, words: int, pattern: str, blocks: tuple[int, int] = (1, 0)) -> Instruction:
+        # A resident operand sits at the buffer's start; a streamed one alternates between its halves.
         return Instruction("dma.load", {"tensor": v.name, "dram": dram.addr(v, region(v)), "sram": sram,
-                                        "sram_addr": 0, "words": int(words), "pattern": pattern})
+                                        "sram_addr": 0, "words": int(words), "pattern": pattern,
+                                        "blocks": blocks[0], "block_words": blocks[1] or int(words),
+                                        "double_buffered": pattern != "resident"})
 
-    def store(v: Value, words: int, sram: str = "ofmap") -> Instruction:
+    def store(v: Value, words: int, sram: str = "ofmap", blocks: tuple[int, int] = (1, 0)) -> Instruction:
         return Instruction("dma.store", {"tensor": v.name, "dram": dram.addr(v, "act"), "sram": sram,
-                                         "sram_addr": 0, "words": int(words), "pattern": "drain"})
+                                         "sram_addr": 0, "words": int(words), "pattern": "drain",
+                                         "blocks": blocks[0], "block_words": blocks[1] or int(words),
+                                         "double_buffered": True})
 
     layers: list[Layer] = []
     for index, node in enumerate(graph.nodes):
@@ -216,11 +221,12 @@ def _gemm_layer(name: str, index: int, label: str, node: Node, anchor: Node, dim
     w = anchor.input(_weight_index(anchor))
     if w is not None:
         ins.append(load(_outer(w, node, outer), "filter", stats.dram["filter_reads"],
-                        resident(k * n * g, "filter")))
+                        resident(k * n * g, "filter"), _per_layer(stats, "filter", g)))
     ins.append(load(_outer(x, node, outer), "ifmap", stats.dram["ifmap_reads"],
-                    resident((ifmap_words or m * k) * g, "ifmap")))
+                    resident((ifmap_words or m * k) * g, "ifmap"), _per_layer(stats, "ifmap", g)))
     if stats.dram["ofmap_reads"]:
-        ins.append(load(node.outputs[0], "ofmap", stats.dram["ofmap_reads"], "partial-sums"))
+        ins.append(load(node.outputs[0], "ofmap", stats.dram["ofmap_reads"], "partial-sums",
+                        _per_layer(stats, "partials", g)))
     # Epilogue operands from outside (a residual Add's other input): read by the vector unit.
     anchor_ins = {v.name for v in anchor.inputs if v is not None}
     for v in node.inputs:
@@ -242,9 +248,15 @@ def _gemm_layer(name: str, index: int, label: str, node: Node, anchor: Node, dim
             ins.append(Instruction("vec", {"what": n_.qualified_op + " (epilogue)",
                                            "elements": _words(n_.outputs[0]),
                                            "ops_per_element": _ops_per_element(n_), "epilogue": True}))
-    ins.append(store(node.outputs[0], stats.dram["ofmap_writes"]))
+    ins.append(store(node.outputs[0], stats.dram["ofmap_writes"], "ofmap", _per_layer(stats, "ofmap", g)))
     ins.append(Instruction("sync"))
     return Layer(name, index, "gemm", label, ins)
+
+
+def _per_layer(stats, operand: str, groups: int) -> tuple[int, int]:
+    """(DMA transfers for the whole layer, largest transfer in words) of one operand."""
+    count, largest = stats.transfers.get(operand, (1, 0))
+    return count * groups, largest
 
 
 def _outer(v: Value, node: Node, outer: dict[str, Value]) -> Value:

@@ -52,6 +52,11 @@ loads overlap the previous fold's compute (double buffering) at ``dram_bw``
 words per cycle per operand; what does not fit in that time stalls the array.
 Outputs drain the same way.  The first fold's loads are the prefetch that
 SCALE-Sim's "Total Cycles (incl. prefetch)" adds.
+
+Groups (grouped and depthwise convolutions, batched matrix products) run one
+after another, each as its own GEMM with its own folds: the next group's
+first loads and the last outputs' drain are counted as stalls.  SCALE-Sim has
+no groups (its "DP" layers are one layer per channel, which this equals).
 """
 
 from __future__ import annotations
@@ -77,6 +82,8 @@ class GemmStats:
     compute_util_scalesim: float = 0.0
     sram: dict[str, int] = field(default_factory=dict)   # ifmap_reads, filter_reads, ofmap_writes, ofmap_reads
     dram: dict[str, int] = field(default_factory=dict)   # ifmap_reads, filter_reads, ofmap_writes, ofmap_reads
+    # DMA transfers per operand (ifmap, filter, ofmap out, ofmap back in): (count, largest words), per group.
+    transfers: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def total_cycles(self) -> int:
@@ -189,6 +196,10 @@ def simulate_gemm(m: int, k: int, n: int, groups: int, dataflow: str, cfg: Array
     dram = {"ifmap_reads": int(round(float(loads["ifmap"].sum()))), "filter_reads": int(loads["filter"].sum()),
             "ofmap_writes": int(stores.sum()), "ofmap_reads": int(reread.sum())}
 
+    transfers = {name: (int(np.count_nonzero(x)), int(np.ceil(x.max())) if nf else 0)
+                 for name, x in (("ifmap", loads["ifmap"]), ("filter", loads["filter"]), ("ofmap", stores),
+                                 ("partials", reread))}
+
     # ---- stalls: fold f's loads overlap fold f-1's compute; its stores overlap fold f+1's.
     bw = cfg.dram_bw
     load_t = np.ceil(np.maximum.reduce([loads["ifmap"], loads["filter"], reread]) / bw).astype(np.int64)
@@ -204,7 +215,8 @@ def simulate_gemm(m: int, k: int, n: int, groups: int, dataflow: str, cfg: Array
         macs=g * m * k * n, folds=g * nf, compute_cycles=g * int(fold_cycles.sum()),
         stall_cycles=g * stalls + (g - 1) * prefetch + drain * g, prefetch_cycles=prefetch,
         mapping_efficiency=mapping_eff, compute_util_scalesim=compute_util,
-        sram={k_: g * v for k_, v in sram.items()}, dram={k_: g * v for k_, v in dram.items()})
+        sram={k_: g * v for k_, v in sram.items()}, dram={k_: g * v for k_, v in dram.items()},
+        transfers=transfers)
 
 
 def vector_cycles(elements: int, ops_per_element: float, cfg: ArrayConfig) -> int:

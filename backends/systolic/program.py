@@ -43,7 +43,9 @@ class Instruction:
         if self.op in ("dma.load", "dma.store"):
             arrow = (f"dram[{f['dram']:#010x}] -> {f['sram']}[{f['sram_addr']:#06x}]" if self.op == "dma.load"
                      else f"{f['sram']}[{f['sram_addr']:#06x}] -> dram[{f['dram']:#010x}]")
-            return f"{self.op:<9} {f['tensor']:<28} {arrow}  words={f['words']} ({f['pattern']})"
+            blocks = f.get("blocks", 1)
+            split = f" in {blocks} blocks of <={f['block_words']}" if blocks > 1 else ""
+            return f"{self.op:<9} {f['tensor']:<28} {arrow}  words={f['words']}{split} ({f['pattern']})"
         if self.op == "gemm":
             return (f"gemm      {f['dataflow']}  M={f['m']} K={f['k']} N={f['n']} G={f['groups']}  "
                     f"folds={f['row_folds']}x{f['col_folds']} T={f['stream']}  "
