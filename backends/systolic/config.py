@@ -12,7 +12,7 @@ import configparser
 import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping
 
 from ir.errors import BackendError
 from ir.target import TargetInfo

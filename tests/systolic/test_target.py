@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
@@ -129,6 +128,34 @@ def test_the_program_places_every_layer():
     g = conv.gemm().fields
     assert (g["m"], g["k"], g["n"], g["groups"], g["dataflow"]) == (64, 9, 16, 1, "ws")
     assert g["row_folds"] == 2 and g["col_folds"] == 2
+
+
+def test_dma_words_are_the_reported_dram_traffic():
+    exe = build(str(CNN), {"preset": "edge8", "ifmap_sram_kb": 1, "filter_sram_kb": 1}, batch=2)
+    rep = exe.report()
+    for layer, row in zip(exe.program.layers, rep.layers):
+        if layer.kind != "gemm":
+            continue
+        loads = {i.fields["sram"]: i.fields for i in layer.instructions if i.op == "dma.load"}
+        store = next(i.fields for i in layer.instructions if i.op == "dma.store")
+        assert loads["filter"]["words"] == row.dram["filter_reads"]
+        assert loads["ifmap"]["words"] == row.dram["ifmap_reads"]
+        assert store["words"] == row.dram["ofmap_writes"]
+        assert loads["filter"]["blocks"] >= 1 and loads["filter"]["block_words"] <= loads["filter"]["words"]
+
+
+def test_auto_dataflow_follows_the_schedule_pass():
+    exe = build(str(CNN), {"preset": "edge16", "dataflow": "auto"}, batch=4)
+    nodes = exe.graph.nodes
+    flows = set()
+    for layer in exe.program.layers:
+        if layer.kind == "gemm":
+            node = nodes[layer.node]
+            flow = layer.gemm().fields["dataflow"]
+            flows.add(flow)
+            if node.schedule is not None and node.schedule.dataflow:
+                assert flow == node.schedule.dataflow
+    assert flows <= {"os", "ws", "is"} and flows
 
 
 def test_ops_off_the_array_go_to_the_host_with_a_reason():
