@@ -130,8 +130,9 @@ def main() -> None:
                 LAYERS, ARRAYS, DATAFLOWS, SRAMS, BANDWIDTH):
             results.append(run_case(Path(d), name, kind, dims, r, c, df, sram, mode, bw))
             print(len(results), name, r, c, df, sram, mode, results[-1]["compute"], file=sys.stderr)
-    (HERE / "scalesim_v3_results.json").write_text(json.dumps({"scalesim": "3.0.0", "cases": results},
-                                                              indent=1) + "\n")
+    text = ('{"scalesim": "3.0.0", "cases": [\n'
+            + ",\n".join(json.dumps(c, separators=(",", ":")) for c in results) + "\n]}\n")  # a case per line
+    (HERE / "scalesim_v3_results.json").write_text(text)
 
 
 if __name__ == "__main__":
