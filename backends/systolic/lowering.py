@@ -33,7 +33,7 @@ from ir.types import TensorType
 
 from .config import ArrayConfig
 from .model import simulate_gemm
-from .numerics import is_array_op
+from .numerics import is_array_op, is_gemm_like
 from .program import DRAM_ACTIVATIONS, DRAM_INPUTS, DRAM_WEIGHTS, Instruction, Layer, Program
 
 _VECTOR_KINDS = (ELEMENTWISE, BROADCAST, REDUCTION, INJECTIVE)
@@ -111,6 +111,9 @@ def host_reason(node: Node) -> Optional[str]:
     for n in ops:
         if is_array_op(n) or n.schema.view or n.op in _VECTOR_OPAQUE or n.schema.kind in _VECTOR_KINDS:
             continue
+        if is_gemm_like(n):
+            dt = n.inputs[0].type.dtype.short if n.inputs and isinstance(n.inputs[0].type, TensorType) else "?"
+            return f"{n.qualified_op} on {dt} data: the array multiplies int8 (quantized ops) or fp32"
         if n.domain == "" and n.op in ("Shape", "Size", "ConstantOfShape", "NonZero", "Range"):
             return f"{n.op} computes shapes or indices, a host job"
         return f"{n.qualified_op} is neither a GEMM nor a vector-unit op"

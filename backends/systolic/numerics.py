@@ -19,7 +19,6 @@ import numpy as np
 
 from ir import quant
 from ir.dtypes import DType
-from ir.errors import ExecutionError
 from ir.graph import Node
 from ir.ops.quantization import _conv_geometry, _minus, _per_channel, _row_param, scale_product
 from ir.ops.quantization_contrib import _s, _zp
@@ -37,9 +36,24 @@ def handles(op: str, domain: str = "") -> Callable:
     return deco
 
 
+# Float ops run on the array only with float16/32 data (its fp32 datapath); other types go to the host.
+_FLOAT_OPS = {("", "Conv"), ("nnc", "ConvNHWC"), ("", "Gemm"), ("", "MatMul")}
+
+
+def is_gemm_like(node: Node) -> bool:
+    """Whether ``node`` is one of the ops the array computes (for some data types)."""
+    return (node.domain, node.op) in _HANDLERS
+
+
 def is_array_op(node: Node) -> bool:
     """Whether the array computes ``node`` (else the vector unit or the host does)."""
-    return (node.domain, node.op) in _HANDLERS
+    key = (node.domain, node.op)
+    if key not in _HANDLERS:
+        return False
+    if key in _FLOAT_OPS:
+        t = node.inputs[0].type if node.inputs and node.inputs[0] is not None else None
+        return getattr(getattr(t, "dtype", None), "np", np.dtype(np.int8)) in (np.float32, np.float16)
+    return True
 
 
 def run_on_array(node: Node, args: Sequence[Any], chunk: int) -> np.ndarray:
@@ -150,8 +164,6 @@ def _gemm(node: Node, args: Sequence[Any], chunk: int) -> np.ndarray:
 @handles("MatMul")
 def _matmul(node: Node, args: Sequence[Any], chunk: int) -> np.ndarray:
     a, b = args
-    if a.dtype.kind in "iu":
-        raise ExecutionError("integer MatMul runs on the host", subject=node.name)
     squeeze_a, squeeze_b = a.ndim == 1, b.ndim == 1
     a2 = a[None, :] if squeeze_a else a
     b2 = b[:, None] if squeeze_b else b

@@ -51,6 +51,7 @@ CONVS = {  # name: (x shape, w shape, attrs)
     "dilated": ((1, 4, 12, 12), (7, 4, 3, 3), {"dilations": [2, 2]}),
     "pointwise_big_k": ((1, 70, 5, 5), (9, 70, 1, 1), {}),
     "conv1d": ((3, 5, 17), (4, 5, 3), {"pads": [1, 1]}),
+    "conv3d": ((1, 3, 6, 7, 5), (4, 3, 3, 3, 3), {"pads": [1] * 6, "strides": [1, 2, 1]}),
 }
 
 
@@ -125,6 +126,17 @@ def test_integer_ops_are_bit_exact(flow):
                [_vi("c", TensorProto.INT32, None), _vi("mm", TensorProto.INT32, None),
                 _vi("qm", TensorProto.INT8, None)], inits)
     _compare(m, {"x": _q(rng, (2, 3, 6, 6), np.uint8), "a": _q(rng, (7, 45), np.int8)}, flow, exact=True)
+
+
+def test_an_int32_matmul_runs_on_the_host():
+    rng = np.random.default_rng(4)
+    m = _model([helper.make_node("MatMul", ["i", "j"], ["ij"])],
+               [_vi("i", TensorProto.INT32, (3, 4)), _vi("j", TensorProto.INT32, (4, 2))],
+               [_vi("ij", TensorProto.INT32, None)], {})
+    sysm = _compare(m, {"i": rng.integers(-9, 9, (3, 4)).astype(np.int32),
+                        "j": rng.integers(-9, 9, (4, 2)).astype(np.int32)}, "ws", exact=True)
+    (layer,) = sysm.executable.program.layers
+    assert layer.kind == "host" and "int8" in layer.instructions[0].fields["reason"]
 
 
 def test_int32_accumulators_wrap_like_hardware():
