@@ -456,6 +456,10 @@ def make_parser() -> argparse.ArgumentParser:
             p.add_argument("--repeat", type=int, default=3)
             p.add_argument("--top", type=int, default=25, help="show the N hottest kernels")
 
+    # The systolic simulator's commands: main() hands their arguments to backends/systolic/__main__.py.
+    for name, help in SYSTOLIC_COMMANDS.items():
+        add(name, None, help)
+
     add("passes", cmd_passes, "list the registered passes and each target's default pipeline")
     add("targets", cmd_targets, "list the targets with their options and capabilities")
     p = add("ops", cmd_ops, "list every op in the registry and which targets run it")
@@ -463,7 +467,17 @@ def make_parser() -> argparse.ArgumentParser:
     return ap
 
 
+SYSTOLIC_COMMANDS = {"sim": "systolic simulator, SCALE-Sim's interface: --config X.cfg --topology T.csv -o DIR",
+                     "sim-export": "write a SCALE-Sim topology from an ONNX model: MODEL -o T.csv",
+                     "sim-sweep": "systolic cycles/utilization/energy per array and dataflow: MODEL --arrays "
+                                  "8x8,32x32 --dataflows os,ws,is"}
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SYSTOLIC_COMMANDS:
+        from backends.systolic.__main__ import main as systolic_main
+        return systolic_main(argv)
     parser = make_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "fn", None):
