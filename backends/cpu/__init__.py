@@ -9,7 +9,10 @@ through the cpu pipeline (``PIPELINE`` below): fused, laid out, scheduled
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from ir.graph import Graph, Node
@@ -122,7 +125,8 @@ class CpuBackend(Backend):
         cache = KernelCache() if self.config["kernel_cache"] else None
         machine = machine_of(target)
         compiler = UnitCompiler(machine, cache, self.config["jobs"])  # compiles while kernels are generated
-        lowered = lower(graph, KernelBuilder(target, graph.name), cache, machine, sink=compiler.add)
+        with gc_paused():
+            lowered = lower(graph, KernelBuilder(target, graph.name), cache, machine, sink=compiler.add)
         codegen = time.perf_counter() - t0 - compiler.seconds
         exe = build_executable(lowered, target, self.config["threads"], compiler=compiler)
         exe.description["build"]["codegen_seconds"] = round(codegen, 3)
@@ -138,6 +142,23 @@ class CpuBackend(Backend):
 
     def load(self, directory: Path) -> CpuExecutable:
         return CpuExecutable.load(directory, self.config["threads"])
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while kernels are generated.
+
+    Generating a large model builds millions of small llvmlite objects
+    (acyclic, dropped with each kernel's module); Python's collector would
+    walk them over and over, a third of the code generation time.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 BACKEND = CpuBackend

@@ -16,15 +16,17 @@ JSON description, and loads back without running LLVM's optimizer again.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import multiprocessing
 import os
+import sys
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Optional
 
@@ -91,6 +93,27 @@ def default_jobs() -> int:
 
 _POOL: Optional[ProcessPoolExecutor] = None
 _POOL_SIZE = 0
+
+
+@contextlib.contextmanager
+def _main_not_reimported() -> Iterator[None]:
+    """While worker processes start: hide where ``__main__`` came from, so they do not import it.
+
+    A 'spawn' child imports the parent's main module before it runs anything;
+    for ``python -m compiler`` that is the whole compiler (onnx, NumPy's extra
+    dtypes...): a second of CPU per worker, taken from code generation while
+    it runs.  The workers need ``runtime.llvm_worker`` only.
+    """
+    main = sys.modules.get("__main__")
+    saved = {k: main.__dict__[k] for k in ("__spec__", "__file__") if main is not None and k in main.__dict__}
+    try:
+        if main is not None:
+            main.__dict__["__spec__"] = None
+            main.__dict__.pop("__file__", None)
+        yield
+    finally:
+        if main is not None:
+            main.__dict__.update(saved)
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:
@@ -161,7 +184,9 @@ class UnitCompiler:
             per = max(1, -(-len(names) // self.max_workers)) if spread else len(names)
             for i in range(0, len(names), per):
                 group = names[i:i + per]
-                fut = self._pool.submit(llvm_worker.compile_batch, [self.misses[n][0] for n in group], self.machine)
+                with _main_not_reimported():  # workers start on demand, inside submit
+                    fut = self._pool.submit(llvm_worker.compile_batch, [self.misses[n][0] for n in group],
+                                            self.machine)
                 self._futures[fut] = group
         except (BrokenProcessPool, OSError, RuntimeError):
             self._broken()
