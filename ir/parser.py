@@ -15,6 +15,8 @@ Pass results read back as the printer writes them (see ``ir.printer``):
 * ``@mem(offset=0, nbytes=256)``, ``@mem(..., view_of=%a)`` or
   ``@mem(..., inplace_of=%a)`` after the type in a definition sets
   ``Value.placement`` (the aliased value must be defined earlier);
+* ``batch{symbol="N", inputs="1", outputs="1"}`` after a graph's inputs
+  sets ``Graph.batch`` (one flag per input and output);
 * ``memory{arena_bytes=512, alignment=64, naive_bytes=768,
   peak_live_bytes=512, algorithm="..."}`` between a graph's inputs and its
   body sets ``Graph.memory`` (``arena_bytes`` required).
@@ -36,6 +38,7 @@ import numpy as np
 from .dtypes import DType
 from .errors import IRParseError
 from .graph import Graph, Value
+from .batch import BatchSignature
 from .memory import ALIGNMENT, Arena, Placement
 from .printer import tensor_digest
 from .schedule import Schedule
@@ -156,6 +159,8 @@ class Parser:
                 if self.t.accept(")"):
                     break
                 self.t.expect(",")
+        if self.t.peek()[1] == "batch":
+            g.batch = self.batch_signature(len(g.inputs))
         if self.t.peek()[1] == "memory":
             g.memory = self.arena()
         self.t.expect("{")
@@ -349,6 +354,23 @@ class Parser:
         if not aliases:
             return Placement(f["offset"], f["nbytes"])
         return Placement(f["offset"], f["nbytes"], aliases[0][:-3], f[aliases[0]])
+
+    def batch_signature(self, n_inputs: int) -> BatchSignature:
+        """``batch{symbol="N", inputs="10", outputs="1"}`` (see ``ir.printer.format_batch``)."""
+        kind, text, start = self.t.next()  # "batch"
+
+        def value(key: str, pos: int) -> Any:
+            if key in ("symbol", "inputs", "outputs"):
+                return self.string_value()
+            self.t.error_at(pos, f"unknown batch field {key!r}")
+
+        f = self.fields("batch", value)
+        if set(f) != {"symbol", "inputs", "outputs"} or not re.fullmatch(r"[01]*", f["inputs"] + f["outputs"]):
+            self.t.error_at(start, "batch needs symbol, and inputs and outputs as strings of 0 and 1")
+        if len(f["inputs"]) != n_inputs:
+            self.t.error_at(start, f"batch gives {len(f['inputs'])} input flags for {n_inputs} inputs")
+        return BatchSignature(f["symbol"], tuple(c == "1" for c in f["inputs"]),
+                              tuple(c == "1" for c in f["outputs"]))
 
     def arena(self) -> Arena:
         """``memory{arena_bytes=..., alignment=..., ...}`` (see the module docstring)."""

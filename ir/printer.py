@@ -32,6 +32,8 @@ Pass results are printed with the IR they describe (and read back by
 
       %r: f32[64] @mem(offset=0, nbytes=256, view_of=%a) = Reshape(%a, %shape)
 
+* a one-sample graph's batch signature (``Graph.batch``, ``ir/batch.py``) in
+  the graph header, before the arena: ``batch{symbol="N", inputs="1", outputs="1"}``;
 * the plan's arena (``Graph.memory``) in the graph header::
 
       graph @main(%x: f32[4,16]) memory{arena_bytes=512, alignment=64, naive_bytes=768,
@@ -56,6 +58,7 @@ from .schedule import Schedule
 from .types import OptionalType, SequenceType, TensorType
 
 if TYPE_CHECKING:
+    from .batch import BatchSignature
     from .memory import Arena, Placement
 
 _BARE_NAME = re.compile(r"^[A-Za-z0-9_.$/\-]+$")
@@ -129,8 +132,9 @@ class Printer:
 
     def graph(self, g: Graph, indent: str = "") -> str:
         args = ", ".join(self.definition(v) for v in g.inputs)
+        batch = f" {format_batch(g.batch)}" if g.batch is not None else ""
         memory = f" {format_arena(g.memory)}" if g.memory is not None else ""
-        lines = [f"graph @{_graph_name(g.name)}({args}){memory} {{"]
+        lines = [f"graph @{_graph_name(g.name)}({args}){batch}{memory} {{"]
         inner = indent + "  "
         for c in g.constants.values():
             payload = format_payload(c.const, c.type.dtype, self.constants, self.inline_limit)
@@ -212,6 +216,12 @@ def format_placement(p: Placement) -> str:
         base = format_name(p.base.name) if p.base is not None else "none"
         text += f", {p.kind}_of={base}"
     return text + ")"
+
+
+def format_batch(b: "BatchSignature") -> str:
+    """``batch{symbol="N", inputs="10", outputs="1"}``: one 0/1 flag per graph input and output."""
+    flags = lambda fs: json.dumps("".join("1" if f else "0" for f in fs))
+    return f"batch{{symbol={json.dumps(b.symbol)}, inputs={flags(b.inputs)}, outputs={flags(b.outputs)}}}"
 
 
 def format_arena(a: Arena) -> str:

@@ -220,3 +220,12 @@ def test_batch_carried_in_another_axis_inside_the_model():
     nodes.append(h.make_node("Gather", ["s", "one"], ["y"], axis=0))
     plan = verdict(_model(nodes, [x], [y], inits))
     assert not plan.ok and "Softmax" in plan.reason
+
+
+def test_batch_signature_prints_and_parses_back():
+    from ir.parser import parse_graph
+    from ir.printer import print_graph
+    plan = verdict(conv_flatten_model())
+    text = print_graph(plan.per_sample, constants="inline")
+    assert 'batch{symbol="N", inputs="1", outputs="1"}' in text.splitlines()[0]
+    assert parse_graph(text).batch == plan.signature
