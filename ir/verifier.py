@@ -70,6 +70,9 @@ class _Verifier:
             if v.producer is not None or v.const is not None:
                 self.fail(f"graph input %{v.name} has a producer or constant data")
             define(v, "input")
+        if g.batch is not None and (len(g.batch.inputs) != len(g.inputs) or len(g.batch.outputs) != len(g.outputs)):
+            self.fail(f"the batch signature has {len(g.batch.inputs)} input and {len(g.batch.outputs)} output "
+                      f"flags for {len(g.inputs)} inputs and {len(g.outputs)} outputs")
         for name, v in g.constants.items():
             if v.const is None or v.name != name:
                 self.fail(f"constant table entry {name!r} is inconsistent")
