@@ -136,7 +136,7 @@ def build(
         full_pipeline = tuning_pipeline(full_pipeline, target, tune, tune_budget, tuning_db)
     specializing = backend.capabilities.static_shapes and needs_specialization(graph)
     signature_graph = graph  # inputs and outputs as the model declares them (symbolic dims kept)
-    specializing_at_first, shapes = specializing, None
+    shapes: Optional[ShapeDecision] = None
     if specializing:
         shapes = _shape_decision(graph, backend)
         manifest["shapes"] = shapes.report()
@@ -168,7 +168,7 @@ def build(
     manifest["host"] = {"machine": platform.machine(), "system": platform.system()}
     module = Module(executable, inputs, outputs, manifest)
     module.decisions = list(ctx.log)
-    return CompileResult(module, graph, pm, ctx, manifest, nodes_imported, shapes if specializing_at_first else None)
+    return CompileResult(module, graph, pm, ctx, manifest, nodes_imported, shapes)
 
 
 def _verify_result(graph: Graph) -> None:
