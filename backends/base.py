@@ -57,7 +57,7 @@ import threading
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Optional
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Optional, Sequence
 
 from ir.errors import BackendError, UnsupportedOpError
 from ir.graph import Graph, Node
@@ -86,10 +86,11 @@ class Support:
         return Support(False, reason)
 
 
-def _folds_once_shapes_are_known(graph: Graph) -> set[int]:
-    """Nodes that compute only from constants and shapes (``Shape``, ``Size``): constants once specialized."""
+def _folds_once_shapes_are_known(graph: Graph, known_inputs: Sequence[int] = ()) -> set[int]:
+    """Nodes that compute only from constants, shapes (``Shape``, ``Size``) and the graph inputs at
+    positions ``known_inputs``: constants once specialized."""
     folds: set[int] = set()
-    computed: set[int] = set()
+    computed: set[int] = {id(graph.inputs[i]) for i in known_inputs}
     for node in graph.nodes:
         shape_only = node.domain == "" and node.op in ("Shape", "Size")
         if shape_only or all(v is None or v.const is not None or id(v) in computed for v in node.inputs):
@@ -262,17 +263,19 @@ class Backend(abc.ABC):
         raise BackendError("this target cannot time schedules", subject=f"target {self.name!r}",
                            hint="measured tuning needs a target that runs code, e.g. --target cpu")
 
-    def check_supported(self, graph: Graph, ops_only: bool = False) -> None:
+    def check_supported(self, graph: Graph, ops_only: bool = False, known_inputs: Sequence[int] = ()) -> None:
         """Raise one error naming every node this target cannot run.
 
         ``ops_only``: judge each node by its op alone (``op_coverage``), for a
         graph whose shapes are not known yet (a model compiled per input
         signature): an op no kernel covers is refused at build time, not at
-        the first run.
+        the first run.  Nodes computing only from constants, shapes and the
+        graph inputs at positions ``known_inputs`` (whose values each
+        specialization makes constants) fold away and are not judged.
         """
         missing: dict[tuple[str, str, int], list[str]] = {}
         reasons: dict[tuple[str, str, int], str] = {}
-        folds = _folds_once_shapes_are_known(graph) if ops_only else set()
+        folds = _folds_once_shapes_are_known(graph, known_inputs) if ops_only else set()
         for node in graph.nodes:
             if id(node) in folds:
                 continue

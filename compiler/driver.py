@@ -20,7 +20,7 @@ from passes.manager import PassContext, PassManager, parse_pipeline, with_pass_o
 from runtime.artifact import read_manifest, verify_files
 from runtime.module import Module, TensorSpec
 
-from .specialize import make_specializing, needs_specialization
+from .specialize import make_specializing, needs_specialization, value_deciding_inputs
 from .version import __version__
 
 
@@ -156,7 +156,8 @@ def build(
     manifest["passes"] = pm.pipeline_text
     manifest["options"] = backend.given_options()
     if specializing:
-        backend.check_supported(graph, ops_only=True)  # now, not at the first run
+        backend.check_supported(graph, ops_only=True,  # now, not at the first run
+                                known_inputs=value_deciding_inputs(graph))
         manifest["specializing"] = True
         manifest["specialized_passes"] = full_pipeline if isinstance(full_pipeline, str) \
             else ",".join(full_pipeline)

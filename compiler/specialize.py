@@ -97,7 +97,14 @@ def specialize(graph: Graph, inputs: Sequence[np.ndarray], value_inputs: Sequenc
             if isinstance(out.type, TensorType):
                 out.type = out.type.with_shape(None if out.type.shape is None else
                                                tuple(None if isinstance(d, str) else d for d in out.type.shape))
-    refine_types(g)
+    rejected: list = []
+    refine_types(g, rejected)
+    if rejected:
+        node, exc = rejected[0]
+        given = ", ".join(f"{v.name} {tuple(np.shape(x))}" for v, x in zip(g.inputs, inputs)
+                          if isinstance(v.type, TensorType) and not isinstance(x, list))
+        raise InputError(f"these input shapes do not fit the model ({given})", subject=node.describe(),
+                         found=getattr(exc, "message", None) or str(exc))
     # These inputs' shapes or values may blow an intermediate up: refuse before anything allocates.
     check_tensor_sizes(g, InputError)
     return g

@@ -436,3 +436,21 @@ def test_empty_but_huge_dims_are_refused():
     m = make([helper.make_node("Relu", ["x"], ["y"])], [vi("x", [0, 2 ** 62])], [vi("y", None)])
     with pytest.raises(ImportError_, match="value 'x'.*larger than the supported limit"):
         compiler.compile(m)
+
+
+def test_declared_shapes_that_contradict_a_node_are_refused_at_import():
+    """Found by the long fuzz run: an output declaration fixes a weight input's symbolic dim to a
+    size its Conv's kernel_shape contradicts.  The import names the node (it used to pass import and
+    leave a later pass to find the IR invalid)."""
+    from onnx import TensorProto, helper
+
+    import compiler
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 5, 5])
+    w = helper.make_tensor_value_info("W", TensorProto.FLOAT, [1, 1, "N", 3])
+    w_out = helper.make_tensor_value_info("W", TensorProto.FLOAT, [1, 1, 5, 5])
+    conv = helper.make_node("Conv", ["x", "W"], ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    model = helper.make_model(helper.make_graph([conv], "g", [x, w], [w_out]),
+                              opset_imports=[helper.make_opsetid("", 11)])
+    with pytest.raises(compiler.CompilerError, match="declared shapes contradict") as info:
+        compiler.compile(model.SerializeToString(), target="ref")
+    assert "Conv" in str(info.value)

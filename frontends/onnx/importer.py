@@ -20,7 +20,7 @@ import onnx.shape_inference
 
 from ir.errors import CompilerError, ImportError_, InputError, UnsupportedOpError
 from ir.graph import Graph, Value
-from ir.infer import check_tensor_sizes
+from ir.infer import check_tensor_sizes, refine_types
 from ir.registry import has_schema
 from ir.types import TensorType, merge_shapes
 
@@ -115,8 +115,25 @@ class ModelImporter:
         })
         if self.options.onnx_shape_inference:
             refine_with_onnx_shapes(self.model, graph)
+        self._check_declared_types(graph)
         check_tensor_sizes(graph, ImportError_)
         return graph
+
+    @staticmethod
+    def _check_declared_types(graph: Graph) -> None:
+        """Shapes the model declares (its outputs', ONNX's inference) must fit every node's type rule.
+
+        A declared dim refines a symbolic one after the node was imported (an
+        output declared [1,1,5,5] fixes a weight input's symbolic dim); a rule
+        that then rejects its node means the model contradicts itself: refuse it
+        here, naming the node, rather than let a later pass find the IR invalid.
+        """
+        rejected: list = []
+        refine_types(graph, rejected)
+        if rejected:
+            node, exc = rejected[0]
+            raise ImportError_("the model's declared shapes contradict a node", subject=node.describe(),
+                               found=getattr(exc, "message", None) or str(exc))
 
 
 def _walk_nodes(g: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
