@@ -454,3 +454,15 @@ def test_declared_shapes_that_contradict_a_node_are_refused_at_import():
     with pytest.raises(compiler.CompilerError, match="declared shapes contradict") as info:
         compiler.compile(model.SerializeToString(), target="ref")
     assert "Conv" in str(info.value)
+
+
+# A Loop model from ONNX's test suite (test_loop11) whose body declares y_out as f32[0] while its Add
+# gives f32[1]: the input the long fuzz run found (mutation "dim of y_out").
+LOOP_WITH_CONTRADICTING_BODY = b'\x08\x06\x12\x0cbackend-test:\xbd\x05\n\xc5\x04\n\ntrip_count\n\x04cond\n\x01y\x12\x05res_y\x12\x08res_scan"\x04Loop*\x96\x04\n\x04body2\x8a\x04\n\x1d\n\x07cond_in\x12\x08cond_out"\x08Identity\nE\x12\x01x"\x08Constant*6\n\x05value**\x08\x05\x10\x01"\x14\x00\x00\x80?\x00\x00\x00@\x00\x00@@\x00\x00\x80@\x00\x00\xa0@B\x0econst_tensor_x\xa0\x01\x04\n4\x12\x03one"\x08Constant*#\n\x05value*\x17\x10\x07:\x01\x01B\x10const_tensor_one\xa0\x01\x04\n\x1b\n\niter_count\n\x03one\x12\x03end"\x03Add\n1\n\niter_count\x12\x0bslice_start"\tUnsqueeze*\x0b\n\x04axes@\x00\xa0\x01\x07\n(\n\x03end\x12\tslice_end"\tUnsqueeze*\x0b\n\x04axes@\x00\xa0\x01\x07\n-\n\x01x\n\x0bslice_start\n\tslice_end\x12\tslice_out"\x05Slice\n\x1d\n\x04y_in\n\tslice_out\x12\x05y_out"\x03Add\n\x1b\n\x05y_out\x12\x08scan_out"\x08Identity\x12\tloop_bodyZ\x14\n\niter_count\x12\x06\n\x04\x08\x07\x12\x00Z\x11\n\x07cond_in\x12\x06\n\x04\x08\t\x12\x00Z\x12\n\x04y_in\x12\n\n\x08\x08\x01\x12\x04\n\x02\x08\x01b\x12\n\x08cond_out\x12\x06\n\x04\x08\t\x12\x00b\x13\n\x05y_out\x12\n\n\x08\x08\x01\x12\x04\n\x02\x08\x00b\x16\n\x08scan_out\x12\n\n\x08\x08\x01\x12\x04\n\x02\x08\x01\xa0\x01\x05\x12\x0btest_loop11Z\x14\n\ntrip_count\x12\x06\n\x04\x08\x07\x12\x00Z\x0e\n\x04cond\x12\x06\n\x04\x08\t\x12\x00Z\x0f\n\x01y\x12\n\n\x08\x08\x01\x12\x04\n\x02\x08\x01b\x13\n\x05res_y\x12\n\n\x08\x08\x01\x12\x04\n\x02\x08\x01b\x1a\n\x08res_scan\x12\x0e\n\x0c\x08\x01\x12\x08\n\x02\x08\x05\n\x02\x08\x01B\x04\n\x00\x10\x0b'
+
+
+def test_declared_shapes_in_a_loop_body_that_contradict_its_ops_are_refused():
+    import compiler
+    with pytest.raises(compiler.CompilerError) as info:
+        compiler.compile(LOOP_WITH_CONTRADICTING_BODY, target="ref")
+    assert "declared shapes contradict" in str(info.value)  # refused at import, not blamed on a pass

@@ -18,9 +18,10 @@ import onnx.defs
 import onnx.inliner
 import onnx.shape_inference
 
-from ir.errors import CompilerError, ImportError_, InputError, UnsupportedOpError
+from ir.errors import CompilerError, ImportError_, InputError, UnsupportedOpError, VerificationError
 from ir.graph import Graph, Value
 from ir.infer import check_tensor_sizes, refine_types
+from ir.verifier import verify
 from ir.registry import has_schema
 from ir.types import TensorType, merge_shapes
 
@@ -134,6 +135,11 @@ class ModelImporter:
             node, exc = rejected[0]
             raise ImportError_("the model's declared shapes contradict a node", subject=node.describe(),
                                found=getattr(exc, "message", None) or str(exc))
+        try:  # the same for subgraphs (Loop/If/Scan bodies), whose declared types the verifier compares
+            verify(graph)
+        except VerificationError as exc:
+            raise ImportError_("the model's declared shapes contradict a node",
+                               found=str(exc).splitlines()[0]) from None
 
 
 def _walk_nodes(g: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
