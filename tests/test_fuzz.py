@@ -381,4 +381,7 @@ def test_fuzz_short():
 @pytest.mark.slow
 def test_fuzz_long():
     # The bundled and shared models, ONNX's on-disk test models and its ~1800 node test models.
-    make_fuzz_test(100_000, {**SEEDS, **node_test_models()})()
+    try:
+        make_fuzz_test(100_000, {**SEEDS, **node_test_models()})()
+    finally:  # what the run tried (shown with -s): built, refused by kind, cpu builds, ref runs
+        print("fuzz statistics:", dict(sorted(STATS.items())))
