@@ -466,3 +466,19 @@ def test_declared_shapes_in_a_loop_body_that_contradict_its_ops_are_refused():
     with pytest.raises(compiler.CompilerError) as info:
         compiler.compile(LOOP_WITH_CONTRADICTING_BODY, target="ref")
     assert "declared shapes contradict" in str(info.value)  # refused at import, not blamed on a pass
+
+
+def test_a_node_with_the_wrong_number_of_outputs_is_an_import_error():
+    """Found by the long fuzz run: a Constant node with no output crashed an import rule
+    (``import_model`` on a proto skips the loader's checker, so the importer checks arity itself)."""
+    from onnx import TensorProto, helper
+
+    from frontends.onnx import import_model
+    from ir.errors import ImportError_
+    node = helper.make_node("Constant", [], [], value=helper.make_tensor("v", TensorProto.FLOAT, [1], [1.0]))
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    graph = helper.make_graph([node, helper.make_node("Identity", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(ImportError_, match="wrong number of outputs"):
+        import_model(model)

@@ -408,6 +408,17 @@ def _check_attribute_kinds(node: onnx.NodeProto, domain: str, opset: Optional[in
     if missing:
         raise ImportError_(f"required attribute {missing[0]!r} is missing", subject=f"{node.op_type} node "
                            f"{_node_label(node)}")
+    # Arity, as the opset's schema states it (trailing empty names are omitted optionals).
+    for what, names, low, high in (("inputs", node.input, schema.min_input, schema.max_input),
+                                   ("outputs", node.output, schema.min_output, schema.max_output)):
+        count = len(names)
+        while count and not names[count - 1]:
+            count -= 1
+        if not low <= count <= high and not (count <= len(names) and low <= len(names) <= high):
+            expected = f"{low}" if low == high else f"{low} to {high if high < 2 ** 31 - 1 else 'any'}"
+            raise ImportError_(f"the node has the wrong number of {what}",
+                               subject=f"{node.op_type} node {_node_label(node)}",
+                               expected=expected, found=str(len(names)))
 
 
 def _check_plain_attrs(b: NodeBuilder) -> None:
