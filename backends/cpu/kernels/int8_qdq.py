@@ -1,0 +1,124 @@
+"""QuantizeLinear / DequantizeLinear kernels: the float <-> integer boundaries of a quantized model.
+
+Per-tensor and per-axis parameters (constants).  The data is viewed as
+``[outer, C, inner]`` with ``C`` the quantization axis (1 for per tensor);
+each (outer, c) row loads its scale and zero point once and runs the inner
+axis a vector at a time, the last vector masked.  The arithmetic is
+``ir.quant.quantize``/``dequantize``'s: ``x / scale`` in float32, clamp to the
+type's range less the zero point (NaN goes to the lowest value), round half to
+even, add the zero point; and ``float32(q - zp) * scale``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Optional
+
+import llvmlite.ir as ir
+import numpy as np
+
+from ir import quant
+from ir.dtypes import DType
+from ir.graph import Node
+
+from ..codegen import F32, I32, I64, KernelBuilder, const_int, for_range, lane_mask, masked_load, masked_store, splat
+from . import Kernel, generator, label_of
+
+QDQ_OPS = ["QuantizeLinear", "DequantizeLinear"]
+INT_TYPES = (DType.U8, DType.I8, DType.I32)
+MIN_TASK_ELEMENTS = 1 << 15
+
+
+def support(node: Node) -> Optional[str]:
+    if node.domain or node.op not in QDQ_OPS:
+        return f"{node.qualified_op} is not QuantizeLinear/DequantizeLinear"
+    x, y = node.inputs[0], node.outputs[0]
+    if not (getattr(x.type, "is_static", False) and getattr(y.type, "is_static", False)):
+        return f"{node.op} needs static shapes on the cpu target"
+    if node.attr("block_size"):
+        return f"blocked {node.op} (block_size) is not supported by the cpu target"
+    q, f = (y, x) if node.op == "QuantizeLinear" else (x, y)
+    if q.type.dtype not in INT_TYPES or (node.op == "QuantizeLinear" and q.type.dtype == DType.I32):
+        return f"{node.op} to/from {q.type.dtype.short} is not supported by the cpu target (int8/uint8 only)"
+    if f.type.dtype != DType.F32:
+        return f"{node.op} with {f.type.dtype.short} floats is not supported by the cpu target (float32 only)"
+    for i in (1, 2):
+        v = node.input(i)
+        if v is not None and (v.const is None or v.const.ndim > 1):
+            return f"{node.op}: scale and zero point must be per-tensor or per-axis constants on the cpu target"
+    if node.input(1).type.dtype != DType.F32:
+        return f"{node.op}: the cpu target needs a float32 scale"
+    return None
+
+
+def _layout(node: Node) -> tuple[int, int, int]:
+    shape = tuple(node.inputs[0].type.shape)
+    scale = node.input(1).const
+    if quant.is_per_tensor(scale):
+        return 1, 1, max(1, math.prod(shape))
+    axis = node.attr("axis") % len(shape)
+    return math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:])
+
+
+@generator("quantize", supports=support, ops=QDQ_OPS)
+def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
+    outer, chans, inner = _layout(node)
+    tf = kb.task_function(f"{node.op.lower()}_{node.outputs[0].name}")
+    b = tf.builder
+    L = kb.lanes
+    quantizing = node.op == "QuantizeLinear"
+    q_val = node.outputs[0] if quantizing else node.inputs[0]
+    qdt = q_val.type.dtype
+    zp_in = node.input(2)
+    zps = np.zeros(chans, np.int64) if zp_in is None else \
+        np.broadcast_to(np.asarray(zp_in.const).reshape(-1).astype(np.int64), (chans,))
+    scales = np.broadcast_to(np.asarray(node.input(1).const, np.float32).reshape(-1), (chans,))
+    # Scales and zero points as LLVM globals: tiny arrays, read once per row.
+    zp_arr = _global(kb, f"qzp_{node.outputs[0].name}", I32, [int(z) for z in zps])
+    sc_arr = _global(kb, f"qsc_{node.outputs[0].name}", F32, [float(s) for s in scales])
+    x = tf.value_pointer(node.inputs[0])
+    y = tf.value_pointer(node.outputs[0])
+    rows = outer * chans
+    per_task = max(1, MIN_TASK_ELEMENTS // max(1, inner))
+    n_tasks = -(-rows // per_task)
+    start = b.mul(tf.task, const_int(per_task))
+    stop = b.select(b.icmp_signed("<", b.add(start, const_int(per_task)), const_int(rows)),
+                    b.add(start, const_int(per_task)), const_int(rows))
+    fv, iv = ir.VectorType(F32, L), ir.VectorType(I32, L)
+    with for_range(b, start, stop, name="row") as r:
+        ch = b.srem(r, const_int(chans))
+        zp = b.load(b.gep(zp_arr, [const_int(0), ch]))
+        sc = b.load(b.gep(sc_arr, [const_int(0), ch]))
+        zpv, scv = splat(b, zp, L), splat(b, sc, L)
+        base = b.mul(r, const_int(inner))
+        with for_range(b, 0, inner, L, name="e") as i:
+            mask = lane_mask(b, b.select(b.icmp_signed("<", b.sub(const_int(inner), i), const_int(L)),
+                                         b.sub(const_int(inner), i), const_int(L)), L)
+            idx = b.add(base, i)
+            v = masked_load(kb, b, x, idx, mask, L)
+            if quantizing:
+                lo, hi = quant.qrange(qdt)
+                f = b.fdiv(v, scv)
+                lo_v = b.sitofp(b.sub(ir.Constant(iv, [lo] * L), zpv), fv)
+                hi_v = b.sitofp(b.sub(ir.Constant(iv, [hi] * L), zpv), fv)
+                f = b.select(b.fcmp_ordered(">", f, lo_v), f, lo_v)  # NaN -> lowest
+                f = b.select(b.fcmp_ordered("<", f, hi_v), f, hi_v)
+                f = b.call(kb.intrinsic("roundeven", fv), [f])
+                out = b.trunc(b.add(b.fptosi(f, iv), zpv), ir.VectorType(y.type.pointee, L))
+            else:
+                wide = ir.VectorType(I64, L)
+                qi = b.sext(v, wide) if qdt in (DType.I8, DType.I32) else b.zext(v, wide)
+                d = b.sub(qi, b.sext(zpv, wide))
+                out = b.fmul(b.sitofp(d, fv), scv)
+            masked_store(kb, b, out, y, idx, mask)
+    b.ret_void()
+    return Kernel(tf.fn.name, n_tasks, tf.buffers, label_of(node))
+
+
+def _global(kb: KernelBuilder, name: str, elem: ir.Type, values: list) -> ir.GlobalVariable:
+    ty = ir.ArrayType(elem, len(values))
+    g = ir.GlobalVariable(kb.module, ty, kb.unique(name))
+    g.linkage = "internal"
+    g.global_constant = True
+    g.initializer = ir.Constant(ty, values)
+    return g
