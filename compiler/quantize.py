@@ -218,8 +218,11 @@ def calibrate(model: onnx.ModelProto, tensors: Sequence[str], batches: Sequence[
 def entropy_threshold(hist: np.ndarray, levels: int = 128) -> int:
     """The bin index whose clipping threshold minimizes KL(P || Q) (TensorRT's entropy calibration).
 
-    P is the histogram clipped at the threshold (outliers added to the last
-    bin), Q the same range merged into ``levels`` bins and expanded back.
+    P is the histogram clipped at the threshold (the outliers added to its last
+    bin); Q is the clipped histogram *without* the outliers, merged into
+    ``levels`` bins and spread back over the nonzero bins.  Both are
+    normalized and smoothed (MXNet's ``_smooth_distribution``) so empty bins
+    give a finite divergence.
     """
     hist = hist.astype(np.float64)
     n = len(hist)
@@ -227,27 +230,36 @@ def entropy_threshold(hist: np.ndarray, levels: int = 128) -> int:
         return n - 1
     best, best_i = math.inf, n - 1
     for i in range(levels, n + 1, max(1, (n - levels) // 256)):
-        p = hist[:i].copy()
+        sliced = hist[:i]
+        p = sliced.copy()
         p[-1] += hist[i:].sum()
-        nz = p != 0
         q = np.zeros(i)
-        chunks = np.array_split(np.arange(i), levels)
-        for ch in chunks:
-            part = hist[ch]
+        for ch in np.array_split(np.arange(i), levels):
+            part = sliced[ch]
             cnt = np.count_nonzero(part)
             if cnt:
                 q[ch] = np.where(part != 0, part.sum() / cnt, 0.0)
-        ps, qs = p.sum(), q.sum()
-        if qs == 0:
+        ps, qs = _smooth(p), _smooth(q)
+        if ps is None or qs is None:
             continue
-        pn, qn = p[nz] / ps, q[nz] / qs
-        if np.any(qn == 0):
-            kl = math.inf
-        else:
-            kl = float(np.sum(pn * np.log(pn / qn)))
+        kl = float(np.sum(ps * np.log(ps / qs)))
         if kl < best:
             best, best_i = kl, i - 1
     return best_i
+
+
+def _smooth(d: np.ndarray, eps: float = 1e-4) -> Optional[np.ndarray]:
+    """``d`` normalized, with ``eps`` moved onto its empty bins (None when all empty)."""
+    total = d.sum()
+    if total <= 0:
+        return None
+    d = d / total
+    zeros = d == 0
+    nz = d.size - int(zeros.sum())
+    if nz == 0:
+        return None
+    out = d + eps * zeros - (eps * zeros.sum() / nz) * ~zeros
+    return out if np.all(out > 0) else None
 
 
 # -------------------------------------------------------------- qparams
@@ -536,8 +548,8 @@ def mixed_precision(model: Union[str, onnx.ModelProto], calib: Union[str, Sequen
 
     def config(excluded: Sequence[str]) -> tuple[QuantizeResult, float]:
         o = QuantizeOptions(**{**options_dict(opts), "exclude": list(excluded), "progress": False})
-        keep = [s for s in _plan(model, o)]
-        res = _rewrite(_with_names(model), keep, ranges, o)
+        m = _with_names(model)  # _rewrite edits the nodes it is given: plan on a fresh copy
+        res = _rewrite(m, _plan(m, o), ranges, o)
         return res, _output_sqnr(float_outs, res.model, batches)
 
     base, base_sqnr = config([])
