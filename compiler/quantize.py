@@ -305,7 +305,7 @@ def quantize_model(model: Union[str, onnx.ModelProto], calib: Union[str, Sequenc
     opts = opts or QuantizeOptions()
     if isinstance(model, str):
         model = onnx.load(model)
-    model = _with_names(model)
+    model = _with_names(prepare(model))
     batches = load_calibration(calib, model, opts.batch) if isinstance(calib, str) else list(calib)
     sites = _plan(model, opts)
     if not sites:
@@ -314,6 +314,81 @@ def quantize_model(model: Union[str, onnx.ModelProto], calib: Union[str, Sequenc
     tensors = list(dict.fromkeys([s.x for s in sites] + [s.y for s in sites if s.y]))
     ranges = calibrate(model, tensors, batches, opts)
     return _rewrite(model, sites, ranges, opts)
+
+
+_CONST_OPS = {"Constant", "ConstantOfShape", "Identity", "Cast", "Reshape", "Unsqueeze", "Squeeze", "Transpose",
+              "Shape", "Concat", "Gather", "Mul", "Add", "Sub", "Div"}
+
+
+def prepare(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A float model ready to quantize: constant subgraphs evaluated, BatchNormalization folded into Conv.
+
+    Quantizing a Conv followed by BatchNormalization would quantize the
+    unnormalized output; like onnxruntime's ``quant_pre_process`` the
+    normalization goes into the weights and bias first.  Models whose
+    weights come from ``ConstantOfShape`` (onnx's light test models) get them
+    as initializers, the form the quantizer looks for.
+    """
+    from onnx.reference import ReferenceEvaluator
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    m.ir_version = max(m.ir_version, 7)  # initializers need not be graph inputs
+    g = m.graph
+    consts = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    graph_inputs = {i.name for i in g.input} - set(consts)
+    kept = []
+    for n in g.node:
+        if n.op_type in _CONST_OPS and not n.domain and all(i in consts for i in n.input if i) \
+                and not any(i in graph_inputs for i in n.input):
+            sub = helper.make_model(helper.make_graph(
+                [n], "c", [helper.make_tensor_value_info(i, helper.np_dtype_to_tensor_dtype(consts[i].dtype),
+                                                         consts[i].shape) for i in n.input if i],
+                [helper.make_empty_tensor_value_info(o) for o in n.output]), opset_imports=m.opset_import)
+            outs = ReferenceEvaluator(sub).run(None, {i: consts[i] for i in n.input if i})
+            for name, v in zip(n.output, outs):
+                consts[name] = np.asarray(v)
+            continue
+        kept.append(n)
+    readers: dict[str, int] = {}
+    for n in kept:
+        for i in n.input:
+            readers[i] = readers.get(i, 0) + 1
+    outputs = {o.name for o in g.output}
+    producer = {o: n for n in kept for o in n.output}
+    final = []
+    dropped = set()
+    for n in kept:
+        if n.op_type == "BatchNormalization" and len(n.output) == 1:
+            conv = producer.get(n.input[0])
+            if conv is not None and conv.op_type == "Conv" and readers.get(n.input[0]) == 1 \
+                    and n.input[0] not in outputs and conv.input[1] in consts \
+                    and all(i in consts for i in n.input[1:5]):
+                eps = next((helper.get_attribute_value(a) for a in n.attribute if a.name == "epsilon"), 1e-5)
+                s_, b_, mean, var = (consts[i].astype(np.float64) for i in n.input[1:5])
+                f = s_ / np.sqrt(var + eps)
+                w = consts[conv.input[1]].astype(np.float64)
+                bias = consts[conv.input[2]].astype(np.float64) if len(conv.input) > 2 and conv.input[2] \
+                    else np.zeros(w.shape[0])
+                wname, bname = conv.input[1] + "_bnfolded", conv.name + "_bias_bnfolded"
+                consts[wname] = (w * f.reshape(-1, 1, 1, 1)).astype(np.float32)
+                consts[bname] = ((bias - mean) * f + b_).astype(np.float32)
+                conv.input[1] = wname
+                if len(conv.input) > 2:
+                    conv.input[2] = bname
+                else:
+                    conv.input.append(bname)
+                conv.output[0] = n.output[0]
+                dropped.add(id(n))
+    final = [n for n in kept if id(n) not in dropped]
+    used = {i for n in final for i in n.input} | outputs
+    del g.node[:]
+    g.node.extend(final)
+    del g.initializer[:]
+    g.initializer.extend(numpy_helper.from_array(np.asarray(v), k) for k, v in consts.items() if k in used)
+    keep_inputs = [i for i in g.input if i.name in used and i.name not in consts or i.name in graph_inputs]
+    del g.input[:]
+    g.input.extend(keep_inputs)
+    return m
 
 
 def _with_names(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -537,7 +612,7 @@ def mixed_precision(model: Union[str, onnx.ModelProto], calib: Union[str, Sequen
     """
     if isinstance(model, str):
         model = onnx.load(model)
-    model = _with_names(model)
+    model = _with_names(prepare(model))
     batches = load_calibration(calib, model, opts.batch) if isinstance(calib, str) else list(calib)
     sites = _plan(model, opts)
     tensors = list(dict.fromkeys([s.x for s in sites] + [s.y for s in sites if s.y]))

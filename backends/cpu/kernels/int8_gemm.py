@@ -45,6 +45,7 @@ from ..codegen import (F32, I8, I32, I64, KernelBuilder, const_int, for_range, l
 from . import Kernel, generator, label_of
 
 QOPS = [("nnc", "QConv"), ("nnc", "QMatMul")]
+MAX_SCRATCH = 1 << 20  # stack bytes a conv task may use for its packed row (the pool's threads have 8 MB)
 
 
 def has_vnni(kb: KernelBuilder) -> bool:
@@ -90,6 +91,16 @@ def dot4(kb: KernelBuilder, b: ir.IRBuilder, acc: ir.Value, u8x4: ir.Value, s8x4
         part = b.shuffle_vector(prod, undef, ir.Constant(ir.VectorType(I32, n), [4 * i + j for i in range(n)]))
         acc = b.add(acc, part)
     return acc
+
+
+def _global_i32(kb: KernelBuilder, name: str, values: list[int]) -> ir.GlobalVariable:
+    """A constant i32 table in the module (a kernel's static offsets)."""
+    ty = ir.ArrayType(I32, len(values))
+    g = ir.GlobalVariable(kb.module, ty, kb.unique(name))
+    g.linkage = "internal"
+    g.global_constant = True
+    g.initializer = ir.Constant(ty, [int(v) for v in values])
+    return g
 
 
 def _alloca_entry(tf, nbytes: int) -> ir.Value:
@@ -266,6 +277,12 @@ def _emit_conv(kb: KernelBuilder, node: Node) -> Kernel:
     mr = max(1, min(mg, (regs - nv - 3) // nv, 12))
     x8 = b.bitcast(e.tf.value_pointer(node.inputs[0]), I8.as_pointer())
     w8 = b.bitcast(e.tf.value_pointer(node.inputs[1]), I8.as_pointer())
+    rw0 = -(-max(pl + wd, owp * sw + (kw - 1) * dw) // 16) * 16
+    scratch = kb4 * owp * 4 + (cg * kh + 1) * rw0
+    if scratch > MAX_SCRATCH:
+        raise BackendError(f"the integer convolution needs {scratch} bytes of scratch per task, more than "
+                           f"{MAX_SCRATCH}", subject=node.describe(),
+                           hint="a narrower output row or fewer input channels per group fit")
     xp = _alloca_entry(e.tf, kb4 * owp * 4)
     task = e.tf.task  # (image, group, output row)
     row = b.srem(task, const_int(oh))
@@ -273,27 +290,62 @@ def _emit_conv(kb: KernelBuilder, node: Node) -> Kernel:
     grp = b.srem(rest, const_int(g))
     img = b.sdiv(rest, const_int(g))
     za8 = b.trunc(e.za, I8)
-    # --- pack the receptive fields of this output row: xp[k/4][ow][k%4]
-    with for_range(b, 0, kp, name="pk") as kk:
-        inside = b.icmp_signed("<", kk, const_int(k))
-        ci = b.sdiv(kk, const_int(kh * kw))
-        tap = b.srem(kk, const_int(kh * kw))
-        ki, kj = b.sdiv(tap, const_int(kw)), b.srem(tap, const_int(kw))
+    # --- 1. this row's input rows, padded: prow[c*kh + ki][RW] (the zero point outside the image,
+    #        int8 data flipped to uint8), then one zero row for the taps past K.
+    rw = max(pl + wd, owp * sw + (kw - 1) * dw)
+    rw = -(-rw // 16) * 16
+    nrows = cg * kh
+    prow = _alloca_entry(e.tf, (nrows + 1) * rw)
+    with for_range(b, 0, nrows, name="pr") as rr:
+        ci, ki = b.sdiv(rr, const_int(kh)), b.srem(rr, const_int(kh))
         ih = b.add(b.sub(b.mul(row, const_int(sh)), const_int(pt)), b.mul(ki, const_int(dh)))
-        row_ok = b.and_(inside, b.and_(b.icmp_signed(">=", ih, const_int(0)), b.icmp_signed("<", ih, const_int(h))))
-        chan = b.add(b.mul(img, const_int(c)), b.add(b.mul(grp, const_int(cg)), ci))
-        src_row = b.mul(b.add(b.mul(chan, const_int(h)), ih), const_int(wd))
-        dst0 = b.add(b.mul(b.sdiv(kk, const_int(4)), const_int(owp * 4)), b.srem(kk, const_int(4)))
-        fill = b.select(inside, za8, ir.Constant(I8, 0))
-        with for_range(b, 0, owp, name="pw") as o:
-            iw = b.add(b.sub(b.mul(o, const_int(sw)), const_int(pl)), b.mul(kj, const_int(dw)))
-            ok = b.and_(row_ok, b.and_(b.and_(b.icmp_signed(">=", iw, const_int(0)), b.icmp_signed("<", iw, const_int(wd))),
-                                       b.icmp_signed("<", o, const_int(ow))))
-            src = b.select(ok, b.add(src_row, iw), const_int(0))
-            val = b.load(b.gep(x8, [src]))
-            if p.signed_x:
-                val = b.xor(val, ir.Constant(I8, 0x80))
-            b.store(b.select(ok, val, fill), b.gep(xp, [b.add(dst0, b.mul(o, const_int(4)))]))
+        ok = b.and_(b.icmp_signed(">=", ih, const_int(0)), b.icmp_signed("<", ih, const_int(h)))
+        dst = b.gep(prow, [b.mul(rr, const_int(rw))])
+        with for_range(b, 0, rw, name="pf") as i:  # zero point everywhere (vectorized by LLVM)
+            b.store(za8, b.gep(dst, [i]))
+        with b.if_then(ok):
+            chan = b.add(b.mul(img, const_int(c)), b.add(b.mul(grp, const_int(cg)), ci))
+            src = b.gep(x8, [b.mul(b.add(b.mul(chan, const_int(h)), ih), const_int(wd))])
+            with for_range(b, 0, wd, name="pc") as i:
+                val = b.load(b.gep(src, [i]))
+                if p.signed_x:
+                    val = b.xor(val, ir.Constant(I8, 0x80))
+                b.store(val, b.gep(dst, [b.add(i, const_int(pl))]))
+    zrow = b.gep(prow, [const_int(nrows * rw)])
+    with for_range(b, 0, rw, name="pz") as i:
+        b.store(ir.Constant(I8, 0), b.gep(zrow, [i]))
+    # --- 2. interleave 4 taps at a time: xp[k/4][ow][k%4] = prow[tap row][ow*sw + kj*dw]
+    offsets = []
+    for kk in range(kp):
+        if kk < k:
+            ci, tap = divmod(kk, kh * kw)
+            ki, kj = divmod(tap, kw)
+            offsets.append((ci * kh + ki) * rw + kj * dw)
+        else:
+            offsets.append(nrows * rw)
+    off_tab = _global_i32(kb, f"qoff_{node.outputs[0].name}", offsets)
+    vbytes = ir.VectorType(I8, L)
+    wide = ir.VectorType(I8, L * sw)
+    undef_w = ir.Constant(wide, ir.Undefined)
+    pick = ir.Constant(ir.VectorType(I32, L), [i * sw for i in range(L)])
+    zip2 = ir.Constant(ir.VectorType(I32, 2 * L), [x for i in range(L) for x in (i, L + i)])
+    zip4 = ir.Constant(ir.VectorType(I32, 4 * L), [x for i in range(L) for x in (2 * i, 2 * i + 1,
+                                                                                  2 * L + 2 * i, 2 * L + 2 * i + 1)])
+    with for_range(b, 0, kb4, name="pk") as k4:
+        srcs = [b.gep(prow, [b.load(b.gep(off_tab, [const_int(0), b.add(b.mul(k4, const_int(4)), const_int(j))]))])
+                for j in range(4)]
+        with for_range(b, 0, nvec, name="pw") as v:
+            vs_ = []
+            for j in range(4):
+                ptr = b.bitcast(b.gep(srcs[j], [b.mul(v, const_int(L * sw))]), wide.as_pointer())
+                raw = b.load(ptr, align=1)
+                vs_.append(raw if sw == 1 else b.shuffle_vector(raw, undef_w, pick))
+            ab = b.shuffle_vector(vs_[0], vs_[1], zip2)
+            cd = b.shuffle_vector(vs_[2], vs_[3], zip2)
+            out = b.shuffle_vector(ab, cd, zip4)
+            dst = b.gep(xp, [b.mul(b.add(b.mul(k4, const_int(owp)), b.mul(v, const_int(L))), const_int(4))])
+            b.store(out, b.bitcast(dst, out.type.as_pointer()), align=1)
+    del vbytes
     xp32 = b.bitcast(xp, I32.as_pointer())
     w32 = b.bitcast(w8, I32.as_pointer())
     ones = ir.Constant(vt, [0x01010101] * L)
