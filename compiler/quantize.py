@@ -188,14 +188,19 @@ def calibrate(model: onnx.ModelProto, tensors: Sequence[str], batches: Sequence[
             hi[t] = max(hi[t], float(a.max()))
     if opts.method == "minmax":
         return {t: (lo[t], hi[t]) for t in tensors}
-    # Histograms of |x| over [0, max|x|] (a second pass: the range is known now).
+    # Histograms (a second pass: the range is known now): of x over [lo, hi] for percentile
+    # (each tail loses (100 - p) / 2 percent, as onnxruntime's), of |x| over [0, max|x|] for entropy.
     bins = opts.bins or (128 if opts.method == "entropy" else 2048)
     top = {t: max(abs(lo[t]), abs(hi[t]), 1e-12) for t in tensors}
+    span = {t: (lo[t], hi[t] if hi[t] > lo[t] else lo[t] + 1e-12) for t in tensors}
     hists = {t: np.zeros(bins, np.int64) for t in tensors}
     for feeds in _progress(batches, f"calibrating ({opts.method})", opts.progress):
         out = run(feeds)
         for t in tensors:
-            hists[t] += np.histogram(np.abs(out[t]), bins=bins, range=(0.0, top[t]))[0]
+            if opts.method == "percentile":
+                hists[t] += np.histogram(out[t], bins=bins, range=span[t])[0]
+            else:
+                hists[t] += np.histogram(np.abs(out[t]), bins=bins, range=(0.0, top[t]))[0]
     ranges = {}
     ends = {o.name for o in model.graph.output} | {i.name for i in model.graph.input}
     for t in tensors:
@@ -204,12 +209,16 @@ def calibrate(model: onnx.ModelProto, tensors: Sequence[str], batches: Sequence[
             # input (data in a known range) or outputs (logits, compared by value): min/max there.
             ranges[t] = (lo[t], hi[t])
             continue
-        edge = top[t] / bins
         if opts.method == "percentile":
+            a, z = span[t]
+            width = (z - a) / bins
             cdf = np.cumsum(hists[t]) / max(1, hists[t].sum())
-            thr = (int(np.searchsorted(cdf, opts.percentile / 100.0)) + 1) * edge
-        else:
-            thr = (entropy_threshold(hists[t]) + 0.5) * edge
+            tail = (1.0 - opts.percentile / 100.0) / 2
+            ranges[t] = (a + int(np.searchsorted(cdf, tail)) * width,
+                         a + (int(np.searchsorted(cdf, 1.0 - tail)) + 1) * width)
+            continue
+        edge = top[t] / bins
+        thr = (entropy_threshold(hists[t]) + 0.5) * edge
         thr = min(thr, top[t])
         ranges[t] = (max(lo[t], -thr), min(hi[t], thr))
     return ranges

@@ -18,6 +18,18 @@ value per ``block_size`` elements along ``axis``); ``expand_param`` turns any
 of them into an array that broadcasts against the data.
 
 Every function is vectorized NumPy and returns exactly the dtype it documents.
+
+Where this follows onnxruntime exactly: ``quantize`` (division by the scale in
+float32, round half to even, saturate), ``output_multiplier`` (float32,
+``in_scale * w_scale / out_scale`` in that order) and ``requantize`` (float32
+product, round half to even, add the zero point, saturate: MLAS's
+``MlasRequantizeOutput``); ``requantize_clamped`` adds a fused Relu/Clip as
+saturation bounds, which is ``quantize(clip(x))`` because quantization is
+monotonic.  The compiler's integer ops (``nnc.QConv``/``nnc.QMatMul``), their
+cpu kernels and the systolic simulator all use these, so integer outputs are
+bit-identical across targets.  Where it does not: ``requantize_fixed`` (the
+integer-only form for hardware without a float unit) can differ from the float
+path by one unit where the float32 product rounds differently.
 """
 
 from __future__ import annotations
