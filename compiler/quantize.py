@@ -709,7 +709,13 @@ def quantize_for_build(args: Any) -> onnx.ModelProto:
     """`build --quantize int8 --calib FILE`: the QDQ model the build compiles."""
     if not args.calib:
         raise CompilerError("--quantize needs calibration data", hint="add --calib FILE.npz")
-    return quantize_model(str(args.model), args.calib, _options(args)).model
+    model = onnx.load(str(args.model))
+    res = quantize_model(model, args.calib, _options(args))
+    if not getattr(args, "quiet", False):
+        before, after = model_bytes(model)["total"], model_bytes(res.model)["total"]
+        print(f"  quantized {len(res.quantized_nodes)} layers to int8 ({args.quant_method}); "
+              f"weights {before} -> {after} bytes", file=sys.stderr)
+    return res.model
 
 
 def cmd_quantize(args: Any) -> int:

@@ -15,7 +15,6 @@ import math
 from typing import Any, Optional
 
 import llvmlite.ir as ir
-import numpy as np
 
 from ir import quant
 from ir.dtypes import DType
@@ -44,8 +43,8 @@ def support(node: Node) -> Optional[str]:
         return f"{node.op} with {f.type.dtype.short} floats is not supported by the cpu target (float32 only)"
     for i in (1, 2):
         v = node.input(i)
-        if v is not None and (v.const is None or v.const.ndim > 1):
-            return f"{node.op}: scale and zero point must be per-tensor or per-axis constants on the cpu target"
+        if v is not None and (not getattr(v.type, "is_static", False) or len(v.type.shape) > 1):
+            return f"{node.op}: scale and zero point must be per-tensor or per-axis on the cpu target"
     if node.input(1).type.dtype != DType.F32:
         return f"{node.op}: the cpu target needs a float32 scale"
     return None
@@ -53,8 +52,8 @@ def support(node: Node) -> Optional[str]:
 
 def _layout(node: Node) -> tuple[int, int, int]:
     shape = tuple(node.inputs[0].type.shape)
-    scale = node.input(1).const
-    if quant.is_per_tensor(scale):
+    sshape = tuple(node.input(1).type.shape)
+    if len(sshape) == 0 or (len(sshape) == 1 and sshape[0] == 1):
         return 1, 1, max(1, math.prod(shape))
     axis = node.attr("axis") % len(shape)
     return math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:])
@@ -69,13 +68,11 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
     quantizing = node.op == "QuantizeLinear"
     q_val = node.outputs[0] if quantizing else node.inputs[0]
     qdt = q_val.type.dtype
+    # Scale and zero point are read from their buffers (constants or run-time inputs), once per row.
+    sc_ptr = tf.value_pointer(node.input(1))
     zp_in = node.input(2)
-    zps = np.zeros(chans, np.int64) if zp_in is None else \
-        np.broadcast_to(np.asarray(zp_in.const).reshape(-1).astype(np.int64), (chans,))
-    scales = np.broadcast_to(np.asarray(node.input(1).const, np.float32).reshape(-1), (chans,))
-    # Scales and zero points as LLVM globals: tiny arrays, read once per row.
-    zp_arr = _global(kb, f"qzp_{node.outputs[0].name}", I32, [int(z) for z in zps])
-    sc_arr = _global(kb, f"qsc_{node.outputs[0].name}", F32, [float(s) for s in scales])
+    zp_ptr = tf.value_pointer(zp_in) if zp_in is not None else None
+    zp_signed = zp_in is not None and zp_in.type.dtype in (DType.I8, DType.I32)
     x = tf.value_pointer(node.inputs[0])
     y = tf.value_pointer(node.outputs[0])
     rows = outer * chans
@@ -87,8 +84,12 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
     fv, iv = ir.VectorType(F32, L), ir.VectorType(I32, L)
     with for_range(b, start, stop, name="row") as r:
         ch = b.srem(r, const_int(chans))
-        zp = b.load(b.gep(zp_arr, [const_int(0), ch]))
-        sc = b.load(b.gep(sc_arr, [const_int(0), ch]))
+        if zp_ptr is None:
+            zp = const_int(0, I32)
+        else:
+            raw = b.load(b.gep(zp_ptr, [ch]))
+            zp = raw if raw.type == I32 else (b.sext(raw, I32) if zp_signed else b.zext(raw, I32))
+        sc = b.load(b.gep(sc_ptr, [ch]))
         zpv, scv = splat(b, zp, L), splat(b, sc, L)
         base = b.mul(r, const_int(inner))
         with for_range(b, 0, inner, L, name="e") as i:
@@ -113,12 +114,3 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
             masked_store(kb, b, out, y, idx, mask)
     b.ret_void()
     return Kernel(tf.fn.name, n_tasks, tf.buffers, label_of(node))
-
-
-def _global(kb: KernelBuilder, name: str, elem: ir.Type, values: list) -> ir.GlobalVariable:
-    ty = ir.ArrayType(elem, len(values))
-    g = ir.GlobalVariable(kb.module, ty, kb.unique(name))
-    g.linkage = "internal"
-    g.global_constant = True
-    g.initializer = ir.Constant(ty, values)
-    return g
