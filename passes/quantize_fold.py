@@ -10,6 +10,10 @@ per tensor):
 * ``ConvInteger``, ``MatMulInteger`` (int32 output, no requantization; their
   input zero point may be a run-time value, as dynamic quantization makes it).
 
+A residual ``DQ + DQ -> Add -> Q`` stays in float: onnxruntime's cpu provider
+(1.32) runs it that way too (its outputs equal the unoptimized float QDQ
+graph's), so folding it into QLinearAdd would move us away from it.
+
 Integer arithmetic is what onnxruntime runs for these patterns (it fuses the
 same QDQ groups into QLinearConv/QLinearMatMul), so the rewritten graph matches
 it on ``ref`` bit for bit where the float32 requantization multiplier is formed
@@ -288,7 +292,10 @@ def fold_qdq(graph: Graph, ctx: PassContext) -> bool:
         if node.graph is not graph:
             continue
         qualified = node.qualified_op
-        new = _fold_qdq(graph, node) if qualified in ("Conv", "MatMul", "Gemm") else _fold_qoperator(graph, node)
+        if qualified in ("Conv", "MatMul", "Gemm"):
+            new = _fold_qdq(graph, node)
+        else:
+            new = _fold_qoperator(graph, node)
         if new is None:
             continue
         folded += 1

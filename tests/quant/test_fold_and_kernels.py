@@ -144,3 +144,28 @@ def test_cpu_names_node_for_runtime_weights():
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)])
     with pytest.raises(CompilerError, match="MatMulInteger"):
         build(m, target="cpu")
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8])
+def test_qlinear_add_on_cpu_matches_reference(dtype):
+    """com.microsoft.QLinearAdd (QOperator models' residual add) as a cpu elementwise op."""
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(1)
+    info = np.iinfo(dtype)
+    ty = TensorProto.INT8 if dtype == np.int8 else TensorProto.UINT8
+    inits = [numpy_helper.from_array(np.asarray(v), n) for n, v in (
+        ("as", np.float32(0.03)), ("azp", dtype(3)), ("bs", np.float32(0.011)), ("bzp", dtype(-2 if dtype == np.int8 else 130)),
+        ("cs", np.float32(0.04)), ("czp", dtype(1)))]
+    node = helper.make_node("QLinearAdd", ["a", "as", "azp", "b", "bs", "bzp", "cs", "czp"], ["y"],
+                            domain="com.microsoft")
+    g = helper.make_graph([node], "qa", [helper.make_tensor_value_info("a", ty, [2, 5, 37]),
+                                         helper.make_tensor_value_info("b", ty, [1, 5, 37])],
+                          [helper.make_tensor_value_info("y", ty, None)], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21), helper.make_opsetid("com.microsoft", 1)])
+    feeds = {"a": rng.integers(info.min, info.max + 1, (2, 5, 37)).astype(dtype),
+             "b": rng.integers(info.min, info.max + 1, (1, 5, 37)).astype(dtype)}
+    ref = run_graph(import_onnx(m), feeds)[0]
+    got, _ = _cpu(m, feeds)
+    assert np.array_equal(got, ref)
+    want = _ort(m, feeds)
+    assert np.abs(got.astype(int) - want.astype(int)).max() <= 1

@@ -20,6 +20,7 @@ from ir import quant
 from ir.dtypes import DType
 from ir.graph import Node
 
+from ..expr import register_elementwise
 from ..codegen import F32, I32, I64, KernelBuilder, const_int, for_range, lane_mask, masked_load, masked_store, splat
 from . import Kernel, generator, label_of
 
@@ -114,3 +115,42 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
             masked_store(kb, b, out, y, idx, mask)
     b.ret_void()
     return Kernel(tf.fn.name, n_tasks, tf.buffers, label_of(node))
+
+
+def _qlinear_add(kb: KernelBuilder, b: ir.IRBuilder, node: Node, xs: list) -> ir.Value:
+    """com.microsoft.QLinearAdd in MLAS's float order (see its reference), on scalars or vectors.
+
+    ``((zc - (ra * za + rb * zb)) + a * ra) + b * rb`` with ``r = scale / c_scale``, no fused
+    multiply-add (LLVM contracts nothing without fast-math flags), then round half to even and
+    saturate: the reference's value bit for bit.
+    """
+    a, a_s, a_zp, bb, b_s, b_zp, c_s, c_zp = xs
+    dt = node.inputs[0].type.dtype
+    signed = dt == DType.I8
+
+    def f(v: Optional[ir.Value], like: ir.Value) -> ir.Value:
+        if v is None:
+            return _fconst(like, 0.0)
+        return b.sitofp(v, _fty(v)) if signed else b.uitofp(v, _fty(v))
+
+    ra, rb = b.fdiv(a_s, c_s), b.fdiv(b_s, c_s)
+    fixed = b.fsub(f(c_zp, ra), b.fadd(b.fmul(ra, f(a_zp, ra)), b.fmul(rb, f(b_zp, ra))))
+    v = b.fadd(b.fadd(fixed, b.fmul(f(a, ra), ra)), b.fmul(f(bb, ra), rb))
+    lo, hi = quant.qrange(dt)
+    v = b.select(b.fcmp_ordered(">", v, _fconst(v, lo)), v, _fconst(v, lo))
+    v = b.select(b.fcmp_ordered("<", v, _fconst(v, hi)), v, _fconst(v, hi))
+    v = b.call(kb.intrinsic("roundeven", v.type), [v])
+    return b.fptosi(v, a.type)
+
+
+def _fty(v: ir.Value) -> ir.Type:
+    return ir.VectorType(F32, v.type.count) if isinstance(v.type, ir.VectorType) else F32
+
+
+def _fconst(like: ir.Value, value: float) -> ir.Value:
+    if isinstance(like.type, ir.VectorType):
+        return ir.Constant(ir.VectorType(F32, like.type.count), [float(value)] * like.type.count)
+    return ir.Constant(F32, float(value))
+
+
+register_elementwise("QLinearAdd", _qlinear_add, domain="com.microsoft", ints=True, positional=True)
