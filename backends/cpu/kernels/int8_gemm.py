@@ -45,6 +45,7 @@ from ..codegen import (F32, I8, I32, I64, KernelBuilder, const_int, for_range, l
 from . import Kernel, generator, label_of
 
 QOPS = [("nnc", "QConv"), ("nnc", "QMatMul")]
+PIXELS_PER_TASK = 64   # output pixels a conv task packs and computes (whole rows, at least one)
 MAX_SCRATCH = 1 << 20  # stack bytes a conv task may use for its packed row (the pool's threads have 8 MB)
 
 
@@ -270,51 +271,45 @@ def _emit_conv(kb: KernelBuilder, node: Node) -> Kernel:
     k = cg * kh * kw
     kp = -(-k // 4) * 4
     kb4 = kp // 4
-    nvec = -(-ow // L)
-    owp = nvec * L
+    # A task owns R output rows (the flattened pixels of narrow rows fill whole vectors) and a
+    # share of the output channels (so small late layers still give every core work).
+    rows_per = max(1, min(oh, -(-PIXELS_PER_TASK // ow)))
+    n_rb = -(-oh // rows_per)
+    pix = rows_per * ow
+    nvec = -(-pix // L)
+    nvr = -(-ow // L)                                # vectors one row's packing writes
+    pp = max(nvec * L, (rows_per - 1) * ow + nvr * L)  # pixels per k-group slab of xp
     nv = min(nvec, 4)
     regs = 32 if L == 16 else 16
     mr = max(1, min(mg, (regs - nv - 3) // nv, 12))
-    x8 = b.bitcast(e.tf.value_pointer(node.inputs[0]), I8.as_pointer())
-    w8 = b.bitcast(e.tf.value_pointer(node.inputs[1]), I8.as_pointer())
-    rw0 = -(-max(pl + wd, owp * sw + (kw - 1) * dw) // 16) * 16
-    scratch = kb4 * owp * 4 + (cg * kh + 1) * rw0
+    want_tasks = 2 * max(1, kb.target.cores)
+    n_oc = max(1, min(-(-mg // mr), -(-want_tasks // max(1, nb * g * n_rb))))
+    oc_chunk = -(-(-(-mg // n_oc)) // mr) * mr
+    n_oc = -(-mg // oc_chunk)
+    rw = -(-max(pl + wd, nvr * L * sw + (kw - 1) * dw) // 16) * 16
+    nrows = cg * kh
+    scratch = kb4 * pp * 4 + (nrows + 1) * rw
     if scratch > MAX_SCRATCH:
         raise BackendError(f"the integer convolution needs {scratch} bytes of scratch per task, more than "
                            f"{MAX_SCRATCH}", subject=node.describe(),
                            hint="a narrower output row or fewer input channels per group fit")
-    xp = _alloca_entry(e.tf, kb4 * owp * 4)
-    task = e.tf.task  # (image, group, output row)
-    row = b.srem(task, const_int(oh))
-    rest = b.sdiv(task, const_int(oh))
+    x8 = b.bitcast(e.tf.value_pointer(node.inputs[0]), I8.as_pointer())
+    w8 = b.bitcast(e.tf.value_pointer(node.inputs[1]), I8.as_pointer())
+    xp = _alloca_entry(e.tf, kb4 * pp * 4)
+    prow = _alloca_entry(e.tf, (nrows + 1) * rw)
+    task = e.tf.task  # ((image * G + group) * row blocks + row block) * oc chunks + oc chunk
+    occk = b.srem(task, const_int(n_oc))
+    rest = b.sdiv(task, const_int(n_oc))
+    rb = b.srem(rest, const_int(n_rb))
+    rest = b.sdiv(rest, const_int(n_rb))
     grp = b.srem(rest, const_int(g))
     img = b.sdiv(rest, const_int(g))
+    oh0 = b.mul(rb, const_int(rows_per))
+    rows_here = _imin(b, const_int(rows_per), b.sub(const_int(oh), oh0))
     za8 = b.trunc(e.za, I8)
-    # --- 1. this row's input rows, padded: prow[c*kh + ki][RW] (the zero point outside the image,
-    #        int8 data flipped to uint8), then one zero row for the taps past K.
-    rw = max(pl + wd, owp * sw + (kw - 1) * dw)
-    rw = -(-rw // 16) * 16
-    nrows = cg * kh
-    prow = _alloca_entry(e.tf, (nrows + 1) * rw)
-    with for_range(b, 0, nrows, name="pr") as rr:
-        ci, ki = b.sdiv(rr, const_int(kh)), b.srem(rr, const_int(kh))
-        ih = b.add(b.sub(b.mul(row, const_int(sh)), const_int(pt)), b.mul(ki, const_int(dh)))
-        ok = b.and_(b.icmp_signed(">=", ih, const_int(0)), b.icmp_signed("<", ih, const_int(h)))
-        dst = b.gep(prow, [b.mul(rr, const_int(rw))])
-        with for_range(b, 0, rw, name="pf") as i:  # zero point everywhere (vectorized by LLVM)
-            b.store(za8, b.gep(dst, [i]))
-        with b.if_then(ok):
-            chan = b.add(b.mul(img, const_int(c)), b.add(b.mul(grp, const_int(cg)), ci))
-            src = b.gep(x8, [b.mul(b.add(b.mul(chan, const_int(h)), ih), const_int(wd))])
-            with for_range(b, 0, wd, name="pc") as i:
-                val = b.load(b.gep(src, [i]))
-                if p.signed_x:
-                    val = b.xor(val, ir.Constant(I8, 0x80))
-                b.store(val, b.gep(dst, [b.add(i, const_int(pl))]))
     zrow = b.gep(prow, [const_int(nrows * rw)])
     with for_range(b, 0, rw, name="pz") as i:
         b.store(ir.Constant(I8, 0), b.gep(zrow, [i]))
-    # --- 2. interleave 4 taps at a time: xp[k/4][ow][k%4] = prow[tap row][ow*sw + kj*dw]
     offsets = []
     for kk in range(kp):
         if kk < k:
@@ -324,48 +319,74 @@ def _emit_conv(kb: KernelBuilder, node: Node) -> Kernel:
         else:
             offsets.append(nrows * rw)
     off_tab = _global_i32(kb, f"qoff_{node.outputs[0].name}", offsets)
-    vbytes = ir.VectorType(I8, L)
     wide = ir.VectorType(I8, L * sw)
     undef_w = ir.Constant(wide, ir.Undefined)
     pick = ir.Constant(ir.VectorType(I32, L), [i * sw for i in range(L)])
     zip2 = ir.Constant(ir.VectorType(I32, 2 * L), [x for i in range(L) for x in (i, L + i)])
     zip4 = ir.Constant(ir.VectorType(I32, 4 * L), [x for i in range(L) for x in (2 * i, 2 * i + 1,
                                                                                   2 * L + 2 * i, 2 * L + 2 * i + 1)])
-    with for_range(b, 0, kb4, name="pk") as k4:
-        srcs = [b.gep(prow, [b.load(b.gep(off_tab, [const_int(0), b.add(b.mul(k4, const_int(4)), const_int(j))]))])
-                for j in range(4)]
-        with for_range(b, 0, nvec, name="pw") as v:
-            vs_ = []
-            for j in range(4):
-                ptr = b.bitcast(b.gep(srcs[j], [b.mul(v, const_int(L * sw))]), wide.as_pointer())
-                raw = b.load(ptr, align=1)
-                vs_.append(raw if sw == 1 else b.shuffle_vector(raw, undef_w, pick))
-            ab = b.shuffle_vector(vs_[0], vs_[1], zip2)
-            cd = b.shuffle_vector(vs_[2], vs_[3], zip2)
-            out = b.shuffle_vector(ab, cd, zip4)
-            dst = b.gep(xp, [b.mul(b.add(b.mul(k4, const_int(owp)), b.mul(v, const_int(L))), const_int(4))])
-            b.store(out, b.bitcast(dst, out.type.as_pointer()), align=1)
-    del vbytes
+    with for_range(b, 0, rows_here, name="orow") as r:
+        row = b.add(oh0, r)
+        # --- 1. the input rows this output row reads, padded with the zero point (int8 flipped
+        #        to uint8): prow[c*kh + ki][rw]
+        with for_range(b, 0, nrows, name="pr") as rr:
+            ci, ki = b.sdiv(rr, const_int(kh)), b.srem(rr, const_int(kh))
+            ih = b.add(b.sub(b.mul(row, const_int(sh)), const_int(pt)), b.mul(ki, const_int(dh)))
+            ok = b.and_(b.icmp_signed(">=", ih, const_int(0)), b.icmp_signed("<", ih, const_int(h)))
+            dst = b.gep(prow, [b.mul(rr, const_int(rw))])
+            with for_range(b, 0, rw, name="pf") as i:
+                b.store(za8, b.gep(dst, [i]))
+            with b.if_then(ok):
+                chan = b.add(b.mul(img, const_int(c)), b.add(b.mul(grp, const_int(cg)), ci))
+                src = b.gep(x8, [b.mul(b.add(b.mul(chan, const_int(h)), ih), const_int(wd))])
+                with for_range(b, 0, wd, name="pc") as i:
+                    val = b.load(b.gep(src, [i]))
+                    if p.signed_x:
+                        val = b.xor(val, ir.Constant(I8, 0x80))
+                    b.store(val, b.gep(dst, [b.add(i, const_int(pl))]))
+        # --- 2. interleave 4 taps at a time into xp[k/4][pixel][k%4], this row's pixels at r*OW
+        #        (a row's tail past OW is overwritten by the next row, or masked at the store)
+        base_pix = b.mul(r, const_int(ow))
+        with for_range(b, 0, kb4, name="pk") as k4:
+            srcs = [b.gep(prow, [b.load(b.gep(off_tab, [const_int(0), b.add(b.mul(k4, const_int(4)),
+                                                                               const_int(j))]))])
+                    for j in range(4)]
+            for v in range(nvr):
+                vs_ = []
+                for j in range(4):
+                    ptr = b.bitcast(b.gep(srcs[j], [const_int(v * L * sw)]), wide.as_pointer())
+                    raw = b.load(ptr, align=1)
+                    vs_.append(raw if sw == 1 else b.shuffle_vector(raw, undef_w, pick))
+                ab = b.shuffle_vector(vs_[0], vs_[1], zip2)
+                cd = b.shuffle_vector(vs_[2], vs_[3], zip2)
+                out = b.shuffle_vector(ab, cd, zip4)
+                pix0 = b.add(b.mul(k4, const_int(pp)), b.add(base_pix, const_int(v * L)))
+                dst = b.gep(xp, [b.mul(pix0, const_int(4))])
+                b.store(out, b.bitcast(dst, out.type.as_pointer()), align=1)
     xp32 = b.bitcast(xp, I32.as_pointer())
     w32 = b.bitcast(w8, I32.as_pointer())
     ones = ir.Constant(vt, [0x01010101] * L)
     zero = ir.Constant(vt, [0] * L)
-    # --- output channel tiles x pixel-vector tiles
-    with for_range(b, 0, mg, mr, name="oc") as oc0:
-        ocs = [_imin(b, b.add(oc0, const_int(r)), const_int(mg - 1)) for r in range(mr)]
+    valid = b.mul(rows_here, const_int(ow))
+    oc_lo = b.mul(occk, const_int(oc_chunk))
+    oc_hi = _imin(b, b.add(oc_lo, const_int(oc_chunk)), const_int(mg))
+    # --- 3. output channel tiles x pixel-vector tiles
+    with for_range(b, oc_lo, oc_hi, mr, name="oc") as oc0:
+        last = b.sub(oc_hi, const_int(1))
+        ocs = [_imin(b, b.add(oc0, const_int(r)), last) for r in range(mr)]
         occ = [b.add(b.mul(grp, const_int(mg)), o) for o in ocs]  # absolute output channel
         with for_range(b, 0, nvec, nv, name="pv") as v0:
             vs = [_imin(b, b.add(v0, const_int(v)), const_int(nvec - 1)) for v in range(nv)]
 
             def step(k4: ir.Value, accs: list[ir.Value]) -> list[ir.Value]:
-                xv = [b.load(b.bitcast(b.gep(xp32, [b.add(b.mul(k4, const_int(owp)), b.mul(v, const_int(L)))]),
+                xv = [b.load(b.bitcast(b.gep(xp32, [b.add(b.mul(k4, const_int(pp)), b.mul(v, const_int(L)))]),
                                        vt.as_pointer()), align=4) for v in vs]
                 out = list(accs)
                 for r in range(mr):
                     wword = b.load(b.gep(w32, [b.add(b.mul(occ[r], const_int(kb4)), k4)]))
-                    s = splat(b, wword, L)
+                    s_ = splat(b, wword, L)
                     for v in range(nv):
-                        out[r * nv + v] = dot4(kb, b, out[r * nv + v], xv[v], s)
+                        out[r * nv + v] = dot4(kb, b, out[r * nv + v], xv[v], s_)
                 if p.need_rowsum:
                     for v in range(nv):
                         out[mr * nv + v] = dot4(kb, b, out[mr * nv + v], xv[v], ones)
@@ -375,18 +396,18 @@ def _emit_conv(kb: KernelBuilder, node: Node) -> Kernel:
             accs = loop_carry(b, 0, kb4, 1, [zero] * (mr * nv + extra), step, name="k4")
             for r in range(mr):
                 idx = occ[r]
-                scal = lambda ptr, ty=I32: splat(b, b.load(b.gep(ptr, [idx])), L)  # noqa: E731
+                scal = lambda ptr: splat(b, b.load(b.gep(ptr, [idx])), L)  # noqa: E731
                 bias, colsum, wzp, mult = scal(e.bias), scal(e.colsum), scal(e.wzp), scal(e.mult)
                 for v in range(nv):
                     start = b.mul(vs[v], const_int(L))
-                    mask = lane_mask(b, _imin(b, b.sub(const_int(ow), start), const_int(L)), L)
+                    mask = lane_mask(b, _imin(b, b.sub(valid, start), const_int(L)), L)
                     rs = accs[mr * nv + v] if p.need_rowsum else None
                     y = e.finish(accs[r * nv + v], bias, colsum, wzp, mult, rs, k)
-                    out_idx = b.add(b.mul(b.add(b.mul(b.add(b.mul(img, const_int(m)), idx), const_int(oh)), row),
-                                          const_int(ow)), start)
+                    out_idx = b.add(b.mul(b.add(b.mul(img, const_int(m)), idx), const_int(oh * ow)),
+                                    b.add(b.mul(oh0, const_int(ow)), start))
                     e.store(y, out_idx, mask)
     b.ret_void()
-    return Kernel(e.tf.fn.name, nb * g * oh, e.tf.buffers, label_of(node))
+    return Kernel(e.tf.fn.name, nb * g * n_rb * n_oc, e.tf.buffers, label_of(node))
 
 
 @generator("qgemm", supports=support, ops=QOPS)
