@@ -287,8 +287,10 @@ def _emit_conv(kb: KernelBuilder, node: Node) -> Kernel:
     oc_chunk = -(-(-(-mg // n_oc)) // mr) * mr
     n_oc = -(-mg // oc_chunk)
     rw = -(-max(pl + wd, nvr * L * sw + (kw - 1) * dw) // 16) * 16
-    nrows = cg * kh
-    scratch = kb4 * pp * 4 + (nrows + 1) * rw
+    nr = (rows_per - 1) * sh + (kh - 1) * dh + 1   # input rows per channel the task's rows read
+    nrows = cg * nr
+    zbytes = ((rows_per - 1) * sh + 1) * rw         # zeros for the taps past K, for every row shift
+    scratch = kb4 * pp * 4 + nrows * rw + zbytes
     if scratch > MAX_SCRATCH:
         raise BackendError(f"the integer convolution needs {scratch} bytes of scratch per task, more than "
                            f"{MAX_SCRATCH}", subject=node.describe(),
@@ -296,7 +298,7 @@ def _emit_conv(kb: KernelBuilder, node: Node) -> Kernel:
     x8 = b.bitcast(e.tf.value_pointer(node.inputs[0]), I8.as_pointer())
     w8 = b.bitcast(e.tf.value_pointer(node.inputs[1]), I8.as_pointer())
     xp = _alloca_entry(e.tf, kb4 * pp * 4)
-    prow = _alloca_entry(e.tf, (nrows + 1) * rw)
+    prow = _alloca_entry(e.tf, nrows * rw + zbytes)
     task = e.tf.task  # ((image * G + group) * row blocks + row block) * oc chunks + oc chunk
     occk = b.srem(task, const_int(n_oc))
     rest = b.sdiv(task, const_int(n_oc))
@@ -308,14 +310,31 @@ def _emit_conv(kb: KernelBuilder, node: Node) -> Kernel:
     rows_here = _imin(b, const_int(rows_per), b.sub(const_int(oh), oh0))
     za8 = b.trunc(e.za, I8)
     zrow = b.gep(prow, [const_int(nrows * rw)])
-    with for_range(b, 0, rw, name="pz") as i:
+    with for_range(b, 0, zbytes, name="pz") as i:
         b.store(ir.Constant(I8, 0), b.gep(zrow, [i]))
+    # --- 1. the input rows the task's output rows read, once, padded with the zero point (int8
+    #        flipped to uint8): prow[c][t][rw] for input row oh0*sh - pt + t
+    with for_range(b, 0, nrows, name="pr") as rr:
+        ci, t = b.sdiv(rr, const_int(nr)), b.srem(rr, const_int(nr))
+        ih = b.add(b.sub(b.mul(oh0, const_int(sh)), const_int(pt)), t)
+        ok = b.and_(b.icmp_signed(">=", ih, const_int(0)), b.icmp_signed("<", ih, const_int(h)))
+        dst = b.gep(prow, [b.mul(rr, const_int(rw))])
+        with for_range(b, 0, rw, name="pf") as i:
+            b.store(za8, b.gep(dst, [i]))
+        with b.if_then(ok):
+            chan = b.add(b.mul(img, const_int(c)), b.add(b.mul(grp, const_int(cg)), ci))
+            src = b.gep(x8, [b.mul(b.add(b.mul(chan, const_int(h)), ih), const_int(wd))])
+            with for_range(b, 0, wd, name="pc") as i:
+                val = b.load(b.gep(src, [i]))
+                if p.signed_x:
+                    val = b.xor(val, ir.Constant(I8, 0x80))
+                b.store(val, b.gep(dst, [b.add(i, const_int(pl))]))
     offsets = []
     for kk in range(kp):
         if kk < k:
             ci, tap = divmod(kk, kh * kw)
             ki, kj = divmod(tap, kw)
-            offsets.append((ci * kh + ki) * rw + kj * dw)
+            offsets.append((ci * nr + ki * dh) * rw + kj * dw)
         else:
             offsets.append(nrows * rw)
     off_tab = _global_i32(kb, f"qoff_{node.outputs[0].name}", offsets)
@@ -326,31 +345,13 @@ def _emit_conv(kb: KernelBuilder, node: Node) -> Kernel:
     zip4 = ir.Constant(ir.VectorType(I32, 4 * L), [x for i in range(L) for x in (2 * i, 2 * i + 1,
                                                                                   2 * L + 2 * i, 2 * L + 2 * i + 1)])
     with for_range(b, 0, rows_here, name="orow") as r:
-        row = b.add(oh0, r)
-        # --- 1. the input rows this output row reads, padded with the zero point (int8 flipped
-        #        to uint8): prow[c*kh + ki][rw]
-        with for_range(b, 0, nrows, name="pr") as rr:
-            ci, ki = b.sdiv(rr, const_int(kh)), b.srem(rr, const_int(kh))
-            ih = b.add(b.sub(b.mul(row, const_int(sh)), const_int(pt)), b.mul(ki, const_int(dh)))
-            ok = b.and_(b.icmp_signed(">=", ih, const_int(0)), b.icmp_signed("<", ih, const_int(h)))
-            dst = b.gep(prow, [b.mul(rr, const_int(rw))])
-            with for_range(b, 0, rw, name="pf") as i:
-                b.store(za8, b.gep(dst, [i]))
-            with b.if_then(ok):
-                chan = b.add(b.mul(img, const_int(c)), b.add(b.mul(grp, const_int(cg)), ci))
-                src = b.gep(x8, [b.mul(b.add(b.mul(chan, const_int(h)), ih), const_int(wd))])
-                with for_range(b, 0, wd, name="pc") as i:
-                    val = b.load(b.gep(src, [i]))
-                    if p.signed_x:
-                        val = b.xor(val, ir.Constant(I8, 0x80))
-                    b.store(val, b.gep(dst, [b.add(i, const_int(pl))]))
+        shift = b.mul(r, const_int(sh * rw))  # output row r reads input rows r*sh further down
         # --- 2. interleave 4 taps at a time into xp[k/4][pixel][k%4], this row's pixels at r*OW
         #        (a row's tail past OW is overwritten by the next row, or masked at the store)
         base_pix = b.mul(r, const_int(ow))
         with for_range(b, 0, kb4, name="pk") as k4:
-            srcs = [b.gep(prow, [b.load(b.gep(off_tab, [const_int(0), b.add(b.mul(k4, const_int(4)),
-                                                                               const_int(j))]))])
-                    for j in range(4)]
+            srcs = [b.gep(prow, [b.add(shift, b.sext(b.load(b.gep(off_tab, [const_int(0), b.add(
+                b.mul(k4, const_int(4)), const_int(j))])), I64))]) for j in range(4)]
             for v in range(nvr):
                 vs_ = []
                 for j in range(4):
