@@ -98,6 +98,7 @@ def test_integer_ops():
 
 
 @pytest.mark.parametrize("builder,kw", [(qmodels.qdq_conv, dict(wtype="u8", act="u8", relu="relu")),
+                                        (qmodels.qdq_conv, dict(stride=2, pad=0, act="s8", hw=(13, 21))),
                                         (qmodels.qdq_matmul, dict(act="s8", wtype="u8", m=6))])
 def test_generic_dot_product_matches(builder, kw):
     """The non-VNNI (AVX2) dot product gives the same integers."""

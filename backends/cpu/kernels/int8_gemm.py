@@ -246,9 +246,8 @@ def _emit_matmul(kb: KernelBuilder, node: Node) -> Kernel:
     for v in range(nv):
         count = b.sub(const_int(n), col0[v])
         mask = lane_mask(b, _imin(b, count, const_int(L)), L)
-        ld = lambda ptr, ty=I32: masked_load(kb, b, ptr, col0[v], mask, L)  # noqa: E731
-        bias, colsum, wzp = ld(e.bias), ld(e.colsum), ld(e.wzp)
-        mult = masked_load(kb, b, e.mult, col0[v], mask, L)
+        bias, colsum, wzp, mult = (masked_load(kb, b, ptr, col0[v], mask, L)
+                                   for ptr in (e.bias, e.colsum, e.wzp, e.mult))
         for r in range(mr):
             y = e.finish(accs[r * nv + v], bias, colsum, wzp, mult, rowsums[r], k)
             e.store(y, b.add(b.mul(row_ids[r], const_int(n)), col0[v]), mask)
