@@ -124,3 +124,24 @@ def test_cli_build_quantize_needs_calib(shared_data, tmp_path, capsys):
     rc = cli_main(["build", os.path.join(shared_data, "digits_cnn.onnx"), "--quantize", "int8", "-o",
                    str(tmp_path / "a")])
     assert rc == 1 and "--calib" in capsys.readouterr().err
+
+
+def test_mixed_precision_recovers_accuracy_where_int8_fails(shared_data):
+    """examples/mixed_precision_digits.py: an outlier unit ruins full int8; the front recovers fp32."""
+    import importlib.util
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "mixed_precision_digits.py")
+    spec = importlib.util.spec_from_file_location("mixed_precision_digits", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    model = mod.outlier_mlp()
+    test = np.load(os.path.join(shared_data, "digits_test.npz"))
+    x, y = test["x_test"].reshape(-1, 64).astype(np.float32), test["y_test"]
+    calib = np.load(os.path.join(shared_data, "digits_calib.npz"))["x_calib"].reshape(-1, 64).astype(np.float32)
+    batches = [{"input": calib[i:i + 50]} for i in range(0, 100, 50)]
+    fp = (_ort(model, x).argmax(1) == y).mean()
+    full = quantize_model(model, batches, QuantizeOptions(progress=False))
+    assert (_ort(full.model, x).argmax(1) == y).mean() < fp - 0.2  # full int8 breaks
+    best, front = mixed_precision(model, batches, QuantizeOptions(progress=False), target_sqnr=30.0)
+    assert front[-1]["sqnr_db"] >= 30.0 and len(front[-1]["float_layers"]) >= 1
+    assert [p["sqnr_db"] for p in front] == sorted(p["sqnr_db"] for p in front)
+    assert (_ort(best.model, x).argmax(1) == y).mean() >= fp - 0.005
