@@ -262,6 +262,8 @@ def cmd_build(args: argparse.Namespace) -> int:
                    dump_ir_dir=args.dump_ir, input_shapes=shapes, dims=dims, options=options,
                    tune=args.tune, tune_budget=args.tune_budget, tuning_db=args.tuning_db,
                    verify_each=True if args.verify_each else None)
+    if getattr(args, "quantization_record", None):  # --- quantization: in the manifest
+        result.manifest["quantization"] = args.quantization_record
     out = result.module.save(args.output, force=args.force)
     seconds = time.perf_counter() - t0
     if args.time_passes:

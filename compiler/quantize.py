@@ -709,12 +709,20 @@ def quantize_for_build(args: Any) -> onnx.ModelProto:
     """`build --quantize int8 --calib FILE`: the QDQ model the build compiles."""
     if not args.calib:
         raise CompilerError("--quantize needs calibration data", hint="add --calib FILE.npz")
+    import hashlib
     model = onnx.load(str(args.model))
-    res = quantize_model(model, args.calib, _options(args))
+    opts = _options(args)
+    res = quantize_model(model, args.calib, opts)
+    before, after = model_bytes(model), model_bytes(res.model)
+    with open(args.calib, "rb") as f:
+        calib_sha = hashlib.sha256(f.read()).hexdigest()
+    # For the build manifest (reproducibility: options and the calibration data's hash; sizes).
+    args.quantization_record = {"options": options_dict(opts), "calibration": {"file": str(args.calib),
+                                "sha256": calib_sha}, "layers": len(res.quantized_nodes),
+                                "weight_bytes": {"before": before, "after": after}}
     if not getattr(args, "quiet", False):
-        before, after = model_bytes(model)["total"], model_bytes(res.model)["total"]
         print(f"  quantized {len(res.quantized_nodes)} layers to int8 ({args.quant_method}); "
-              f"weights {before} -> {after} bytes", file=sys.stderr)
+              f"weights {before['total']} -> {after['total']} bytes", file=sys.stderr)
     return res.model
 
 

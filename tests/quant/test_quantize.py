@@ -118,6 +118,10 @@ def test_cli_quantize_and_build(shared_data, tmp_path):
     rc = cli_main(["build", os.path.join(shared_data, "digits_cnn.onnx"), "--quantize", "int8", "--calib",
                    os.path.join(shared_data, "digits_calib.npz"), "-t", "cpu", "-o", str(tmp_path / "art"), "-q"])
     assert rc == 0
+    manifest = json.loads((tmp_path / "art" / "manifest.json").read_text())
+    q = manifest["quantization"]
+    assert len(q["calibration"]["sha256"]) == 64 and q["layers"] == 5
+    assert q["weight_bytes"]["after"]["total"] < q["weight_bytes"]["before"]["total"]
 
 
 def test_cli_build_quantize_needs_calib(shared_data, tmp_path, capsys):
