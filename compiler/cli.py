@@ -253,11 +253,17 @@ def cmd_build(args: argparse.Namespace) -> int:
                        f"-> {args.output}/ (from the build cache: nothing it depends on changed)")
             _report_build(args, info)
             return 0
-    result = build(args.model, args.target, passes=args.passes,
+    model = args.model
+    if getattr(args, "quantize", None):  # --- quantization (compiler/quantize.py)
+        from .quantize import quantize_for_build
+        model = quantize_for_build(args)
+    result = build(model, args.target, passes=args.passes,
                    print_ir_after=args.print_ir_after.split(",") if args.print_ir_after else (),
                    dump_ir_dir=args.dump_ir, input_shapes=shapes, dims=dims, options=options,
                    tune=args.tune, tune_budget=args.tune_budget, tuning_db=args.tuning_db,
                    verify_each=True if args.verify_each else None)
+    if getattr(args, "quantization_record", None):  # --- quantization: in the manifest
+        result.manifest["quantization"] = args.quantization_record
     out = result.module.save(args.output, force=args.force)
     seconds = time.perf_counter() - t0
     if args.time_passes:
@@ -276,7 +282,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def _cacheable(args: argparse.Namespace) -> bool:
     """Builds that only write an artifact (no tuning, IR printing, timing or explaining) and read a file."""
-    return (Path(args.model).is_file() and not args.no_build_cache and not args.tune and not args.tuning_db
+    return (Path(args.model).is_file() and not args.no_build_cache and not getattr(args, "quantize", None) and not args.tune and not args.tuning_db
             and not args.print_ir_after and not args.dump_ir and not args.time_passes and not args.explain
             and not args.verify_each)
 
@@ -435,6 +441,10 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--tuning-db", metavar="FILE",
                    help="tuning database to read and extend (default tuning.json with --tune)")
     p.add_argument("-q", "--quiet", action="store_true")
+    # --- quantization (compiler/quantize.py): build --quantize int8, and the quantize command
+    from .quantize import add_build_arguments, add_quantize_command
+    add_build_arguments(p)
+    add_quantize_command(add)
 
     for name, fn, help in (("run", cmd_run, "run an artifact (or an .onnx file) and summarize its outputs"),
                            ("bench", cmd_bench, "time an artifact (or an .onnx file)"),

@@ -18,6 +18,18 @@ value per ``block_size`` elements along ``axis``); ``expand_param`` turns any
 of them into an array that broadcasts against the data.
 
 Every function is vectorized NumPy and returns exactly the dtype it documents.
+
+Where this follows onnxruntime exactly: ``quantize`` (division by the scale in
+float32, round half to even, saturate), ``output_multiplier`` (float32,
+``in_scale * w_scale / out_scale`` in that order) and ``requantize`` (float32
+product, round half to even, add the zero point, saturate: MLAS's
+``MlasRequantizeOutput``); ``requantize_clamped`` adds a fused Relu/Clip as
+saturation bounds, which is ``quantize(clip(x))`` because quantization is
+monotonic.  The compiler's integer ops (``nnc.QConv``/``nnc.QMatMul``), their
+cpu kernels and the systolic simulator all use these, so integer outputs are
+bit-identical across targets.  Where it does not: ``requantize_fixed`` (the
+integer-only form for hardware without a float unit) can differ from the float
+path by one unit where the float32 product rounds differently.
 """
 
 from __future__ import annotations
@@ -389,3 +401,92 @@ def _gemmlowp_requantize(a: np.ndarray, m: np.ndarray, shift: np.ndarray) -> np.
     high = np.where(num >= 0, num >> 31, -((-num) >> 31))  # C division truncates toward 0
     high = np.where((x == -2**31) & (m == -2**31), 2**31 - 1, high)
     return rounding_shift_right(high, right, "half_away")
+
+
+# ------------------------------------------------- fused activation bounds
+def activation_bounds(dtype: DTypeLike, zero_point: int, scale: float,
+                      lo: Optional[float] = None, hi: Optional[float] = None) -> tuple[int, int]:
+    """Integer saturation bounds that implement ``Clip(lo, hi)``/``Relu`` after requantization.
+
+    A real bound ``b`` becomes ``quantize(b)`` (the same rounding as every
+    other value), intersected with ``dtype``'s range: clamping the quantized
+    value to it is exactly ``quantize(clip(x, lo, hi))`` because quantization
+    is monotonic.  ``None`` means unbounded on that side.
+    """
+    tlo, thi = qrange(dtype)
+    f = np.float32
+    qlo = tlo if lo is None else int(saturate_int(round_half_even(f(lo) / f(scale)), zero_point, dtype))
+    qhi = thi if hi is None else int(saturate_int(round_half_even(f(hi) / f(scale)), zero_point, dtype))
+    return max(tlo, qlo), min(thi, qhi)
+
+
+def requantize_clamped(acc: np.ndarray, multiplier: np.ndarray, zero_point: Union[int, np.ndarray],
+                       dtype: DTypeLike, lo: int, hi: int) -> np.ndarray:
+    """``requantize`` followed by a clamp to ``[lo, hi]`` (a fused Relu/Clip as saturation bounds).
+
+    This is the one epilogue of the compiler's integer conv/matmul
+    (``nnc.QConv``/``nnc.QMatMul``): the reference computes it here and the cpu
+    kernels emit the same steps in vector registers (float32 product, clamp to
+    ``[lo - zp, hi - zp]``, round half to even, add the zero point), which is
+    the same value because the bounds are integers.
+    """
+    y = requantize(acc, multiplier, zero_point, dtype)
+    return np.clip(y, lo, hi).astype(y.dtype)
+
+
+# ------------------------------------------------ packed integer weights
+# The compiler's integer ops hold their weights packed once, at build time, in
+# the layout the VNNI dot-product instruction (vpdpbusd: 4 u8 x 4 s8 -> int32
+# per lane) reads, so a kernel never repacks them:
+#   * matmul: B [K, N] -> [ceil(N/16), ceil(K/4), 16, 4]: one 64-byte vector per
+#     (column block, group of 4 k), the 4 k of one column adjacent;
+#   * conv: W [M, C/g, kh, kw] -> [M, Kp]: each output channel's taps in
+#     (c, kh, kw) order, K = C/g*kh*kw padded with zeros to Kp, a multiple of 4.
+PACK_N, PACK_K = 16, 4
+
+
+def _round_up(x: int, m: int) -> int:
+    return -(-x // m) * m
+
+
+def pack_matmul_weights(b: np.ndarray) -> np.ndarray:
+    """int8 ``B[K, N]`` -> ``[ceil(N/16), ceil(K/4), 16, 4]`` (zero padded)."""
+    k, n = b.shape
+    kp, np_ = _round_up(k, PACK_K), _round_up(n, PACK_N)
+    pad = np.zeros((kp, np_), b.dtype)
+    pad[:k, :n] = b
+    return np.ascontiguousarray(pad.reshape(kp // PACK_K, PACK_K, np_ // PACK_N, PACK_N)
+                                .transpose(2, 0, 3, 1))
+
+
+def unpack_matmul_weights(p: np.ndarray, k: int, n: int) -> np.ndarray:
+    """Inverse of ``pack_matmul_weights``: ``B[K, N]``."""
+    nb, kb = p.shape[:2]
+    return p.transpose(1, 3, 0, 2).reshape(kb * PACK_K, nb * PACK_N)[:k, :n]
+
+
+def pack_conv_weights(w: np.ndarray) -> np.ndarray:
+    """int8 ``W[M, C/g, kh, kw]`` -> ``[M, Kp]`` (taps in (c, kh, kw) order, zero padded)."""
+    m = w.shape[0]
+    flat = w.reshape(m, -1)
+    out = np.zeros((m, _round_up(flat.shape[1], PACK_K)), w.dtype)
+    out[:, :flat.shape[1]] = flat
+    return out
+
+
+def unpack_conv_weights(p: np.ndarray, tap_shape: tuple[int, ...]) -> np.ndarray:
+    """Inverse of ``pack_conv_weights``: ``W[M, *tap_shape]``."""
+    k = int(np.prod(tap_shape))
+    return p[:, :k].reshape((p.shape[0],) + tuple(tap_shape))
+
+
+def to_signed_weights(w: np.ndarray, zero_point: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 weights (and zero points) as int8 ones: ``(w - 128, zp - 128)``; int8 as they are.
+
+    ``w - zp`` is unchanged, so the products are; the VNNI instruction wants
+    its second operand signed.  Zero points come back as int32.
+    """
+    zp = np.asarray(zero_point).astype(np.int32)
+    if w.dtype == np.uint8:
+        return (w.astype(np.int16) - 128).astype(np.int8), zp - 128
+    return w.astype(np.int8), zp

@@ -38,7 +38,7 @@ _LOWERED = {("", "ConvTranspose"): ("lower-conv-transpose", ("", "Conv"))}
 
 # expand-functions runs on static graphs only (after specialization), where run-time
 # shape values are constants: e.g. Range folds instead of expanding into a Loop.
-PIPELINE = (SIMPLIFY + ",expand-functions,lower-conv-transpose,fold-constants,simplify-algebra,cse,dce,"
+PIPELINE = ("fold-qdq," + SIMPLIFY + ",expand-functions,lower-conv-transpose,fold-constants,simplify-algebra,cse,dce,"
             "layout-nchwc,fold-constants,dce,fuse,dce,schedule,plan-memory")
 
 
@@ -66,7 +66,7 @@ class CpuBackend(Backend):
     capabilities = Capabilities(measure=True, threads=True, profile=True, c_bundle=True, static_shapes=True,
                                 runtime_batch=True)
     default_pipeline = PIPELINE
-    generic_pipeline = SIMPLIFY
+    generic_pipeline = "fold-qdq," + SIMPLIFY  # fold-qdq first: fold-constants would dequantize weights
 
     @property
     def target_info(self) -> TargetInfo:
