@@ -78,6 +78,8 @@ def target_of(dev: Device, arch: str = "auto", cpu: str = "") -> Any:
     spec: dict[str, Any] = {"kind": dev.kind}
     if dev.kind == "cuda":
         spec["arch"] = cuda_arch(arch)
+        if not gpu_present():  # what TVM would otherwise ask the (absent) device
+            spec["max_shared_memory_per_block"] = 49152
     return tvm.target.Target(spec, host=host)
 
 

@@ -86,6 +86,10 @@ class _Builder:
                 self.env[id(o)] = t
 
 
+def _copy(src: te.Tensor) -> te.Tensor:
+    return te.compute(src.shape, lambda *i: src(*i), name="out_copy")
+
+
 def build_kernel(node: Node) -> KernelDef:
     """``node``'s PrimFunc (unscheduled) and its parameter values."""
     b = _Builder()
@@ -105,7 +109,7 @@ def build_kernel(node: Node) -> KernelDef:
     outs: list[te.Tensor] = []
     for o, t in zip(node.outputs, results):
         if any(t.same_as(p) for p in b.placeholders + outs):
-            t = te.compute(t.shape, lambda *i, src=t: src(*i), name="out_copy")  # an output that is an input
+            t = _copy(t)  # an output that is an input or another output
         outs.append(t)
     func = te.create_prim_func(b.placeholders + outs)
     return KernelDef(node, label_of(node), func, b.params + list(node.outputs))

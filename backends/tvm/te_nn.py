@@ -300,8 +300,9 @@ def _layernorm(node: Node, xs: list) -> list:
     outer = shape[:axis]
     r1 = [te.reduce_axis((0, d), name=f"a{i}") for i, d in enumerate(inner)]
     r2 = [te.reduce_axis((0, d), name=f"b{i}") for i, d in enumerate(inner)]
-    mean = te.compute(outer or [1], lambda *i: te.sum(x(*(list(i[:len(outer)]) + r1)).astype(acc), axis=r1)
-                      / _f(float(n), acc), name="ln_mean")
+    total = te.compute(outer or [1], lambda *i: te.sum(x(*(list(i[:len(outer)]) + r1)).astype(acc), axis=r1),
+                       name="ln_sum")
+    mean = te.compute(outer or [1], lambda *i: total(*i) / _f(float(n), acc), name="ln_mean")
 
     def lead(i: Sequence[Expr]) -> list:
         return list(i[:axis]) if outer else [0]
@@ -333,8 +334,8 @@ def _instance_norm(node: Node, xs: list) -> list:
         n *= d
     r1 = [te.reduce_axis((0, d), name=f"a{i}") for i, d in enumerate(sizes)]
     r2 = [te.reduce_axis((0, d), name=f"b{i}") for i, d in enumerate(sizes)]
-    mean = te.compute(shape[:2], lambda b, c: te.sum(x(b, c, *r1).astype(acc), axis=r1) / _f(float(n), acc),
-                      name="in_mean")
+    total = te.compute(shape[:2], lambda b, c: te.sum(x(b, c, *r1).astype(acc), axis=r1), name="in_sum")
+    mean = te.compute(shape[:2], lambda b, c: total[b, c] / _f(float(n), acc), name="in_mean")
     var = te.compute(shape[:2], lambda b, c: te.sum((x(b, c, *r2).astype(acc) - mean[b, c])
                                                     * (x(b, c, *r2).astype(acc) - mean[b, c]), axis=r2),
                      name="in_var")

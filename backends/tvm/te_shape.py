@@ -228,15 +228,17 @@ def _split(node: Node, xs: list) -> list:
     rank = len(x.shape)
     axis = int(node.attr("axis"))
     axis = axis + rank if axis < 0 else axis
+    def part(start: int):
+        def body(*i: Expr) -> Expr:
+            idx = list(i)
+            idx[axis] = i[axis] + start
+            return x(*idx)
+        return body
+
     outs, start = [], 0
     for k, o in enumerate(node.outputs):
         shape = static_shape(o)
-
-        def body(*i: Expr, s: int = start) -> Expr:
-            idx = list(i)
-            idx[axis] = i[axis] + s
-            return x(*idx)
-        outs.append(te.compute(shape, body, name=f"split{k}"))
+        outs.append(te.compute(shape, part(start), name=f"split{k}"))
         start += shape[axis]
     return outs
 

@@ -1,0 +1,56 @@
+"""Small ONNX models built with onnx.helper, compiled for the tvm target and checked against the reference."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Optional
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+import compiler
+
+OPSET = 18
+
+
+def model(nodes: Sequence[onnx.NodeProto], inputs: dict[str, Sequence[int]], outputs: Sequence[str],
+          weights: Optional[dict[str, np.ndarray]] = None, opset: int = OPSET,
+          input_types: Optional[dict[str, int]] = None) -> onnx.ModelProto:
+    """A float32 model: ``inputs`` name -> shape; outputs' types are inferred by our importer."""
+    types = input_types or {}
+    g = helper.make_graph(
+        list(nodes), "t",
+        [helper.make_tensor_value_info(k, types.get(k, TensorProto.FLOAT), list(s)) for k, s in inputs.items()],
+        [helper.make_tensor_value_info(o, TensorProto.UNDEFINED, None) for o in outputs],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in (weights or {}).items()])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def rand(*shape: int, seed: int = 0, scale: float = 1.0) -> np.ndarray:
+    return (np.random.default_rng(seed + sum(shape)).standard_normal(shape) * scale).astype(np.float32)
+
+
+def check(proto: onnx.ModelProto, feeds: dict[str, np.ndarray], rtol: float = 1e-4,
+          options: Optional[dict[str, Any]] = None) -> Any:
+    """Compile for tvm (device=llvm), run, compare every output with the reference; return the module."""
+    m = compiler.compile(proto, target="tvm", options={"device": "llvm", **(options or {})})
+    got = m.run(feeds)
+    want = compiler.compile(proto, target="ref").run(feeds)
+    for name, expected in want.items():
+        expected = np.asarray(expected)
+        scale = float(np.abs(expected).max()) if expected.size and expected.dtype.kind == "f" else 1.0
+        if expected.dtype.kind == "f":
+            np.testing.assert_allclose(got[name], expected, rtol=0, atol=rtol * max(scale, 1e-6), err_msg=name)
+        else:
+            np.testing.assert_array_equal(got[name], expected, err_msg=name)
+    return m
+
+
+def static_executable(m: Any) -> Any:
+    """The TvmExecutable behind a module (the one specialization for graphs with symbolic dims)."""
+    exe = m.executable
+    cache = getattr(exe, "cache", None)
+    if cache is not None:
+        (exe,) = cache.values()
+    return exe
