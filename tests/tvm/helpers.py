@@ -54,3 +54,20 @@ def static_executable(m: Any) -> Any:
     if cache is not None:
         (exe,) = cache.values()
     return exe
+
+
+def transformer_block() -> tuple:
+    """A transformer-style block: LayerNorm, attention scores, Softmax, residual MLP with Gelu."""
+    d = 16
+    proto = model([helper.make_node("LayerNormalization", ["x", "g", "b"], ["n"], axis=-1),
+                   helper.make_node("MatMul", ["n", "wq"], ["q"]), helper.make_node("MatMul", ["n", "wk"], ["k"]),
+                   helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 2, 1]), helper.make_node("MatMul", ["q", "kt"], ["s"]),
+                   helper.make_node("Mul", ["s", "scale"], ["ss"]), helper.make_node("Softmax", ["ss"], ["p"], axis=-1),
+                   helper.make_node("MatMul", ["p", "n"], ["a"]), helper.make_node("Add", ["a", "x"], ["h"]),
+                   helper.make_node("MatMul", ["h", "w1"], ["m"]), helper.make_node("Gelu", ["m"], ["gm"], approximate="tanh"),
+                   helper.make_node("MatMul", ["gm", "w2"], ["o"]), helper.make_node("Add", ["o", "h"], ["y"])],
+                  {"x": (2, 8, d)}, ["y"],
+                  {"g": rand(d), "b": rand(d), "wq": rand(d, d, scale=0.3), "wk": rand(d, d, scale=0.3),
+                   "scale": np.float32(0.25), "w1": rand(d, 2 * d, scale=0.3), "w2": rand(2 * d, d, scale=0.3)},
+                  opset=20)
+    return proto, {"x": rand(2, 8, d)}

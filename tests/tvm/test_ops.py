@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper
 
-from .helpers import check, model, rand, static_executable
+from .helpers import check, model, rand, static_executable, transformer_block
 
 H = helper.make_node
 
@@ -143,3 +143,10 @@ def test_integer_and_boolean_ops():
     ia = rng.integers(-20, 20, (2, 5)).astype(np.int32)
     ib = rng.integers(1, 6, (2, 5)).astype(np.int32) * rng.choice([-1, 1], (2, 5)).astype(np.int32)
     check(proto, {"a": rand(2, 5), "b": rand(2, 5, seed=2), "ia": ia, "ib": ib})
+
+
+def test_transformer_block():
+    proto, feeds = transformer_block()
+    m = check(proto, feeds)
+    patterns = [c.label.split(" ")[0] for c in static_executable(m).program.calls]
+    assert "MatMul+Add" in patterns and any(p.startswith("MatMul+Gelu") or "Gelu" in p for p in patterns)
