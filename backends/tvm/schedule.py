@@ -3,10 +3,12 @@
 GPU targets get DLight's default rules in TVM's order (Matmul, GEMV,
 Reduction, GeneralReduction, Fallback): the first that applies schedules the
 function.  On the host (``llvm``) DLight has no general rule, so ``cpu_schedule``
-inlines every injective stage, puts spatial loops outside reduction loops
-(the innermost spatial loop innermost of all, where LLVM vectorizes it),
-runs the outer spatial loops on TVM's thread pool, and computes an epilogue
-that could not be inlined inside its producer's parallel loop.
+inlines injective stages (zero-padding excepted: a padded read inside the
+reduction loop defeats vectorization), then tiles a function with one
+reduction (convolution, matmul) into 8 x 16 register tiles with the
+epilogue computed per tile and the tiles on TVM's thread pool; functions
+with several reductions (softmax, normalizations) get each stage's spatial
+loops on the thread pool.  A rule that does not fit falls back to the next.
 """
 
 from __future__ import annotations
@@ -29,56 +31,112 @@ def gpu_schedule(mod: tvm.IRModule, target: Any) -> tvm.IRModule:
         return dl.ApplyDefaultSchedule(*rules)(mod)
 
 
-def _parallel_extent(sch: s_tir.Schedule, loops: list) -> int:
-    n = 1
-    for lp in loops:
-        ext = sch.get(lp).extent
-        n *= int(ext) if hasattr(ext, "value") or isinstance(ext, int) else 1
-    return n
+def _extent(sch: s_tir.Schedule, loop: Any) -> int:
+    ext = sch.get(loop).extent
+    try:
+        return int(ext)
+    except TypeError:
+        return 1
+
+
+def _split_loops(sch: s_tir.Schedule, info: Any) -> tuple[list, list]:
+    """The block's spatial and reduction loops; ValueError for other iteration kinds."""
+    loops = sch.get_loops(info.block_rv)
+    kinds = info.dom_kind()
+    if len(loops) != len(kinds) or set(kinds) - {"S", "R"}:
+        raise ValueError("not a plain spatial/reduction nest")
+    return ([lp for lp, k in zip(loops, kinds) if k == "S"], [lp for lp, k in zip(loops, kinds) if k == "R"])
+
+
+def _inline(sch: s_tir.Schedule) -> tuple[list, list]:
+    """Inline injective stages except zero-padding (a padded read in a reduction's inner loop blocks
+    vectorization); returns (padding stages, the rest)."""
+    infos = normalize_prim_func(sch)
+    if infos is None:
+        raise ValueError("cannot analyze the function")
+    pads = [i for i in infos if "pad" in sch.get(i.block_rv).name_hint and not i.is_reduction()]
+    return pads, try_inline(sch, [i for i in infos if i not in pads])
+
+
+def _injective(sch: s_tir.Schedule, info: Any) -> None:
+    """Outer loops on the thread pool, the innermost vectorized where it divides evenly."""
+    loops = sch.get_loops(info.block_rv)
+    if not loops:
+        return
+    inner = loops[-1]
+    outer = loops[:-1]
+    if outer:
+        sch.parallel(sch.fuse(*outer) if len(outer) > 1 else outer[0])
+    if _extent(sch, inner) % 8 == 0:
+        try:
+            sch.vectorize(sch.split(inner, [None, 8])[-1])
+        except Exception:  # noqa: BLE001 - a gather or a select that does not vectorize stays scalar
+            pass
+    elif not outer:
+        sch.parallel(inner)
+
+
+def _tiled(func: Any) -> Any:
+    """One reduction (conv, matmul) in register tiles: ROWS x VEC accumulators, VEC lanes over the
+    innermost output axis, reduction loops around the tile, epilogues computed per tile."""
+    sch = s_tir.Schedule(func)
+    pads, infos = _inline(sch)
+    red = [i for i in infos if i.is_reduction()]
+    rest = [i for i in infos if not i.is_reduction()]
+    if len(red) != 1:
+        raise ValueError("not one reduction")
+    s, r = _split_loops(sch, red[0])
+    if len(s) < 2 or not r:
+        raise ValueError("no tile to form")
+    block = red[0].block_rv
+    width = _extent(sch, s[-1])
+    vec = next((v for v in (16, 8) if width % v == 0), 16 if width >= 16 else 8)
+    jo, ji = sch.split(s[-1], [None, vec])
+    ro, ri = sch.split(s[-2], [None, 8])
+    order = s[:-2] + [ro]
+    sch.reorder(*order, jo, *r, ri, ji)
+    for c in rest:
+        sch.reverse_compute_at(c.block_rv, jo)
+    fused = sch.fuse(*order) if len(order) > 1 else order[0]
+    sch.parallel(fused)
+    sch.unroll(ri)
+    sch.vectorize(ji)
+    sch.decompose_reduction(block, r[0])
+    for c in rest:
+        loops = sch.get_loops(c.block_rv)
+        try:
+            sch.vectorize(sch.split(loops[-1], [None, vec])[-1])
+        except Exception:  # noqa: BLE001
+            pass
+    for p in pads:
+        _injective(sch, p)
+    return sch.mod["main"]
+
+
+def _simple(func: Any) -> Any:
+    """Every stage on its own: spatial loops fused onto the thread pool, reductions innermost."""
+    sch = s_tir.Schedule(func)
+    pads, infos = _inline(sch)
+    for info in pads + infos:
+        if not info.is_reduction():
+            _injective(sch, info)
+            continue
+        s, r = _split_loops(sch, info)
+        sch.reorder(*s, *r)
+        if s:
+            sch.parallel(sch.fuse(*s) if len(s) > 1 else s[0])
+        sch.decompose_reduction(info.block_rv, r[0])
+    return sch.mod["main"]
 
 
 def cpu_schedule_func(func: Any) -> Any:
-    """``func`` scheduled for the host; unscheduled (still correct) where a step does not apply."""
-    sch = s_tir.Schedule(func)
-    infos = normalize_prim_func(sch)
-    if infos is None:
-        return func
-    infos = try_inline(sch, infos)
-    producer_loop = None
-    for info in infos:
-        block = info.block_rv
+    """``func`` scheduled for the host: the tiled rule, else the simple one, else as written."""
+    for rule in (_tiled, _simple):
         try:
-            kinds = info.dom_kind()
-            loops = sch.get_loops(block)
-            if len(loops) != len(kinds):
-                continue
-            s = [lp for lp, k in zip(loops, kinds) if k == "S"]
-            r = [lp for lp, k in zip(loops, kinds) if k == "R"]
-            if len(kinds) != len(s) + len(r):
-                continue
-            if not info.is_reduction() and producer_loop is not None and s:
-                try:  # an epilogue stage: compute it inside the producer's parallel loop
-                    sch.reverse_compute_at(block, producer_loop)
-                    continue
-                except Exception:  # noqa: BLE001 - not every consumer can move there
-                    pass
-            if r and len(s) >= 2 and _parallel_extent(sch, s[-1:]) >= 4:
-                sch.reorder(*s[:-1], *r, s[-1])
-                outer = s[:-1]
-            elif r:
-                sch.reorder(*s, *r)
-                outer = s
-            else:
-                outer = s[:-1] if len(s) > 1 and _parallel_extent(sch, s[-1:]) >= 8 else s
-            if r:
-                sch.decompose_reduction(block, r[0])
-            if outer:
-                fused = sch.fuse(*outer) if len(outer) > 1 else outer[0]
-                sch.parallel(fused)
-                producer_loop = fused if r else None
-        except Exception:  # noqa: BLE001 - a rule that does not fit leaves the stage serial
+            return rule(func)
+        except Exception:  # noqa: BLE001 - a rule that does not fit: try the next
             continue
-    return sch.mod["main"]
+    return func
 
 
 def cpu_schedule(mod: tvm.IRModule) -> tvm.IRModule:
