@@ -111,7 +111,9 @@ class TvmExecutable(Executable):
         if len(inputs) != len(p.inputs):
             raise BackendError("wrong number of inputs", expected=str(len(p.inputs)), found=str(len(inputs)))
         for t, x, s in zip(self._inputs, inputs, p.inputs):
-            arr = np.ascontiguousarray(x)
+            arr = np.asarray(x)  # (ascontiguousarray would make a 0-d array 1-d)
+            if not arr.flags.c_contiguous:
+                arr = arr.copy(order="C")
             if tuple(arr.shape) != s.shape:
                 raise BackendError("input shape differs from the compiled one", expected=str(s.shape),
                                    found=str(tuple(arr.shape)))

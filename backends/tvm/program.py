@@ -91,14 +91,14 @@ def pack_weights(graph: Graph) -> tuple[np.ndarray, dict[int, int]]:
     """Every constant (fused bodies' too) in one blob, 64-byte aligned; id(value) -> offset."""
     chunks, offsets, pos = [], {}, 0
     for _, v in graph.all_constants():
-        arr = np.ascontiguousarray(v.const)
+        arr = np.asarray(v.const)
         if arr.dtype == object:
             continue
         pad = (-pos) % ALIGNMENT
         chunks.append(np.zeros(pad, np.uint8))
         pos += pad
         offsets[id(v)] = pos
-        chunks.append(arr.view(np.uint8).reshape(-1))
+        chunks.append(np.frombuffer(arr.tobytes(order="C"), np.uint8))
         pos += arr.nbytes
     blob = np.concatenate(chunks) if chunks else np.zeros(0, np.uint8)
     return blob, offsets
