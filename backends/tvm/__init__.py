@@ -90,7 +90,7 @@ class TvmBackend(Backend):
         dev = device(self.config["device"])
         target = target_of(dev, self.config["arch"])
         t0 = time.perf_counter()
-        lowered = lower_graph(graph)
+        lowered = lower_graph(graph, gpu=dev.gpu)
         t1 = time.perf_counter()
         built = build_library(lowered.functions, dev, target)
         description = {

@@ -159,11 +159,11 @@ class TvmExecutable(Executable):
     # ---------------------------------------------------------------- artifact
     def save(self, directory: Path) -> list[str]:
         d = Path(directory)
-        if not hasattr(self.library, "export_library"):
-            raise BackendError("this executable was loaded without its library object", subject=str(d))
-        self.library.export_library(str(d / LIBRARY))
+        files = [WEIGHTS, PROGRAM]
+        if self.library is not None:  # None: a graph of views and copies only
+            self.library.export_library(str(d / LIBRARY))
+            files.append(LIBRARY)
         (d / WEIGHTS).write_bytes(self.weights.tobytes())
-        files = [LIBRARY, WEIGHTS, PROGRAM]
         sources = {}
         for kind, text in self.sources.items():
             name = SOURCE_FILES.get(kind)
@@ -191,10 +191,17 @@ class TvmExecutable(Executable):
                                expected=f"{program.weights_bytes} bytes", found=f"{weights.nbytes} bytes")
         if dev.kind != "llvm":
             runtime_device(dev)  # a clear error before TVM's loader complains about a missing runtime
-        try:
-            library = tvm.runtime.load_module(str(d / LIBRARY))
-        except Exception as exc:  # noqa: BLE001
-            raise BackendError(f"TVM could not load the kernel library: {str(exc).splitlines()[-1][:300]}",
-                               subject=str(d / LIBRARY)) from None
+        if not program.calls:
+            library = None
+        else:
+            library = cls._load_library(d / LIBRARY)
         sources = {k: (d / name).read_text() for k, name in meta.get("sources", {}).items() if (d / name).is_file()}
         return cls(library, program, weights, dev, meta.get("description", {}), threads, sources)
+
+    @staticmethod
+    def _load_library(path: Path) -> Any:
+        try:
+            return tvm.runtime.load_module(str(path))
+        except Exception as exc:  # noqa: BLE001
+            raise BackendError(f"TVM could not load the kernel library: {str(exc).splitlines()[-1][:300]}",
+                               subject=str(path)) from None

@@ -19,7 +19,7 @@ from tvm import te
 from ir.errors import BackendError
 from ir.graph import Graph, Node, Value
 
-from .rules import RULES, Scalar, support, tvm_dtype
+from .rules import EXACT_EXTREMES, RULES, Scalar, support, tvm_dtype
 
 
 @dataclass
@@ -90,8 +90,16 @@ def _copy(src: te.Tensor) -> te.Tensor:
     return te.compute(src.shape, lambda *i: src(*i), name="out_copy")
 
 
-def build_kernel(node: Node) -> KernelDef:
-    """``node``'s PrimFunc (unscheduled) and its parameter values."""
+def build_kernel(node: Node, exact_extremes: bool = True) -> KernelDef:
+    """``node``'s PrimFunc (unscheduled) and its parameter values (``rules.EXACT_EXTREMES``)."""
+    token = EXACT_EXTREMES.set(exact_extremes)
+    try:
+        return _build(node)
+    finally:
+        EXACT_EXTREMES.reset(token)
+
+
+def _build(node: Node) -> KernelDef:
     b = _Builder()
     if node.domain == "nnc" and node.op == "Fused":
         body: Graph = node.attr("body")

@@ -145,8 +145,11 @@ class _Locator:
         return entry is not None and entry.kind.startswith("view-of:")
 
 
-def lower_graph(graph: Graph) -> Lowered:
-    """Kernels and the program that runs them (unscheduled PrimFuncs, deduplicated)."""
+def lower_graph(graph: Graph, gpu: bool = False) -> Lowered:
+    """Kernels and the program that runs them (unscheduled PrimFuncs, deduplicated).
+
+    ``gpu``: max/min reductions use TVM's finite identities, which GPU cross-thread
+    reduction needs (a row of -inf then reduces to the lowest float, not -inf)."""
     weights, offsets = pack_weights(graph)
     loc = _Locator(graph, offsets)
     calls: list[Call] = []
@@ -156,7 +159,7 @@ def lower_graph(graph: Graph) -> Lowered:
     for node in graph.nodes:
         if loc.is_view(node):
             continue
-        k = build_kernel(node)
+        k = build_kernel(node, exact_extremes=not gpu)
         kernels.append(k)
         symbol = _dedup(k, by_hash, functions)
         calls.append(Call(symbol, k.label, [loc.slot(v) for v in k.params]))

@@ -17,6 +17,7 @@ package's ``__init__`` loads them.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
@@ -58,6 +59,11 @@ class Rule:
 
 
 RULES: dict[tuple[str, str], Rule] = {}
+
+#: Whether max/min reductions start from -inf/+inf (NumPy's answer for a row of -inf).  GPU
+#: schedules need TVM's own reducers (lowest/highest finite value), which cross-thread reduction
+#: recognizes; ``kernel.build_kernel`` sets this per device.
+EXACT_EXTREMES: ContextVar[bool] = ContextVar("EXACT_EXTREMES", default=True)
 
 
 def rule(*ops: str, domain: str = "", check: Optional[CheckFn] = None,

@@ -17,7 +17,7 @@ from tvm import te, tirx, topi
 from ir.graph import Node
 from ir.ops._window import resolve_pads
 
-from .rules import Scalar, const_array, rule, static_shape, tvm_dtype
+from .rules import EXACT_EXTREMES, Scalar, const_array, rule, static_shape, tvm_dtype
 from .te_elementwise import at, etype
 
 Expr = Any
@@ -29,6 +29,26 @@ def _f(v: float, dtype: str) -> Expr:
 
 def _acc(dtype: str) -> str:
     return "float32" if dtype == "float16" else dtype
+
+
+def _identity(dtype: str, low: bool) -> Expr:
+    """The max-reduction identity (low) or min-reduction's: +-inf for floats, so a row of -inf
+    reduces to -inf as in NumPy (TVM's te.max starts at the lowest finite value)."""
+    if dtype.startswith("float") and EXACT_EXTREMES.get():
+        return tirx.const(float("-inf") if low else float("inf"), dtype)
+    return tirx.min_value(dtype) if low else tirx.max_value(dtype)
+
+
+_MAX = te.comm_reducer(lambda a, b: tirx.max(a, b), lambda t: _identity(str(t), True), name="max")
+_MIN = te.comm_reducer(lambda a, b: tirx.min(a, b), lambda t: _identity(str(t), False), name="min")
+
+
+def MAX(expr: Expr, axis: Any) -> Expr:  # noqa: N802 - reads like te.max
+    return _MAX(expr, axis=axis) if EXACT_EXTREMES.get() else te.max(expr, axis=axis)
+
+
+def MIN(expr: Expr, axis: Any) -> Expr:  # noqa: N802
+    return _MIN(expr, axis=axis) if EXACT_EXTREMES.get() else te.min(expr, axis=axis)
 
 
 def _float_only(node: Node) -> Optional[str]:
@@ -177,7 +197,7 @@ def _pool(node: Node, xs: list) -> list:
     if node.op == "MaxPool":
         def body(n: Expr, c: Expr, *o: Expr) -> Expr:
             p = pos(o, rs)
-            return te.max(tirx.if_then_else(inside(p), x(n, c, *p), tirx.min_value(dtype)), axis=rs)
+            return MAX(tirx.if_then_else(inside(p), x(n, c, *p), _identity(dtype, True)), axis=rs)
         return [te.compute(out_shape, body, name="maxpool")]
 
     p_norm = int(node.attr("p")) if node.op == "LpPool" else 1
@@ -223,7 +243,7 @@ def _global_pool(node: Node, xs: list) -> list:
     rs = [te.reduce_axis((0, k), name=f"r{i}") for i, k in enumerate(sizes)]
     out_shape = static_shape(node.outputs[0])
     if node.op == "GlobalMaxPool":
-        return [te.compute(out_shape, lambda n, c, *_: te.max(x(n, c, *rs), axis=rs), name="gmaxpool")]
+        return [te.compute(out_shape, lambda n, c, *_: MAX(x(n, c, *rs), axis=rs), name="gmaxpool")]
     p = int(node.attr("p")) if node.op == "GlobalLpPool" else 1
     count = 1
     for k in sizes:
@@ -264,7 +284,7 @@ def _softmax(node: Node, xs: list) -> list:
     def full(idx: Sequence[Expr], k: Expr) -> list:
         return list(idx[:axis]) + [k] + list(idx[axis:])
 
-    mx = te.compute(red_shape, lambda *i: te.max(x(*full(i, k1)).astype(acc), axis=k1), name="softmax_max")
+    mx = te.compute(red_shape, lambda *i: MAX(x(*full(i, k1)).astype(acc), axis=k1), name="softmax_max")
     ex = te.compute(red_shape, lambda *i: te.sum(tirx.exp(x(*full(i, k2)).astype(acc) - mx(*i)), axis=k2),
                     name="softmax_sum")
 
@@ -433,9 +453,9 @@ def _reduce(node: Node, xs: list) -> list:
     def body(*i: Expr) -> Expr:
         v = x(*src(i)).astype(acc)
         if op == "ReduceMax":
-            return te.max(v, axis=ax)
+            return MAX(v, axis=ax)
         if op == "ReduceMin":
-            return te.min(v, axis=ax)
+            return MIN(v, axis=ax)
         if op == "ReduceProd":
             prod = te.comm_reducer(lambda a, b: a * b, lambda t: tirx.const(1, t), name="prod")
             return prod(v, axis=ax)
@@ -488,3 +508,76 @@ def _argmax(node: Node, xs: list) -> list:
         return reducer((k.var.astype("int64"), x(*idx)), axis=k)
     pair = te.compute(out_shape, body, name="argreduce")
     return [pair[0]]
+
+
+@rule("Hardmax", check=_float_only)
+def _hardmax(node: Node, xs: list) -> list:
+    """1 at the first maximum along the axis: an argmax, then a compare."""
+    x = xs[0]
+    shape = [int(d) for d in x.shape]
+    axis = _axis(node, -1, len(shape))
+    red = shape[:axis] + shape[axis + 1:]
+
+    def combine(a: tuple, b: tuple) -> tuple:
+        take = tirx.Or(b[1] > a[1], tirx.all(b[1] == a[1], b[0] < a[0]))
+        return tirx.Select(take, b[0], a[0]), tirx.Select(take, b[1], a[1])
+    first = te.comm_reducer(combine, lambda t0, t1: (tirx.const(-1, t0), _identity(t1, True)), name="first_max")
+    k = te.reduce_axis((0, shape[axis]), name="k")
+    arg = te.compute(red or [1], lambda *i: first((k.var, x(*(list(i[:axis]) + [k] + list(i[axis:])))), axis=k),
+                     name="hardmax_arg")[0]
+
+    def body(*i: Expr) -> Expr:
+        rest = list(i[:axis]) + list(i[axis + 1:])
+        return tirx.Select(arg(*(rest or [0])) == i[axis], tirx.const(1, str(x.dtype)), tirx.const(0, str(x.dtype)))
+    return [te.compute(shape, body, name="hardmax")]
+
+
+@rule("LpNormalization", check=_float_only)
+def _lp_norm(node: Node, xs: list) -> list:
+    x = xs[0]
+    shape = [int(d) for d in x.shape]
+    axis = _axis(node, -1, len(shape))
+    p = int(node.attr("p"))
+    dtype = str(x.dtype)
+    acc = _acc(dtype)
+    red = shape[:axis] + shape[axis + 1:]
+    k = te.reduce_axis((0, shape[axis]), name="k")
+
+    def term(*i: Expr) -> Expr:
+        v = x(*(list(i[:axis]) + [k] + list(i[axis:]))).astype(acc)
+        return te.sum(v * v if p == 2 else tirx.abs(v), axis=k)
+    norm = te.compute(red or [1], term, name="lp_sum")
+
+    def body(*i: Expr) -> Expr:
+        rest = list(i[:axis]) + list(i[axis + 1:])
+        n = norm(*(rest or [0]))
+        n = tirx.sqrt(n) if p == 2 else n
+        return (x(*i).astype(acc) / tirx.Select(n == _f(0.0, acc), _f(1.0, acc), n)).astype(dtype)
+    return [te.compute(shape, body, name="lp_norm")]
+
+
+def _cumsum_check(node: Node) -> Optional[str]:
+    if node.input(1) is None or node.input(1).const is None:
+        return "CumSum with an axis computed at run time"
+    return None
+
+
+@rule("CumSum", check=_cumsum_check, const_inputs=(1,))
+def _cumsum(node: Node, xs: list) -> list:
+    """Each output a sum over its prefix (quadratic in the axis length, fine for the axes met)."""
+    x = xs[0]
+    shape = [int(d) for d in x.shape]
+    axis = int(const_array(node.input(1)).reshape(-1)[0])
+    axis = axis + len(shape) if axis < 0 else axis
+    n = shape[axis]
+    exclusive, reverse = bool(node.attr("exclusive")), bool(node.attr("reverse"))
+    k = te.reduce_axis((0, n), name="k")
+    dtype = str(x.dtype)
+
+    def body(*i: Expr) -> Expr:
+        src = list(i)
+        src[axis] = k
+        pos = i[axis]
+        inside = (k > pos if exclusive else k >= pos) if reverse else (k < pos if exclusive else k <= pos)
+        return te.sum(tirx.if_then_else(inside, x(*src), tirx.const(0, dtype)), axis=k)
+    return [te.compute(shape, body, name="cumsum")]

@@ -264,3 +264,33 @@ def _depth_space(node: Node, xs: list) -> list:
         by, bx = tirx.floordiv(blk, b), tirx.floormod(blk, b)
         return x(bn, ci, y * b + by, xw * b + bx)
     return [te.compute(out_shape, s2d, name="space_to_depth")]
+
+
+@rule("GatherElements", check=_gather_check)
+def _gather_elements(node: Node, xs: list) -> list:
+    data, indices = xs[0], xs[1]
+    shape = [int(d) for d in data.shape]
+    axis = int(node.attr("axis"))
+    axis = axis + len(shape) if axis < 0 else axis
+    n = shape[axis]
+    out_shape = static_shape(node.outputs[0])
+
+    def body(*i: Expr) -> Expr:
+        k = indices(*i).astype("int64")
+        k = tirx.Select(k < 0, k + n, k)
+        k = tirx.min(tirx.max(k, tirx.const(0, "int64")), tirx.const(n - 1, "int64")).astype("int32")
+        src = list(i)
+        src[axis] = k
+        return data(*src)
+    return [te.compute(out_shape, body, name="gather_elements")]
+
+
+@rule("EyeLike")
+def _eye_like(node: Node, xs: list) -> list:
+    out = node.outputs[0]
+    shape = static_shape(out)
+    k = int(node.attr("k"))
+    from .rules import tvm_dtype
+    dtype = tvm_dtype(out.type)
+    return [te.compute(shape, lambda i, j: tirx.Select(j - i == k, tirx.const(1, dtype), tirx.const(0, dtype)),
+                       name="eye_like")]

@@ -47,13 +47,16 @@ def check(proto: onnx.ModelProto, feeds: dict[str, np.ndarray], rtol: float = 1e
     return m
 
 
-def static_executable(m: Any) -> Any:
-    """The TvmExecutable behind a module (the one specialization for graphs with symbolic dims)."""
+def static_executable(m: Any, feeds: Optional[dict[str, np.ndarray]] = None) -> Any:
+    """The TvmExecutable behind a module: for a graph the driver specializes per call, the one
+    specialization made so far, or (given ``feeds``) the one for them, compiled without running."""
     exe = m.executable
-    cache = getattr(exe, "cache", None)
-    if cache is not None:
-        (exe,) = cache.values()
-    return exe
+    if getattr(exe, "cache", None) is None:
+        return exe
+    if feeds is not None:
+        return exe.executable_for([feeds[name] for name in m.input_names])
+    (only,) = exe.cache.values()
+    return only
 
 
 def transformer_block() -> tuple:

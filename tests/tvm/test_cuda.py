@@ -37,7 +37,7 @@ def _build_cuda(source, feeds):
 def test_cuda_build_writes_source_that_nvcc_compiles(which, shared_data, tmp_path):
     source, feeds = _cnn(shared_data) if which == "cnn" else transformer_block()
     m = _build_cuda(source, feeds)
-    exe = static_executable(m)
+    exe = static_executable(m, feeds)
     cu = exe.sources["cuda"]
     kernels = set(re.findall(r'extern "C" __global__ void (?:__launch_bounds__\(\d+\) )?(\w+)\(', cu))
     # every kernel of ours has at least one CUDA kernel (a multi-stage function may launch several)

@@ -150,3 +150,31 @@ def test_transformer_block():
     m = check(proto, feeds)
     patterns = [c.label.split(" ")[0] for c in static_executable(m).program.calls]
     assert "MatMul+Add" in patterns and any(p.startswith("MatMul+Gelu") or "Gelu" in p for p in patterns)
+
+
+def test_less_common_ops():
+    proto = model([H("Hardmax", ["x"], ["hm"], axis=1), H("CumSum", ["x", "ax"], ["cs"], reverse=1),
+                   H("LpNormalization", ["x"], ["lp"], axis=-1, p=2),
+                   H("GatherElements", ["x", "gi"], ["ge"], axis=1), H("Dropout", ["x"], ["d"]),
+                   H("ReduceMax", ["m", "ax"], ["rm"], keepdims=0), H("IsInf", ["rm"], ["inf"])],
+                  {"x": (3, 4), "m": (2, 3)}, ["hm", "cs", "lp", "ge", "d", "rm", "inf"],
+                  {"ax": np.array([1], np.int64), "gi": np.array([[0, 3], [1, -1], [2, 2]], np.int64)})
+    m = np.array([[-np.inf] * 3, [1, -np.inf, 2]], np.float32)
+    check(proto, {"x": rand(3, 4), "m": m})
+
+
+def test_integer_bit_ops():
+    proto = model([H("BitShift", ["a", "b"], ["s"], direction="LEFT"), H("BitwiseNot", ["a"], ["n"])],
+                  {"a": (5,), "b": (5,)}, ["s", "n"],
+                  input_types={"a": TensorProto.INT32, "b": TensorProto.INT32})
+    check(proto, {"a": np.arange(5, dtype=np.int32), "b": np.array([0, 1, 2, 3, 1], np.int32)})
+
+
+def test_a_graph_without_kernels_saves_and_loads(tmp_path):
+    import compiler
+    proto = model([H("Identity", ["x"], ["y"])], {"x": (2, 3)}, ["y"])
+    m = compiler.compile(proto, target="tvm", options={"device": "llvm"})
+    x = rand(2, 3)
+    np.testing.assert_array_equal(m.run({"x": x})["y"], x)
+    m.save(tmp_path / "a")
+    np.testing.assert_array_equal(compiler.load(tmp_path / "a").run({"x": x})["y"], x)
