@@ -157,8 +157,8 @@ def lower_graph(graph: Graph, gpu: bool = False) -> Lowered:
     by_hash: dict[int, list[tuple[Any, str]]] = {}
     kernels: list[KernelDef] = []
     for node in graph.nodes:
-        if loc.is_view(node):
-            continue
+        if loc.is_view(node) or all(o is None or _static(o)[1] == 0 for o in node.outputs):
+            continue  # a view costs nothing; an empty result has nothing to compute
         k = build_kernel(node, exact_extremes=not gpu)
         kernels.append(k)
         symbol = _dedup(k, by_hash, functions)

@@ -184,10 +184,14 @@ def _div(a: Expr, b: Expr) -> Expr:
 
 
 def _mod(fmod: int) -> Callable[[Expr, Expr], Expr]:
+    """C's fmod (fmod=1, truncated) or the divisor's sign (fmod=0, as numpy.mod); x % 0 is 0 for ints."""
     def f(a: Expr, b: Expr) -> Expr:
-        if _is_float(a) or fmod:
-            return tirx.fmod(a, b) if _is_float(a) else tirx.truncmod(a, b)
-        return tirx.floormod(a, b)
+        if _is_float(a):
+            q = a / b
+            return a - (tirx.trunc(q) if fmod else tirx.floor(q)) * b
+        safe = tirx.Select(b == _c(0, b), _c(1, b), b)
+        r = tirx.truncmod(a, safe) if fmod else tirx.floormod(a, safe)
+        return tirx.Select(b == _c(0, b), _c(0, a), r)
     return f
 
 
@@ -208,7 +212,7 @@ _BINARY: dict[str, Callable[[Node], Callable[[Expr, Expr], Expr]]] = {
     "Min": lambda n: tirx.min,
     "And": lambda n: tirx.And,
     "Or": lambda n: tirx.Or,
-    "Xor": lambda n: lambda a, b: tirx.NE(a, b),
+    "Xor": lambda n: lambda a, b: tirx.Or(tirx.And(a, tirx.Not(b)), tirx.And(tirx.Not(a), b)),
     "Equal": lambda n: tirx.EQ,
     "Less": lambda n: tirx.LT,
     "LessOrEqual": lambda n: tirx.LE,

@@ -562,7 +562,7 @@ def _cumsum_check(node: Node) -> Optional[str]:
     return None
 
 
-@rule("CumSum", check=_cumsum_check, const_inputs=(1,))
+@rule("CumSum", "CumProd", check=_cumsum_check, const_inputs=(1,))
 def _cumsum(node: Node, xs: list) -> list:
     """Each output a sum over its prefix (quadratic in the axis length, fine for the axes met)."""
     x = xs[0]
@@ -579,5 +579,8 @@ def _cumsum(node: Node, xs: list) -> list:
         src[axis] = k
         pos = i[axis]
         inside = (k > pos if exclusive else k >= pos) if reverse else (k < pos if exclusive else k <= pos)
+        if node.op == "CumProd":
+            prod = te.comm_reducer(lambda a, b: a * b, lambda t: tirx.const(1, t), name="prod")
+            return prod(tirx.if_then_else(inside, x(*src), tirx.const(1, dtype)), axis=k)
         return te.sum(tirx.if_then_else(inside, x(*src), tirx.const(0, dtype)), axis=k)
-    return [te.compute(shape, body, name="cumsum")]
+    return [te.compute(shape, body, name=node.op.lower())]

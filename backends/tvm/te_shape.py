@@ -23,8 +23,8 @@ Expr = Any
 def _unravel(flat: Expr, shape: Sequence[int]) -> list[Expr]:
     idx = []
     for d in reversed(shape):
-        idx.append(tirx.floormod(flat, d) if d != 1 else tirx.const(0, "int32"))
-        flat = tirx.floordiv(flat, d)
+        idx.append(tirx.floormod(flat, d) if d > 1 else tirx.const(0, "int32"))
+        flat = tirx.floordiv(flat, d) if d > 1 else flat
     return list(reversed(idx))
 
 
@@ -260,7 +260,10 @@ def _depth_space(node: Node, xs: list) -> list:
         return [te.compute(out_shape, d2s, name="depth_to_space")]
 
     def s2d(bn: Expr, co: Expr, y: Expr, xw: Expr) -> Expr:
-        blk, ci = tirx.floordiv(co, c), tirx.floormod(co, c)
+        if crd:  # channels ordered (c, by, bx)
+            blk, ci = tirx.floormod(co, b * b), tirx.floordiv(co, b * b)
+        else:    # (by, bx, c)
+            blk, ci = tirx.floordiv(co, c), tirx.floormod(co, c)
         by, bx = tirx.floordiv(blk, b), tirx.floormod(blk, b)
         return x(bn, ci, y * b + by, xw * b + bx)
     return [te.compute(out_shape, s2d, name="space_to_depth")]
@@ -294,3 +297,18 @@ def _eye_like(node: Node, xs: list) -> list:
     dtype = tvm_dtype(out.type)
     return [te.compute(shape, lambda i, j: tirx.Select(j - i == k, tirx.const(1, dtype), tirx.const(0, dtype)),
                        name="eye_like")]
+
+
+@rule("Trilu", const_inputs=(1,))
+def _trilu(node: Node, xs: list) -> list:
+    x = xs[0]
+    kv = const_array(node.input(1))
+    k = int(kv.reshape(-1)[0]) if kv is not None else 0
+    upper = bool(node.attr("upper"))
+    shape = static_shape(node.outputs[0])
+    zero = tirx.const(0, str(x.dtype))
+
+    def body(*i: Expr) -> Expr:
+        d = i[-1] - i[-2]
+        return tirx.Select(d >= k if upper else d <= k, x(*i), zero)
+    return [te.compute(shape, body, name="trilu")]
