@@ -14,6 +14,7 @@ with sizes and digests like every other file.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,11 +36,22 @@ WEIGHTS = "weights.bin"
 SOURCE_FILES = {"cuda": "kernels.cu", "opencl": "kernels.cl"}
 
 
+# TVM sizes its CPU thread pool once, when first used, from TVM_NUM_THREADS or else half the
+# cores (it assumes hyper-threading: one thread on this 2-core machine); later requests can only
+# use fewer.  So the pool is made as large as the machine before TVM first runs anything (a
+# value the user set wins), and ``host_threads`` picks how many of its threads run.
+os.environ.setdefault("TVM_NUM_THREADS", str(os.cpu_count() or 1))
+
+
 def host_threads(threads: int) -> None:
-    """Size TVM's CPU thread pool (0: one per core); TVM otherwise picks one thread here."""
-    import os
+    """Run host kernels on ``threads`` of TVM's pool (0: one per core); an error if it has fewer."""
     n = threads or os.cpu_count() or 1
     tvm.get_global_func("runtime.config_threadpool")(0, n)
+    have = int(tvm.runtime.num_threads())
+    if have != n:
+        raise BackendError("TVM's thread pool cannot run that many threads", subject=f"threads={threads}",
+                           expected=f"at most {have}",
+                           hint="TVM sized its pool before this target loaded; set TVM_NUM_THREADS before starting")
 
 
 class TvmExecutable(Executable):

@@ -195,6 +195,21 @@ def _mod(fmod: int) -> Callable[[Expr, Expr], Expr]:
     return f
 
 
+def _shift(left: bool) -> Callable[[Expr, Expr], Expr]:
+    """Shifts as NumPy defines them for any count: a count outside [0, bits) shifts every bit out."""
+    def f(a: Expr, b: Expr) -> Expr:
+        dtype = etype(a)
+        bits = int("".join(ch for ch in dtype if ch.isdigit()) or 8)
+        b = _cast(b, dtype)
+        outside = tirx.Or(b < _c(0, b), b >= _c(bits, b))
+        safe = tirx.Select(outside, _c(0, b), b)
+        if left:
+            return tirx.Select(outside, _c(0, a), a << safe)
+        gone = tirx.Select(a < _c(0, a), _c(-1, a), _c(0, a)) if dtype.startswith("int") else _c(0, a)
+        return tirx.Select(outside, gone, a >> safe)
+    return f
+
+
 def _pow(a: Expr, b: Expr) -> Expr:
     if _is_float(a):
         return tirx.power(a, _cast(b, etype(a)))
@@ -222,7 +237,7 @@ _BINARY: dict[str, Callable[[Node], Callable[[Expr, Expr], Expr]]] = {
     "BitwiseOr": lambda n: tirx.bitwise_or,
     "BitwiseXor": lambda n: tirx.bitwise_xor,
     "PRelu": lambda n: lambda x, s: tirx.Select(x < _c(0, x), x * s, x),
-    "BitShift": lambda n: (lambda a, b: a << b) if n.attr("direction") == "LEFT" else (lambda a, b: a >> b),
+    "BitShift": lambda n: _shift(n.attr("direction") == "LEFT"),
 }
 
 
