@@ -33,7 +33,8 @@ from .rules import RULES, support
 PIPELINE = (SIMPLIFY + ",expand-functions,lower-conv-transpose,fold-constants,simplify-algebra,cse,dce,"
             "fuse,dce,plan-memory")
 
-_LOWERED = {("", "ConvTranspose"): ("", "Conv")}  # lower-conv-transpose rewrites it into a Conv
+# Ops a pass of the pipeline rewrites into ops with rules: lower-conv-transpose, decompose-variadic.
+_LOWERED = {("", "ConvTranspose"): ("", "Conv"), ("", "Sum"): ("", "Add"), ("", "Mean"): ("", "Add")}
 
 
 class TvmBackend(Backend):

@@ -39,8 +39,12 @@ SOURCE_FILES = {"cuda": "kernels.cu", "opencl": "kernels.cl"}
 # TVM sizes its CPU thread pool once, when first used, from TVM_NUM_THREADS or else half the
 # cores (it assumes hyper-threading: one thread on this 2-core machine); later requests can only
 # use fewer.  So the pool is made as large as the machine before TVM first runs anything (a
-# value the user set wins), and ``host_threads`` picks how many of its threads run.
+# value the user set wins), and ``host_threads`` picks how many of its threads run.  Its idle
+# workers spin and are pinned to cores by default, which on a shared machine turns any other
+# load into a 5-10x slowdown; they sleep instead, and float.
 os.environ.setdefault("TVM_NUM_THREADS", str(os.cpu_count() or 1))
+os.environ.setdefault("TVM_THREAD_POOL_SPIN_COUNT", "0")
+os.environ.setdefault("TVM_BIND_THREADS", "0")
 
 
 def host_threads(threads: int) -> None:

@@ -312,3 +312,27 @@ def _trilu(node: Node, xs: list) -> list:
         d = i[-1] - i[-2]
         return tirx.Select(d >= k if upper else d <= k, x(*i), zero)
     return [te.compute(shape, body, name="trilu")]
+
+
+@rule("OneHot", const_inputs=(1,))
+def _one_hot(node: Node, xs: list) -> list:
+    indices, values = xs[0], xs[2]
+    out_shape = static_shape(node.outputs[0])
+    rank = len(out_shape)
+    axis = int(node.attr("axis"))
+    axis = axis + rank if axis < 0 else axis
+    depth = out_shape[axis]
+
+    def value(k: int) -> Expr:
+        return tirx.const(values.value, values.dtype) if isinstance(values, Scalar) else values[k]
+
+    def body(*o: Expr) -> Expr:
+        src = list(o[:axis]) + list(o[axis + 1:])
+        if isinstance(indices, Scalar):
+            idx = tirx.const(int(indices.value), "int64")
+        else:
+            idx = indices(*src)
+            idx = idx.astype("int64") if not str(indices.dtype).startswith("float") else tirx.floor(idx).astype("int64")
+        idx = tirx.Select(idx < 0, idx + depth, idx)
+        return tirx.Select(idx == o[axis].astype("int64"), value(1), value(0))
+    return [te.compute(out_shape, body, name="one_hot")]

@@ -178,3 +178,13 @@ def test_a_graph_without_kernels_saves_and_loads(tmp_path):
     np.testing.assert_array_equal(m.run({"x": x})["y"], x)
     m.save(tmp_path / "a")
     np.testing.assert_array_equal(compiler.load(tmp_path / "a").run({"x": x})["y"], x)
+
+
+def test_one_hot_and_variadic_sum():
+    proto = model([H("OneHot", ["i", "depth", "vals"], ["oh"], axis=1), H("Sum", ["a", "b", "c"], ["s"]),
+                   H("Mean", ["a", "b"], ["m"])],
+                  {"i": (2, 3), "a": (2, 3), "b": (3,), "c": (2, 1)}, ["oh", "s", "m"],
+                  {"depth": np.array(4, np.int64), "vals": np.array([-1.0, 2.0], np.float32)},
+                  input_types={"i": TensorProto.INT64})
+    check(proto, {"i": np.array([[0, 3, -1], [5, -5, 2]], np.int64), "a": rand(2, 3), "b": rand(3),
+                  "c": rand(2, 1)})
