@@ -140,11 +140,11 @@ def _isinf(pos: int, neg: int) -> Callable[[Expr], Expr]:
     def f(x: Expr) -> Expr:
         inf = tirx.const(float("inf"), etype(x))
         if pos and neg:
-            return tirx.Or(x == inf, x == -inf)
+            return tirx.Or(tirx.EQ(x, inf), tirx.EQ(x, -inf))
         if pos:
-            return x == inf
+            return tirx.EQ(x, inf)
         if neg:
-            return x == -inf
+            return tirx.EQ(x, -inf)
         return tirx.const(False, "bool")
     return f
 

@@ -523,8 +523,10 @@ def _hardmax(node: Node, xs: list) -> list:
         return tirx.Select(take, b[0], a[0]), tirx.Select(take, b[1], a[1])
     first = te.comm_reducer(combine, lambda t0, t1: (tirx.const(-1, t0), _identity(t1, True)), name="first_max")
     k = te.reduce_axis((0, shape[axis]), name="k")
-    arg = te.compute(red or [1], lambda *i: first((k.var, x(*(list(i[:axis]) + [k] + list(i[axis:])))), axis=k),
-                     name="hardmax_arg")[0]
+    def pick(*i: Expr) -> Expr:
+        i = i if red else ()  # a 1-D input reduces to one value, computed at the dummy index
+        return first((k.var, x(*(list(i[:axis]) + [k] + list(i[axis:])))), axis=k)
+    arg = te.compute(red or [1], pick, name="hardmax_arg")[0]
 
     def body(*i: Expr) -> Expr:
         rest = list(i[:axis]) + list(i[axis + 1:])
@@ -544,6 +546,7 @@ def _lp_norm(node: Node, xs: list) -> list:
     k = te.reduce_axis((0, shape[axis]), name="k")
 
     def term(*i: Expr) -> Expr:
+        i = i if red else ()
         v = x(*(list(i[:axis]) + [k] + list(i[axis:]))).astype(acc)
         return te.sum(v * v if p == 2 else tirx.abs(v), axis=k)
     norm = te.compute(red or [1], term, name="lp_sum")
