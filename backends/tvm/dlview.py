@@ -80,8 +80,6 @@ class Views:
         if offset < 0 or offset + nbytes > self.nbytes:
             raise BackendError("a tensor lies outside its device buffer", subject=f"offset {offset}",
                                expected=f"at most {self.nbytes - nbytes}")
-        if offset == 0 and not shape:
-            pass
         m = _Managed()
         dims = (ctypes.c_int64 * max(1, len(shape)))(*[int(d) for d in shape])
         m.dl_tensor.data = int(self.base.data_ptr()) + offset

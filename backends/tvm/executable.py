@@ -139,7 +139,8 @@ class TvmExecutable(Executable):
     def _results(self) -> list[np.ndarray]:
         for src, dst in self._copies:
             src.copyto(dst)
-        return [t.numpy() if s.nbytes else np.zeros(s.shape, s.dtype) for t, s in zip(self._outputs, self.program.outputs)]
+        return [t.numpy() if s.nbytes else np.zeros(s.shape, s.dtype)
+                for t, s in zip(self._outputs, self.program.outputs)]
 
     def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         self._prepare()

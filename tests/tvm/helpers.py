@@ -62,13 +62,14 @@ def static_executable(m: Any, feeds: Optional[dict[str, np.ndarray]] = None) -> 
 def transformer_block() -> tuple:
     """A transformer-style block: LayerNorm, attention scores, Softmax, residual MLP with Gelu."""
     d = 16
-    proto = model([helper.make_node("LayerNormalization", ["x", "g", "b"], ["n"], axis=-1),
-                   helper.make_node("MatMul", ["n", "wq"], ["q"]), helper.make_node("MatMul", ["n", "wk"], ["k"]),
-                   helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 2, 1]), helper.make_node("MatMul", ["q", "kt"], ["s"]),
-                   helper.make_node("Mul", ["s", "scale"], ["ss"]), helper.make_node("Softmax", ["ss"], ["p"], axis=-1),
-                   helper.make_node("MatMul", ["p", "n"], ["a"]), helper.make_node("Add", ["a", "x"], ["h"]),
-                   helper.make_node("MatMul", ["h", "w1"], ["m"]), helper.make_node("Gelu", ["m"], ["gm"], approximate="tanh"),
-                   helper.make_node("MatMul", ["gm", "w2"], ["o"]), helper.make_node("Add", ["o", "h"], ["y"])],
+    n = helper.make_node
+    proto = model([n("LayerNormalization", ["x", "g", "b"], ["n"], axis=-1),
+                   n("MatMul", ["n", "wq"], ["q"]), n("MatMul", ["n", "wk"], ["k"]),
+                   n("Transpose", ["k"], ["kt"], perm=[0, 2, 1]), n("MatMul", ["q", "kt"], ["s"]),
+                   n("Mul", ["s", "scale"], ["ss"]), n("Softmax", ["ss"], ["p"], axis=-1),
+                   n("MatMul", ["p", "n"], ["a"]), n("Add", ["a", "x"], ["h"]),
+                   n("MatMul", ["h", "w1"], ["m"]), n("Gelu", ["m"], ["gm"], approximate="tanh"),
+                   n("MatMul", ["gm", "w2"], ["o"]), n("Add", ["o", "h"], ["y"])],
                   {"x": (2, 8, d)}, ["y"],
                   {"g": rand(d), "b": rand(d), "wq": rand(d, d, scale=0.3), "wk": rand(d, d, scale=0.3),
                    "scale": np.float32(0.25), "w1": rand(d, 2 * d, scale=0.3), "w2": rand(2 * d, d, scale=0.3)},
