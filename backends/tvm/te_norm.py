@@ -197,3 +197,33 @@ def _lp_norm(node: Node, xs: list) -> list:
         n = tirx.sqrt(n) if p == 2 else n
         return (x(*i).astype(acc) / tirx.Select(n == _f(0.0, acc), _f(1.0, acc), n)).astype(dtype)
     return [te.compute(shape, body, name="lp_norm")]
+
+
+@rule("MeanVarianceNormalization", check=_float_only)
+def _mvn(node: Node, xs: list) -> list:
+    """(x - mean) / (sqrt(E[x^2] - mean^2) + 1e-9) over ``axes``, the statistics kept at full rank."""
+    x = xs[0]
+    shape = [int(d) for d in x.shape]
+    rank = len(shape)
+    axes = sorted({int(a) % rank for a in node.attr("axes")})
+    dtype = str(x.dtype)
+    acc = _acc(dtype)
+    kept = [1 if d in axes else n for d, n in enumerate(shape)]
+    count = 1
+    for a in axes:
+        count *= shape[a]
+    r1 = {a: te.reduce_axis((0, shape[a]), name=f"a{a}") for a in axes}
+    r2 = {a: te.reduce_axis((0, shape[a]), name=f"b{a}") for a in axes}
+
+    def src(i: Sequence[Expr], r: dict) -> list:
+        return [r[d] if d in r else i[d] for d in range(rank)]
+    s1 = te.compute(kept, lambda *i: te.sum(x(*src(i, r1)).astype(acc), axis=list(r1.values())), name="mvn_sum")
+    s2 = te.compute(kept, lambda *i: te.sum(x(*src(i, r2)).astype(acc) * x(*src(i, r2)).astype(acc),
+                                            axis=list(r2.values())), name="mvn_sq")
+
+    def body(*i: Expr) -> Expr:
+        k = [0 if d in axes else i[d] for d in range(rank)]
+        mean = s1(*k) / _f(float(count), acc)
+        var = s2(*k) / _f(float(count), acc) - mean * mean
+        return ((x(*i).astype(acc) - mean) / (tirx.sqrt(var) + _f(1e-9, acc))).astype(dtype)
+    return [te.compute(shape, body, name="mvn")]

@@ -188,3 +188,9 @@ def test_one_hot_and_variadic_sum():
                   input_types={"i": TensorProto.INT64})
     check(proto, {"i": np.array([[0, 3, -1], [5, -5, 2]], np.int64), "a": rand(2, 3), "b": rand(3),
                   "c": rand(2, 1)})
+
+
+def test_mean_variance_normalization_and_dropout_mask():
+    proto = model([H("MeanVarianceNormalization", ["x"], ["y"]), H("Dropout", ["x"], ["d", "mask"])],
+                  {"x": (2, 3, 4, 5)}, ["y", "d", "mask"])
+    check(proto, {"x": rand(2, 3, 4, 5)})
