@@ -143,6 +143,13 @@ def torch_model(name: str) -> str:
     torch = _torch()
     torch.manual_seed(0)
     net, shape = {"resnet18": _resnet18, "mobilenetv2": _mobilenetv2, "vit": _vit, "bert": _bert}[name]()
+    for mod in net.modules():  # trained-like statistics, so activations neither die nor explode
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            with torch.no_grad():
+                mod.weight.uniform_(0.5, 1.5)
+                mod.bias.normal_(0.0, 0.1)
+                mod.running_mean.normal_(0.0, 0.1)
+                mod.running_var.uniform_(0.5, 1.5)
     net.eval()
     torch.backends.mha.set_fastpath_enabled(False)  # the fused encoder kernel has no ONNX export
     x = torch.randint(0, 1000, shape) if name == "bert" else torch.randn(*shape)
