@@ -52,7 +52,7 @@ def host_threads(threads: int) -> None:
     n = threads or os.cpu_count() or 1
     tvm.get_global_func("runtime.config_threadpool")(0, n)
     have = int(tvm.runtime.num_threads())
-    if have != n:
+    if threads and have != n:  # 0 means as many as the pool has
         raise BackendError("TVM's thread pool cannot run that many threads", subject=f"threads={threads}",
                            expected=f"at most {have}",
                            hint="TVM sized its pool before this target loaded; set TVM_NUM_THREADS before starting")
