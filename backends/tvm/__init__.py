@@ -1,0 +1,111 @@
+"""The tvm target: our fused groups become TVM kernels, for CUDA GPUs (default), OpenCL or this CPU.
+
+The graph, its passes, fusion decisions and memory plan are ours
+(``PIPELINE``); TVM builds and schedules the kernels.  Each top-level node of
+the optimized graph (an ``nnc.Fused`` group or a single op) becomes one TVM
+PrimFunc written in TE (TOPI for convolutions; ``rules.py`` and the ``te_*``
+modules hold one lowering per op), scheduled by DLight's GPU rules
+(``schedule.py``) or a parallel host rule, and built into one library
+(``build.py``).  ``executable.py`` runs the kernels in our order over our
+arena.  The ONNX file never reaches TVM: only our IR does.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ir.graph import Graph, Node
+from ir.registry import OpSchema
+from ir.target import TargetInfo
+from ir.types import TensorType
+from passes.pipelines import SIMPLIFY
+
+from ..base import THREADS_OPTION, Backend, Capabilities, Coverage, OptionSpec, Support
+from . import te_elementwise, te_nn, te_norm, te_reduce, te_shape  # noqa: F401 - they register the TE rules
+from .build import build_library
+from .devices import DEVICES, device, target_of
+from .executable import TvmExecutable
+from .program import lower_graph
+from .rules import RULES, support
+
+# Like the cpu pipeline without its blocked layout: TVM's schedules want plain NCHW.
+PIPELINE = (SIMPLIFY + ",expand-functions,lower-conv-transpose,fold-constants,simplify-algebra,cse,dce,"
+            "fuse,dce,plan-memory")
+
+# Ops a pass of the pipeline rewrites into ops with rules: lower-conv-transpose, decompose-variadic.
+_LOWERED = {("", "ConvTranspose"): ("", "Conv"), ("", "Sum"): ("", "Add"), ("", "Mean"): ("", "Add")}
+
+
+class TvmBackend(Backend):
+    name = "tvm"
+    description = ("Apache TVM kernels from our fused groups: CUDA GPUs (default), OpenCL, "
+                   "or this CPU (device=llvm)")
+    options = (
+        OptionSpec("device", str, "cuda", "what to generate code for (cuda and opencl build anywhere; "
+                                          "llvm runs on this CPU)", tuple(DEVICES)),
+        OptionSpec("arch", str, "auto", "CUDA architecture, e.g. sm_90 (auto: the present GPU's, else sm_80)"),
+        THREADS_OPTION,
+    )
+    capabilities = Capabilities(profile=True, threads=True, static_shapes=True)
+    default_pipeline = PIPELINE
+    generic_pipeline = SIMPLIFY
+
+    @property
+    def target_info(self) -> TargetInfo:
+        d = device(self.config["device"])
+        return TargetInfo(name=f"tvm-{d.name}", kind="gpu" if d.gpu else "cpu", isa=d.kind if d.gpu else "generic")
+
+    def supports(self, node: Node) -> Support:
+        if node.domain == "nnc" and node.op == "Fused":
+            for inner in node.attr("body").nodes:
+                s = self.supports(inner)
+                if not s.ok:
+                    return Support.no(f"{inner.op} in the fused group: {s.reason}")
+            return Support.yes()
+        for v in list(node.inputs) + list(node.outputs):
+            if v is not None and not isinstance(v.type, TensorType):
+                return Support.no(f"{v.type} values (sequences, optionals) are not supported by the tvm target")
+        why = support(node)
+        return Support.yes() if why is None else Support.no(why)
+
+    def op_coverage(self, schema: OpSchema) -> Coverage:
+        key = (schema.domain, schema.name)
+        if key in RULES or schema.qualified_name == "nnc.Fused":
+            return Coverage.KERNEL
+        lowered = _LOWERED.get(key)
+        if lowered is not None and lowered in RULES:
+            return Coverage.KERNEL
+        if schema.domain == "":
+            try:
+                import onnx.defs
+                onnx_schema = onnx.defs.get_schema(schema.name)
+            except Exception:  # noqa: BLE001 - not an ONNX op
+                return Coverage.NONE
+            if onnx_schema.has_function or onnx_schema.has_context_dependent_function:
+                return Coverage.EXPAND
+        return Coverage.NONE
+
+    def compile(self, graph: Graph) -> TvmExecutable:
+        self.check_supported(graph)
+        dev = device(self.config["device"])
+        target = target_of(dev, self.config["arch"])
+        t0 = time.perf_counter()
+        lowered = lower_graph(graph, gpu=dev.gpu)
+        t1 = time.perf_counter()
+        built = build_library(lowered.functions, dev, target)
+        description = {
+            "device": dev.name, "target": str(target),
+            "kernels": len(lowered.program.calls), "distinct_kernels": len(lowered.functions),
+            "arena_bytes": lowered.program.arena_bytes, "weights_bytes": lowered.program.weights_bytes,
+        }
+        timings = [("tvm lower (TE)", t1 - t0), *built.timings]
+        return TvmExecutable(built.library, lowered.program, lowered.weights, dev, description,
+                             self.config["threads"], built.device_sources(), timings)
+
+    def load(self, directory: Path) -> TvmExecutable:
+        return TvmExecutable.load(directory, self.config["threads"])
+
+
+
+BACKEND = TvmBackend
