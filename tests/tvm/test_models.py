@@ -14,15 +14,17 @@ import compiler
 from tests.model_zoo import LIGHT, light_input, randomized_light_model
 
 from .helpers import static_executable
-from .torch_models import MODELS, torch_input, torch_model
+from tests.torch_models import torch_model, zoo
 
 pytestmark = pytest.mark.slow
+
+# Models from the shared torch zoo (benchmarks/models/torch_zoo.py), symbolic batch.
+MODELS = ("resnet18", "mobilenet_v2", "vit_tiny", "bert_tiny")
 
 
 def _source(name: str):
     if name in MODELS:
-        pytest.importorskip("torch")
-        return torch_model(name), torch_input(name)
+        return str(torch_model(name)), zoo().example_inputs(name, batch=1)
     proto = randomized_light_model(name)
     return proto, light_input(proto)
 
