@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 DIGITS = ("digits_cnn", "digits_mlp")
 LIGHT = ("squeezenet", "shufflenet", "resnet50", "inception_v1", "inception_v2", "densenet121",
          "bvlc_alexnet", "zfnet512", "vgg19")
-TORCH = ("resnet18", "mobilenetv2", "vit", "bert")
+TORCH = ("resnet18", "mobilenet_v2", "vit_tiny", "bert_tiny")  # benchmarks/models/torch_zoo.py, bench size
 SHARED = os.path.join(os.path.dirname(ROOT), "shared", "data")
 
 
@@ -44,8 +44,8 @@ def source(name: str):
         proto = randomized_light_model(name)
         return proto, light_input(proto)
     if name in TORCH:
-        from tests.tvm.torch_models import torch_input, torch_model
-        return torch_model(name), torch_input(name)
+        from tests.torch_models import torch_model, zoo
+        return str(torch_model(name, size="bench")), zoo().example_inputs(name, batch=1, size="bench")
     raise SystemExit(f"unknown model {name!r}; --list shows them")
 
 
