@@ -42,6 +42,9 @@ def reshape_target(src: Value, out: Value) -> Optional[list[int]]:
     ins, outs = src.type.shape, out.type.shape
     if outs is None or ins is None:
         return None
+    if all(isinstance(d, int) for d in list(ins) + list(outs)) and \
+            int(np.prod(ins, dtype=object)) != int(np.prod(outs, dtype=object)):
+        return None  # the types contradict each other (a declared output type): no Reshape can do it
     target: list[int] = []
     for i, d in enumerate(outs):
         if isinstance(d, int):

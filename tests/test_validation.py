@@ -482,3 +482,17 @@ def test_a_node_with_the_wrong_number_of_outputs_is_an_import_error():
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     with pytest.raises(ImportError_, match="wrong number of outputs"):
         import_model(model)
+
+
+# ONNX's test_unsqueeze_axis_0 with x's first dim made symbolic ("dim of x"): built for cpu with
+# x fixed to [1, 4, 5], the declared output [1, 3, 4, 5] contradicts it.  simplify-reshapes turned
+# the Unsqueeze into a Reshape no input could satisfy (fourth long-fuzz finding).
+UNSQUEEZE_WITH_CONTRADICTING_OUTPUT = b'\x08\r\x12\x0cbackend-test:{\n\x17\n\x01x\n\x04axes\x12\x01y"\tUnsqueeze\x12\x15test_unsqueeze_axis_0Z\x18\n\x01x\x12\x13\n\x11\x08\x01\x12\r\n\x03\x12\x01N\n\x02\x08\x04\n\x02\x08\x05Z\x12\n\x04axes\x12\n\n\x08\x08\x07\x12\x04\n\x02\x08\x01b\x1b\n\x01y\x12\x16\n\x14\x08\x01\x12\x10\n\x02\x08\x01\n\x02\x08\x03\n\x02\x08\x04\n\x02\x08\x05B\x04\n\x00\x10\x19'
+
+
+def test_simplify_reshapes_leaves_contradicting_types_alone():
+    import compiler
+    try:
+        compiler.compile(UNSQUEEZE_WITH_CONTRADICTING_OUTPUT, target="cpu", input_shapes={"x": [1, 4, 5]})
+    except compiler.CompilerError as exc:
+        assert "IR is invalid" not in str(exc) and "pass crashed" not in str(exc), str(exc)
