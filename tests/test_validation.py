@@ -496,3 +496,18 @@ def test_simplify_reshapes_leaves_contradicting_types_alone():
         compiler.compile(UNSQUEEZE_WITH_CONTRADICTING_OUTPUT, target="cpu", input_shapes={"x": [1, 4, 5]})
     except compiler.CompilerError as exc:
         assert "IR is invalid" not in str(exc) and "pass crashed" not in str(exc), str(exc)
+
+
+# A Scan-8 model from ONNX's tests with a scanned input's rank cut below 2 (fifth long-fuzz
+# finding: the Scan-8 import rule indexed the missing sequence dimension).
+SCAN8_WITH_RANK_1_INPUT = b'\x08\x04\x12\x0cbackend-test:\xae\x02\n\xd6\x01\n\x07initial\n\x01x\x12\x01y\x12\x01z"\x04Scan*\x16\n\x0fnum_scan_inputs\x18\x01\xa0\x01\x02*\xa1\x01\n\x04body2\x95\x01\n\x1e\n\x06sum_in\n\x04next\x12\x07sum_out"\x03Add:\x00\n\x1f\n\x07sum_out\x12\x08scan_out"\x08Identity:\x00\x12\tscan_bodyZ\x10\n\x06sum_in\x12\x06\n\x04\x08\x01\x12\x00Z\x0e\n\x04next\x12\x06\n\x04\x08\x01\x12\x00b\x11\n\x07sum_out\x12\x06\n\x04\x08\x01\x12\x00b\x12\n\x08scan_out\x12\x06\n\x04\x08\x01\x12\x00\xa0\x01\x05:\x00\x12\x11test_scan9_scalarZ\x11\n\x07initial\x12\x06\n\x04\x08\x01\x12\x00Z\x0f\n\x01x\x12\n\n\x08\x08\x01\x12\x04\n\x02\x08\x05b\x0b\n\x01y\x12\x06\n\x04\x08\x01\x12\x00b\x0f\n\x01z\x12\n\n\x08\x08\x01\x12\x04\n\x02\x08\x05B\x04\n\x00\x10\x01'
+
+
+def test_scan8_inputs_without_batch_and_sequence_dims_are_an_import_error():
+    from frontends.onnx import import_model
+    import onnx
+    from ir.errors import CompilerError
+    model = onnx.ModelProto()
+    model.ParseFromString(SCAN8_WITH_RANK_1_INPUT)
+    with pytest.raises(CompilerError):
+        import_model(model)

@@ -206,6 +206,12 @@ def _scan8(b) -> list:
         b.fail("attribute 'num_scan_inputs' is missing or out of range",
                expected=f"1..{len(inputs)}", found=str(m))
     n = len(inputs) - m
+    for k, v in enumerate(inputs):  # Scan-8 batches every input: [batch, ...], scanned ones [batch, seq, ...]
+        shape = v.type.shape if isinstance(v.type, TensorType) else None
+        need = 1 if k < n else 2
+        if shape is not None and len(shape) < need:
+            b.fail(f"Scan-8 input {k + 1} needs rank {need} or more (batch{', sequence' if need == 2 else ''})",
+                   found=str(v.type))
     _check_sequence_lens(b, inputs[n:])
     hints = [_drop_axis(_type_of(v), 0) for v in inputs[:n]]
     hints += [_drop_axis(_drop_axis(_type_of(v), 0), 0) for v in inputs[n:]]
@@ -232,8 +238,8 @@ def _check_sequence_lens(b, scanned: list[Value]) -> None:
     lens = b.input(0)
     if lens is None:
         return
-    full = next((v.type.shape[1] for v in scanned if isinstance(v.type, TensorType)
-                 and v.type.shape is not None and isinstance(v.type.shape[1], int)), None)
+    full = next((v.type.shape[1] for v in scanned if isinstance(v.type, TensorType) and v.type.shape is not None
+                 and len(v.type.shape) > 1 and isinstance(v.type.shape[1], int)), None)
     if lens.const is not None and full is not None and (lens.const == full).all():
         return  # every batch element uses the whole sequence: the same as no sequence_lens
     b.fail("Scan-8 with sequence_lens shorter than the sequence is not supported",
