@@ -40,7 +40,7 @@ from .manager import PassContext, register_pass
 
 VIEW_OPS = frozenset({"Reshape", "Transpose", "Gather", "Squeeze", "Unsqueeze", "Flatten", "Identity"})
 OUT_VIEW_OPS = frozenset({"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity"})
-MAX_SCRATCH_BYTES = 1 << 18   # packed K^T + a row of scores (+ packed V), on the task's stack
+MAX_SCRATCH_BYTES = 1 << 18   # packed K^T + two rows of scores (+ packed V), on the task's stack
 MAX_INDEX_ELEMENTS = 1 << 24  # the index tensors computed here
 
 
@@ -241,7 +241,7 @@ def match(graph: Graph, softmax: Node) -> Optional[dict]:
     lanes = 16
     lp = -(-L // lanes) * lanes
     dvp = -(-Dv // lanes) * lanes
-    if 4 * (D * lp + lp + L * dvp) > MAX_SCRATCH_BYTES:
+    if 4 * (D * lp + 2 * lp + L * dvp) > MAX_SCRATCH_BYTES:
         return None
     return {"inputs": [views["q"][0], views["k"][0], views["v"][0]] + ([views["mask"][0]] if mask is not None else []),
             "attrs": {"dims": (B, H, S, L, D, Dv), "q_view": tuple(views["q"][1]), "k_view": tuple(views["k"][1]),

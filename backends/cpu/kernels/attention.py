@@ -39,6 +39,7 @@ from .vecmath import horizontal, vexp
 
 MAX_TASKS_PER_HEAD_TARGET = 8  # aim for about this many tasks in all (rows split per head)
 MIN_ROWS_PER_TASK = 16         # each task re-packs K^T: keep enough rows to pay for it
+ROWS_TOGETHER = 2              # query rows computed together (each K^T and V vector loaded once for them)
 
 
 def support(node: Node) -> Optional[str]:
@@ -67,7 +68,7 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
     W = kb.lanes
     lp, n_l = -(-L // W) * W, -(-L // W)
     dvp, n_d = -(-Dv // W) * W, -(-Dv // W)
-    group = max(1, kb.target.registers // 2)  # vector accumulators per pass (the rest for operands)
+    group = max(2, kb.target.registers - 6)  # vector accumulators per pass (the rest for operands)
     nblk = _tasks(B, H, S)
     direct_v = vv[4] == 1 and Dv % W == 0
 
@@ -81,7 +82,7 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
     with b.goto_block(tf._entry):
         kt = b.alloca(F32, size=const_int(D * lp, I32), name="kt")
         kt.align = 64
-        sc = b.alloca(F32, size=const_int(lp, I32), name="scores")
+        sc = b.alloca(F32, size=const_int(2 * lp, I32), name="scores")
         sc.align = 64
         vp = None
         if not direct_v:
@@ -123,64 +124,95 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
                 b.store(b.select(inside, x, ir.Constant(F32, 0.0)), b.gep(vp, [b.add(b.mul(l, c(dvp)), d)]))
 
     lane_ids = ir.Constant(ir.VectorType(I32, W), list(range(W)))
-    with for_range(b, s0, s1, name="s") as s:
-        qrow = b.add(qb, b.mul(s, c(qv[3])))
-        mrow = b.add(mb, b.mul(s, c(mv[3]))) if has_mask else None
+
+    def rows(srows: list) -> None:
+        """Steps 1-3 for the query rows ``srows`` together (each K^T / V vector loaded once for all)."""
+        R = len(srows)
+        qrows = [b.add(qb, b.mul(s, c(qv[3]))) for s in srows]
+        mrows = [b.add(mb, b.mul(s, c(mv[3]))) for s in srows] if has_mask else None
         # 1. scores, the running max
-        vmax = None
-        for g0 in range(0, n_l, group):
-            cnt = min(group, n_l - g0)
+        vmax: list = [None] * R
+        for g0 in range(0, n_l, group // R):
+            cnt = min(group // R, n_l - g0)
 
             def score_step(d, accs, g0=g0, cnt=cnt):
-                qd = splat(b, b.load(b.gep(q_ptr, [b.add(qrow, b.mul(d, c(qv[4])))])), W)
+                qd = [splat(b, b.load(b.gep(q_ptr, [b.add(qr, b.mul(d, c(qv[4])))])), W) for qr in qrows]
                 at = b.add(b.mul(d, c(lp)), c(g0 * W))
-                return [fma(qd, load_vector(b, kt, b.add(at, c(j * W)), W, align=64), accs[j]) for j in range(cnt)]
+                out = list(accs)
+                for j in range(cnt):
+                    kvec = load_vector(b, kt, b.add(at, c(j * W)), W, align=64)
+                    for r in range(R):
+                        out[r * cnt + j] = fma(qd[r], kvec, accs[r * cnt + j])
+                return out
 
-            accs = loop_carry(b, 0, D, 1, [zero_v] * cnt, score_step, name="d")
-            for j, acc in enumerate(accs):
-                l0 = (g0 + j) * W
-                x = b.fmul(acc, splat(b, ir.Constant(F32, scale), W))
-                if has_mask:
-                    x = b.fadd(x, _mask_vector(b, m_ptr, mrow, mv[4], l0, L, W))
-                if l0 + W > L:
-                    valid = b.icmp_signed("<", lane_ids, ir.Constant(ir.VectorType(I32, W), [L - l0] * W))
-                    x = b.select(valid, x, ir.Constant(vty, [-math.inf] * W))
-                store_vector(b, x, sc, c(l0), align=64)
-                vmax = x if vmax is None else b.select(b.fcmp_ordered(">", x, vmax), x, vmax)
-        m = splat(b, horizontal(kb, b, "max", vmax), W)
+            accs = loop_carry(b, 0, D, 1, [zero_v] * (cnt * R), score_step, name="d")
+            for r in range(R):
+                for j in range(cnt):
+                    l0 = (g0 + j) * W
+                    x = b.fmul(accs[r * cnt + j], splat(b, ir.Constant(F32, scale), W))
+                    if has_mask:
+                        x = b.fadd(x, _mask_vector(b, m_ptr, mrows[r], mv[4], l0, L, W))
+                    if l0 + W > L:
+                        valid = b.icmp_signed("<", lane_ids, ir.Constant(ir.VectorType(I32, W), [L - l0] * W))
+                        x = b.select(valid, x, ir.Constant(vty, [-math.inf] * W))
+                    store_vector(b, x, sc, c(r * lp + l0), align=64)
+                    vmax[r] = x if vmax[r] is None else b.select(b.fcmp_ordered(">", x, vmax[r]), x, vmax[r])
+        inv = []
+        for r in range(R):
+            m = splat(b, horizontal(kb, b, "max", vmax[r]), W)
 
-        # 2. exp(x - max) in place, and the sum
-        def exp_step(i, accs):
-            e = vexp(kb, b, b.fsub(load_vector(b, sc, i, W, align=64), m))
-            store_vector(b, e, sc, i, align=64)
-            return [b.fadd(accs[0], e)]
+            # 2. exp(x - max) in place, and the sum
+            def exp_step(i, accs, r=r, m=m):
+                at = b.add(i, c(r * lp))
+                e = vexp(kb, b, b.fsub(load_vector(b, sc, at, W, align=64), m))
+                store_vector(b, e, sc, at, align=64)
+                return [b.fadd(accs[0], e)]
 
-        (total,) = loop_carry(b, 0, lp, W, [zero_v], exp_step, name="e")
-        inv = splat(b, b.fdiv(ir.Constant(F32, 1.0), horizontal(kb, b, "add", total)), W)
+            (total,) = loop_carry(b, 0, lp, W, [zero_v], exp_step, name="e")
+            inv.append(splat(b, b.fdiv(ir.Constant(F32, 1.0), horizontal(kb, b, "add", total)), W))
 
         # 3. P V, scaled by 1 / sum, through the output view
-        yrow = b.add(yb, b.mul(s, c(yv[3])))
-        for g0 in range(0, n_d, group):
-            cnt = min(group, n_d - g0)
+        yrows = [b.add(yb, b.mul(s, c(yv[3]))) for s in srows]
+        for g0 in range(0, n_d, group // R):
+            cnt = min(group // R, n_d - g0)
 
             def pv_step(l, accs, g0=g0, cnt=cnt):
-                p = splat(b, b.load(b.gep(sc, [l])), W)
+                p = [splat(b, b.load(b.gep(sc, [b.add(l, c(r * lp))])), W) for r in range(R)]
                 if direct_v:
-                    at = b.add(b.add(vb, b.mul(l, c(vv[3]))), c(g0 * W))
-                    return [fma(p, load_vector(b, v_ptr, b.add(at, c(j * W)), W), accs[j]) for j in range(cnt)]
-                at = b.add(b.mul(l, c(dvp)), c(g0 * W))
-                return [fma(p, load_vector(b, vp, b.add(at, c(j * W)), W, align=64), accs[j]) for j in range(cnt)]
+                    at, ptr, align = b.add(b.add(vb, b.mul(l, c(vv[3]))), c(g0 * W)), v_ptr, 4
+                else:
+                    at, ptr, align = b.add(b.mul(l, c(dvp)), c(g0 * W)), vp, 64
+                out = list(accs)
+                for j in range(cnt):
+                    vvec = load_vector(b, ptr, b.add(at, c(j * W)), W, align=align)
+                    for r in range(R):
+                        out[r * cnt + j] = fma(p[r], vvec, accs[r * cnt + j])
+                return out
 
-            accs = loop_carry(b, 0, L, 1, [zero_v] * cnt, pv_step, name="l")
-            for j, acc in enumerate(accs):
-                d0 = (g0 + j) * W
-                y = b.fmul(acc, inv)
-                if yv[4] == 1 and d0 + W <= Dv:
-                    store_vector(b, y, y_ptr, b.add(yrow, c(d0)))
-                    continue
-                for lane in range(min(W, Dv - d0)):
-                    at = b.add(yrow, c((d0 + lane) * yv[4]))
-                    b.store(b.extract_element(y, const_int(lane, I32)), b.gep(y_ptr, [at]))
+            accs = loop_carry(b, 0, L, 1, [zero_v] * (cnt * R), pv_step, name="l")
+            for r in range(R):
+                for j in range(cnt):
+                    d0 = (g0 + j) * W
+                    y = b.fmul(accs[r * cnt + j], inv[r])
+                    if yv[4] == 1 and d0 + W <= Dv:
+                        store_vector(b, y, y_ptr, b.add(yrows[r], c(d0)))
+                        continue
+                    for lane in range(min(W, Dv - d0)):
+                        at = b.add(yrows[r], c((d0 + lane) * yv[4]))
+                        b.store(b.extract_element(y, const_int(lane, I32)), b.gep(y_ptr, [at]))
+
+    # Rows two at a time (a row's result does not depend on its partner: same operations, own
+    # accumulators), then the odd one.
+    if ROWS_TOGETHER == 1:
+        with for_range(b, s0, s1, name="s") as s:
+            rows([s])
+    else:
+        pairs = b.sdiv(b.sub(s1, s0), c(2))
+        with for_range(b, 0, pairs, name="pair") as i:
+            s = b.add(s0, b.mul(i, c(2)))
+            rows([s, b.add(s, c(1))])
+        with b.if_then(b.icmp_signed("!=", b.add(s0, b.mul(pairs, c(2))), s1)):
+            rows([b.sub(s1, c(1))])
     b.ret_void()
     return Kernel(tf.fn.name, B * H * nblk, tf.buffers, label_of(node))
 
