@@ -273,7 +273,11 @@ def main() -> int:
         if name == "matmul1024":  # NumPy first, before any runtime has started its threads
             np_ms = time_calls(lambda: feeds["A"] @ feeds["B"], args.repeat, args.min_seconds)
             time.sleep(0.2)
-        ours = prepare_ours(src if isinstance(src, str) else model, feeds, args.threads, ZOO_DIMS.get(name))
+        try:
+            ours = prepare_ours(src if isinstance(src, str) else model, feeds, args.threads, ZOO_DIMS.get(name))
+        except Exception as exc:  # noqa: BLE001 - a model we cannot compile yet is reported, the rest still run
+            print(f"{name:<15} ours: cannot compile ({type(exc).__name__}: {str(exc)[:160]})", flush=True)
+            continue
         runners = {"ours": ours["run"]}
         ort_r = prepare_ort(model, feeds, args.threads)
         runners["ort"] = ort_r["run"]
@@ -281,10 +285,11 @@ def main() -> int:
         if use_ov:
             try:
                 ov_r = prepare_openvino(model, feeds, args.threads)
-                check_outputs(name, "OpenVINO", ov_r["outputs"], ort_r["outputs"])
-                runners["ov"] = ov_r["run"]
-            except AssertionError:
-                raise
+                try:
+                    check_outputs(name, "OpenVINO", ov_r["outputs"], ort_r["outputs"])
+                    runners["ov"] = ov_r["run"]
+                except AssertionError as exc:  # a peer's wrong answer is no benchmark: left out, said so
+                    print(f"  (OpenVINO left out on {name}: {exc})", file=sys.stderr)
             except Exception as exc:  # noqa: BLE001 - a peer that cannot load a model is reported, not fatal
                 print(f"  (OpenVINO failed on {name}: {type(exc).__name__}: {str(exc)[:100]})", file=sys.stderr)
         st = time_interleaved(runners, args.rounds, args.repeat, args.min_seconds)

@@ -19,6 +19,11 @@ the transposed K).  The output chain is inverted the same way, so the node
 writes the merged-heads layout directly.  The transposes, gathers and
 reshapes are then dead; the scores and probabilities never exist in memory.
 
+ONNX's ``Attention`` op becomes the same node when it is f32 without a KV
+cache, causal/window masking or softcap, with one head count for Q and
+K/V and an additive (float) mask: the target then needs no expansion of its
+function body (the pipeline runs this pass before ``expand-functions`` too).
+
 Leading axes beyond two (batch, heads) must be 1-sized or foldable into
 them; f32 only; the per-row working set of the cpu kernel (``K^T`` packed,
 one row of scores) must fit ``MAX_SCRATCH_BYTES``.  Nothing fires on
@@ -251,14 +256,83 @@ def match(graph: Graph, softmax: Node) -> Optional[dict]:
             "replaces": o, "anchor": pv}
 
 
+def _contiguous_view(shape: tuple[int, ...], heads: int, seq: int, size: int) -> list[int]:
+    """[offset, b, h, s, d strides] of ONNX Attention's 4-D [B, H, S, D] or 3-D [B, S, H*D] layout."""
+    if len(shape) == 4:
+        return [0, heads * seq * size, seq * size, size, 1]
+    return [0, seq * heads * size, size, heads * size, 1]
+
+
+def match_onnx_attention(node: Node) -> Optional[dict]:
+    """ONNX's Attention op (f32, no cache, no causal/window/softcap, one head count) as the new node."""
+    if node.domain != "" or node.op != "Attention":
+        return None
+    if any(node.input(i) is not None for i in range(4, len(node.inputs))):
+        return None
+    for extra in node.outputs[1:]:
+        if extra.uses or extra.is_graph_output:
+            return None
+    if node.attr("is_causal") or node.attr("softcap") or             (node.attr("left_window_size") or -1) != -1 or (node.attr("right_window_size") or -1) != -1:
+        return None
+    q, k, v, mask = node.input(0), node.input(1), node.input(2), node.input(3)
+    y = node.outputs[0]
+    shapes = [_static(x) for x in (q, k, v, y)]
+    if None in shapes or any(x.type.dtype is not DType.F32 for x in (q, k, v, y)):
+        return None
+    qs, ks, vs, ys = shapes
+    if not (len(qs) == len(ks) == len(vs) in (3, 4)):
+        return None
+    if len(qs) == 4:
+        B, Hq, S, D = qs
+        Hk, L = ks[1], ks[2]
+        Dv = vs[3]
+        if ks[3] != D or vs[1] != Hk or vs[2] != L:
+            return None
+    else:
+        Hq, Hk = node.attr("q_num_heads"), node.attr("kv_num_heads")
+        if not Hq or not Hk or qs[2] % Hq or ks[2] % Hk or vs[2] % Hk:
+            return None
+        B, S, D = qs[0], qs[1], qs[2] // Hq
+        L, Dv = ks[1], vs[2] // Hk
+        if ks[2] // Hk != D or vs[1] != L:
+            return None
+    if Hq != Hk or ks[0] != B or vs[0] != B or math.prod(ys) != B * Hq * S * Dv:
+        return None
+    mask_view: tuple = ()
+    if mask is not None:
+        ms = _static(mask)
+        if ms is None or mask.type.dtype is not DType.F32 or math.prod(ms) > MAX_INDEX_ELEMENTS:
+            return None
+        try:
+            idx = np.broadcast_to(np.arange(math.prod(ms), dtype=np.int64).reshape(ms), (B, Hq, S, L))
+        except ValueError:
+            return None
+        view = affine(idx)
+        if view is None:
+            return None
+        mask_view = tuple(view)
+    lanes = 16
+    lp, dvp = -(-L // lanes) * lanes, -(-Dv // lanes) * lanes
+    if 4 * (D * lp + 2 * lp + L * dvp) > MAX_SCRATCH_BYTES:
+        return None
+    scale = node.attr("scale")
+    scale = float(scale) if scale is not None else 1.0 / math.sqrt(D)
+    return {"inputs": [q, k, v] + ([mask] if mask is not None else []),
+            "attrs": {"dims": (B, Hq, S, L, D, Dv), "q_view": tuple(_contiguous_view(qs, Hq, S, D)),
+                      "k_view": tuple(_contiguous_view(ks, Hk, L, D)),
+                      "v_view": tuple(_contiguous_view(vs, Hk, L, Dv)), "mask_view": mask_view,
+                      "y_view": tuple(_contiguous_view(ys, Hq, S, Dv)), "y_shape": tuple(ys), "scale": scale},
+            "replaces": y, "anchor": node}
+
+
 @register_pass("fuse-attention")
 def fuse_attention(graph: Graph, ctx: PassContext) -> bool:
     """Replace MatMul/scale/mask/Softmax/MatMul attention (and the moves around it) by nnc.StridedAttention."""
     changed = False
     for node in list(graph.nodes):
-        if node.graph is not graph or node.op != "Softmax":
+        if node.graph is not graph or node.op not in ("Softmax", "Attention"):
             continue
-        m = match(graph, node)
+        m = match(graph, node) if node.op == "Softmax" else match_onnx_attention(node)
         if m is None:
             continue
         out = m["replaces"]

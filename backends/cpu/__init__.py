@@ -35,7 +35,7 @@ _LOWERED = {("", "ConvTranspose"): ("lower-conv-transpose", ("", "Conv"))}
 
 # expand-functions runs on static graphs only (after specialization), where run-time
 # shape values are constants: e.g. Range folds instead of expanding into a Loop.
-PIPELINE = (SIMPLIFY + ",expand-functions,lower-conv-transpose,fold-constants,simplify-algebra,fuse-attention,cse,dce,"
+PIPELINE = (SIMPLIFY + ",fuse-attention,expand-functions,lower-conv-transpose,fold-constants,simplify-algebra,fuse-attention,cse,dce,"
             "layout-nchwc,fold-constants,dce,fuse,dce,schedule,plan-memory")
 
 

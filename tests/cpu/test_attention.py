@@ -187,3 +187,31 @@ def test_vectorized_erf_and_tanh_accuracy(op, fn):
     assert np.max(np.abs(y[finite] - want[finite])) < 5e-7
     assert np.isnan(y[-1]) and y[-3] == 1.0 and y[-2] == -1.0
     assert np.signbit(y[x.size - 7])  # -0.0 stays -0.0
+
+
+@pytest.mark.parametrize("rank,mask_shape,scale", [(4, None, None), (4, (1, 1, 9, 11), 0.3), (3, (9, 11), None)])
+def test_onnx_attention_op_runs_in_the_fused_kernel(rank, mask_shape, scale):
+    b, heads, s, l, d, dv = 2, 3, 9, 11, 8, 20
+    if rank == 4:
+        shapes = {"Q": (b, heads, s, d), "K": (b, heads, l, d), "V": (b, heads, l, dv)}
+        out = (b, heads, s, dv)
+        attrs = {}
+    else:
+        shapes = {"Q": (b, s, heads * d), "K": (b, l, heads * d), "V": (b, l, heads * dv)}
+        out = (b, s, heads * dv)
+        attrs = {"q_num_heads": heads, "kv_num_heads": heads}
+    if scale is not None:
+        attrs["scale"] = scale
+    names = ["Q", "K", "V"] + (["M"] if mask_shape else [])
+    if mask_shape:
+        shapes["M"] = mask_shape
+    inputs = [h.make_tensor_value_info(n, T.FLOAT, shapes[n]) for n in names]
+    g = h.make_graph([h.make_node("Attention", names, ["Y"], **attrs)], "onnx_attention", inputs,
+                     [h.make_tensor_value_info("Y", T.FLOAT, out)])
+    model = h.make_model(g, opset_imports=[h.make_opsetid("", 23)])
+    built = compiler.build(model, target="cpu")
+    assert built.graph.op_counts().get("nnc.StridedAttention") == 1
+    rng = np.random.default_rng(3)
+    feeds = {n: rng.standard_normal(shapes[n]).astype(np.float32) for n in names}
+    np.testing.assert_allclose(built.module.run(feeds)["Y"], compiler.compile(model, target="ref").run(feeds)["Y"],
+                               rtol=1e-4, atol=2e-5)
