@@ -45,7 +45,7 @@ from .manager import PassContext, register_pass
 
 VIEW_OPS = frozenset({"Reshape", "Transpose", "Gather", "Squeeze", "Unsqueeze", "Flatten", "Identity"})
 OUT_VIEW_OPS = frozenset({"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity"})
-MAX_SCRATCH_BYTES = 1 << 18   # packed K^T + two rows of scores (+ packed V), on the task's stack
+MAX_SCRATCH_BYTES = 1 << 17   # packed K^T + two rows of scores (+ packed V), on the task's stack (128 KiB)
 MAX_INDEX_ELEMENTS = 1 << 24  # the index tensors computed here
 
 
