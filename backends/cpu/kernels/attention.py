@@ -37,7 +37,6 @@ from ..codegen import F32, I32, KernelBuilder, const_int, for_range, load_vector
 from . import Kernel, generator, label_of
 from .vecmath import horizontal, vexp
 
-MAX_TASKS_PER_HEAD_TARGET = 8  # aim for about this many tasks in all (rows split per head)
 MIN_ROWS_PER_TASK = 16         # each task re-packs K^T: keep enough rows to pay for it
 ROWS_TOGETHER = 2              # query rows computed together (each K^T and V vector loaded once for them)
 
@@ -53,9 +52,15 @@ def support(node: Node) -> Optional[str]:
     return None
 
 
-def _tasks(b: int, h: int, s: int) -> int:
-    """Row blocks per (batch, head)."""
-    return max(1, min(math.ceil(s / MIN_ROWS_PER_TASK), math.ceil(MAX_TASKS_PER_HEAD_TARGET / (b * h))))
+def _tasks(b: int, h: int, s: int, cores: int) -> int:
+    """Row blocks per (batch, head): as few as give every core the same number of tasks.
+
+    Each task packs its head's K^T again, so heads are split only to balance
+    the cores (3 heads on 2 cores: 2 blocks each, 6 tasks).
+    """
+    cores = max(1, cores)
+    nblk = cores // math.gcd(b * h, cores)
+    return max(1, min(nblk, math.ceil(s / MIN_ROWS_PER_TASK)))
 
 
 @generator("attention", supports=support, ops=[("nnc", "StridedAttention")])
@@ -69,7 +74,7 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
     lp, n_l = -(-L // W) * W, -(-L // W)
     dvp, n_d = -(-Dv // W) * W, -(-Dv // W)
     group = max(2, kb.target.registers - 6)  # vector accumulators per pass (the rest for operands)
-    nblk = _tasks(B, H, S)
+    nblk = _tasks(B, H, S, kb.target.cores)
     direct_v = vv[4] == 1 and Dv % W == 0
 
     tf = kb.task_function(f"k_{node.outputs[0].name}")
@@ -104,12 +109,14 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
     qb, kbase, vb, yb = head_base(qv), head_base(kv), head_base(vv), head_base(yv)
     mb = head_base(mv) if has_mask else None
 
-    # K^T packed: kt[d * lp + l] = k[l, d]; lanes past L are zero.
-    with for_range(b, 0, L, name="l") as l:
-        row = b.add(kbase, b.mul(l, c(kv[3])))
-        with for_range(b, 0, D, name="d") as d:
-            x = b.load(b.gep(k_ptr, [b.add(row, b.mul(d, c(kv[4])))]))
-            b.store(x, b.gep(kt, [b.add(b.mul(d, c(lp)), l)]))
+    # K^T packed: kt[d * lp + l] = k[l, d]; lanes past L are zero.  Written in order (strided
+    # reads from a head that sits in cache cost less than strided writes).
+    with for_range(b, 0, D, name="d") as d:
+        col = b.add(kbase, b.mul(d, c(kv[4])))
+        dst = b.mul(d, c(lp))
+        with for_range(b, 0, L, name="l") as l:
+            x = b.load(b.gep(k_ptr, [b.add(col, b.mul(l, c(kv[3])))]))
+            b.store(x, b.gep(kt, [b.add(dst, l)]))
     if lp > L:
         with for_range(b, 0, D, name="d") as d:
             with for_range(b, L, lp, name="l") as l:
