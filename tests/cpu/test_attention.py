@@ -100,8 +100,8 @@ def _feeds(model, batch: int, seq: int, hidden: int, rng) -> dict[str, np.ndarra
     return feeds
 
 
-def _check(model, seq: int, hidden: int, batches=(1, 3)) -> None:
-    built = compiler.build(model, target="cpu", options={"threads": 2})
+def _check(model, seq: int, hidden: int, batches=(1, 3), isa: str = "") -> None:
+    built = compiler.build(model, target="cpu", options={"threads": 2, **({"isa": isa} if isa else {})})
     ops = built.graph.op_counts()
     assert ops.get("nnc.StridedAttention", 0) == 1, ops
     assert "Softmax" not in ops and "Transpose" not in ops, ops
@@ -131,6 +131,11 @@ def _check(model, seq: int, hidden: int, batches=(1, 3)) -> None:
 ])
 def test_bert_style_attention_matches_reference(seq, hidden, heads, mask, div):
     _check(bert_style(seq, hidden, heads, mask, div), seq, hidden)
+
+
+def test_attention_on_avx2_vectors():
+    """8-lane vectors and 16 registers: other padding and register tiles."""
+    _check(bert_style(13, 48, 2, True, True), 13, 48, isa="avx2")
 
 
 @pytest.mark.parametrize("seq,dim,heads", [(17, 48, 3), (50, 64, 2)])
