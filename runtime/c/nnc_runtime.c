@@ -42,9 +42,9 @@ static void cpu_relax(void) {
 /* Wait (spin, then sleep) until the generation differs from `seen` or the pool stops.
  * The spin is measured in time, not iterations (a pause costs 10 to 150 cycles depending
  * on the CPU): kernels come in quick succession, and so do the calls of a serving loop,
- * so a worker that spins ~100 us is there for the next job within nanoseconds; past that
- * it sleeps (on a loaded machine its spinning would only take CPU time from the caller),
- * and the caller wakes it only if it is asleep. */
+ * so a worker that spins ~20 us is there for the next kernel within nanoseconds; past that
+ * it sleeps (on a loaded machine longer spinning only takes CPU time from the caller), and
+ * the caller wakes it only if it is asleep. */
 static int64_t wait_for_change(nnc_pool *pool, int64_t seen) {
     int64_t spin_ns = __atomic_load_n(&pool->spin, __ATOMIC_RELAXED);
     if (spin_ns > 0) {

@@ -20,7 +20,7 @@ extern "C" {
 #endif
 
 #define NNC_MAX_THREADS 64
-#define NNC_DEFAULT_SPIN_NS 100000 /* 100 us: covers the gaps between kernels and between calls; idle longer, a worker sleeps */
+#define NNC_DEFAULT_SPIN_NS 20000 /* 20 us: covers the gap between two kernels; idle longer, a worker sleeps */
 
 typedef void (*nnc_task_fn)(void *args, int64_t task);
 
