@@ -126,8 +126,11 @@ _INTRINSIC = {"Exp": "exp", "Log": "log", "Sqrt": "sqrt", "Sin": "sin", "Cos": "
 
 
 def libm(kb: KernelBuilder, b: ir.IRBuilder, name: str, x: ir.Value) -> ir.Value:
-    """A libm function applied lane by lane."""
+    """A libm function applied lane by lane (erf and tanh on f32: a vectorized rational fit)."""
     e = elem_of(x.type)
+    if name in ("Erf", "Tanh") and isinstance(e, ir.FloatType):
+        from .kernels.vecmath import verf, vtanh
+        return (verf if name == "Erf" else vtanh)(kb, b, x)
     fname = _LIBM[name][0 if isinstance(e, ir.FloatType) else 1] if name in _LIBM else name
     fn = kb.declare(fname, e, [e])
     if not isinstance(x.type, ir.VectorType):

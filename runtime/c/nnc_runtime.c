@@ -39,18 +39,31 @@ static void cpu_relax(void) {
 #endif
 }
 
-/* Wait (spin, then sleep) until the generation differs from `seen` or the pool stops. */
+/* Wait (spin, then sleep) until the generation differs from `seen` or the pool stops.
+ * The spin is measured in time, not iterations (a pause costs 10 to 150 cycles depending
+ * on the CPU): kernels come in quick succession, and so do the calls of a serving loop,
+ * so a worker that spins ~20 us is there for the next kernel within nanoseconds; past that
+ * it sleeps (on a loaded machine longer spinning only takes CPU time from the caller), and
+ * the caller wakes it only if it is asleep. */
 static int64_t wait_for_change(nnc_pool *pool, int64_t seen) {
-    /* Spin a while (kernels come in quick succession), then sleep. */
-    for (int64_t spins = 0; spins < pool->spin; spins++) {
-        int64_t g = __atomic_load_n(&pool->generation, __ATOMIC_ACQUIRE);
-        if (g != seen || __atomic_load_n(&pool->stop, __ATOMIC_ACQUIRE)) return g;
-        cpu_relax();
+    int64_t spin_ns = __atomic_load_n(&pool->spin, __ATOMIC_RELAXED);
+    if (spin_ns > 0) {
+        int64_t start = nnc_now_ns();
+        for (int64_t spins = 1;; spins++) {
+            int64_t g = __atomic_load_n(&pool->generation, __ATOMIC_ACQUIRE);
+            if (g != seen || __atomic_load_n(&pool->stop, __ATOMIC_ACQUIRE)) return g;
+            cpu_relax();
+            if ((spins & 63) == 0 && nnc_now_ns() - start > spin_ns) break;
+        }
     }
     pthread_mutex_lock(&pool->lock);
-    while (__atomic_load_n(&pool->generation, __ATOMIC_ACQUIRE) == seen &&
+    /* Counted before the generation is read again (both sequentially consistent), so an opener
+     * either sees this sleeper and broadcasts under the lock, or this check sees its job. */
+    __atomic_fetch_add(&pool->sleepers, 1, __ATOMIC_SEQ_CST);
+    while (__atomic_load_n(&pool->generation, __ATOMIC_SEQ_CST) == seen &&
            !__atomic_load_n(&pool->stop, __ATOMIC_ACQUIRE))
         pthread_cond_wait(&pool->wake, &pool->lock);
+    __atomic_fetch_sub(&pool->sleepers, 1, __ATOMIC_SEQ_CST);
     pthread_mutex_unlock(&pool->lock);
     return __atomic_load_n(&pool->generation, __ATOMIC_ACQUIRE);
 }
@@ -82,7 +95,8 @@ int nnc_pool_init(nnc_pool *pool, int threads) {
     pool->next_task = 0;
     pool->active = 0;
     pool->done = 0;
-    pool->spin = 20000; /* about a millisecond */
+    pool->spin = NNC_DEFAULT_SPIN_NS;
+    pool->sleepers = 0;
     pthread_mutex_init(&pool->lock, NULL);
     pthread_cond_init(&pool->wake, NULL);
     for (int i = 0; i < threads - 1; i++) {
@@ -107,6 +121,10 @@ void nnc_pool_destroy(nnc_pool *pool) {
 
 int nnc_pool_threads(const nnc_pool *pool) { return pool ? pool->threads : 1; }
 
+void nnc_pool_set_spin_ns(nnc_pool *pool, int64_t ns) {
+    if (pool) __atomic_store_n(&pool->spin, ns < 0 ? 0 : ns, __ATOMIC_RELAXED);
+}
+
 void nnc_parallel_for(nnc_pool *pool, nnc_task_fn fn, void *args, int64_t n_tasks) {
     if (n_tasks <= 0) return;
     if (!pool || pool->threads <= 1 || n_tasks == 1) {
@@ -119,10 +137,12 @@ void nnc_parallel_for(nnc_pool *pool, nnc_task_fn fn, void *args, int64_t n_task
     pool->n_tasks = n_tasks;
     __atomic_store_n(&pool->next_task, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&pool->done, 0, __ATOMIC_RELAXED);
-    pthread_mutex_lock(&pool->lock);
     __atomic_fetch_add(&pool->generation, 1, __ATOMIC_SEQ_CST); /* open */
-    pthread_cond_broadcast(&pool->wake);
-    pthread_mutex_unlock(&pool->lock);
+    if (__atomic_load_n(&pool->sleepers, __ATOMIC_SEQ_CST) > 0) { /* spinning workers need no call */
+        pthread_mutex_lock(&pool->lock);
+        pthread_cond_broadcast(&pool->wake);
+        pthread_mutex_unlock(&pool->lock);
+    }
     run_tasks(pool);
     while (__atomic_load_n(&pool->done, __ATOMIC_ACQUIRE) < n_tasks) cpu_relax();
     __atomic_fetch_add(&pool->generation, 1, __ATOMIC_SEQ_CST); /* close */

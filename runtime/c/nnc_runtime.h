@@ -20,6 +20,7 @@ extern "C" {
 #endif
 
 #define NNC_MAX_THREADS 64
+#define NNC_DEFAULT_SPIN_NS 20000 /* 20 us: covers the gap between two kernels; idle longer, a worker sleeps */
 
 typedef void (*nnc_task_fn)(void *args, int64_t task);
 
@@ -35,7 +36,8 @@ typedef struct nnc_pool {
     int64_t n_tasks;
     volatile int64_t next_task;     /* atomic: the next task to take */
     volatile int64_t active;        /* atomic: workers inside the open job */
-    int64_t spin;                   /* spin iterations before a worker sleeps */
+    int64_t spin;                   /* nanoseconds a worker spins before it sleeps */
+    volatile int64_t sleepers;      /* atomic: workers asleep on `wake` (the opener wakes only those) */
     volatile int64_t done;          /* atomic: tasks of the open job finished */
 } nnc_pool;
 
@@ -43,6 +45,9 @@ typedef struct nnc_pool {
 int nnc_pool_init(nnc_pool *pool, int threads);
 void nnc_pool_destroy(nnc_pool *pool);
 int nnc_pool_threads(const nnc_pool *pool);
+/* How long an idle worker spins before it sleeps (0: sleep at once; it then costs a futex wake-up,
+ * tens of microseconds, to start each job).  Default NNC_DEFAULT_SPIN_NS. */
+void nnc_pool_set_spin_ns(nnc_pool *pool, int64_t ns);
 
 /* Run fn(args, t) for t in [0, n_tasks) on the pool; returns when all are done. */
 void nnc_parallel_for(nnc_pool *pool, nnc_task_fn fn, void *args, int64_t n_tasks);

@@ -67,7 +67,7 @@ class BlockedPlan:
 
 
 def make_plan(p: GemmProblem, params: dict[str, int], f32_lanes: int, registers: int,
-              acc_in_output: bool, tuned: bool = False) -> BlockedPlan:
+              acc_in_output: bool, tuned: bool = False, cores: int = 1) -> BlockedPlan:
     """Register tile, K block and task grid from the schedule (``refine``) and the buffer budgets."""
     lanes = f32_lanes * 4 // p.itemsize
     mr, nv, kc = refine(p, params, f32_lanes, lanes, registers, tuned)
@@ -82,7 +82,7 @@ def make_plan(p: GemmProblem, params: dict[str, int], f32_lanes: int, registers:
         rows = min(max_m, m_units) * mr
         max_n = max(1, SCRATCH_BYTES // (p.itemsize * rows * nr))
     grid = choose_grid(p.batch_count, p.m, p.n, p.k, mr, nr, max_m, max_n,
-                       DIRECT_MIN_TASK_MACS if direct else MIN_TASK_MACS)
+                       DIRECT_MIN_TASK_MACS if direct else MIN_TASK_MACS, cores=cores)
     return BlockedPlan(mr, nv, kc, direct, acc_in_output, grid)
 
 
@@ -472,5 +472,6 @@ def accumulate_in_output(node: Node, p: GemmProblem) -> bool:
 
 def emit_blocked(kb: KernelBuilder, node: Node, p: GemmProblem, params: dict[str, int],
                  tuned: bool = False) -> Kernel:
-    plan = make_plan(p, params, kb.lanes, kb.target.registers, accumulate_in_output(node, p), tuned)
+    plan = make_plan(p, params, kb.lanes, kb.target.registers, accumulate_in_output(node, p), tuned,
+                     cores=kb.target.cores)
     return BlockedGemm(kb, node, p, plan).emit()

@@ -73,7 +73,7 @@ def emit_dot(kb: KernelBuilder, node: Node, p: GemmProblem) -> Kernel:
     epi = Epilogue(kb, tf, node, p)
     rd, cd = tile_shape(p)
     m_units, n_units = math.ceil(p.m / rd), math.ceil(p.n / cd)
-    grid = choose_grid(p.batch_count, p.m, p.n, p.k, rd, cd, min_task_macs=MIN_TASK_MACS)
+    grid = choose_grid(p.batch_count, p.m, p.n, p.k, rd, cd, min_task_macs=MIN_TASK_MACS, cores=kb.target.cores)
     bt, u0, u1, w0, w1 = grid.decode(b, tf.task)
     batch_idx, a_off, b_off = batch_offsets(b, bt, p)
     a_base, b_base = b.gep(a_ptr, [a_off]), b.gep(b_ptr, [b_off])

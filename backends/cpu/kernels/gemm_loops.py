@@ -56,17 +56,22 @@ class TaskGrid:
 
 
 def choose_grid(batch: int, m: int, n: int, k: int, mr: int, nr: int, max_m_units: int = 0,
-                max_n_units: int = 0, min_task_macs: int = MIN_TASK_MACS) -> TaskGrid:
+                max_n_units: int = 0, min_task_macs: int = MIN_TASK_MACS, cores: int = 1) -> TaskGrid:
     """Split (batch, M, N) into tasks of whole mr-row units and nr-column panels.
 
-    Aim for ``total / min_task_macs`` tasks (at most MAX_TASKS) and among the
+    Aim for ``total / min_task_macs`` tasks (at most MAX_TASKS), rounded up to
+    a multiple of ``cores`` once the product is worth splitting, and among the
     splits reaching it take the one that packs the least: a task packs its
     rows of A and its columns of B, so splitting M in tm parts and N in tn
     parts packs ``tn*M*K + tm*N*K`` elements.  ``max_m_units`` and
     ``max_n_units`` cap one task's rows and columns (its buffers).
     """
     m_units, n_units = math.ceil(m / mr), math.ceil(n / nr)
-    target = max(1, min(MAX_TASKS, batch * m * n * k // min_task_macs))
+    total = batch * m * n * k
+    target = max(1, min(MAX_TASKS, total // min_task_macs))
+    if cores > 1 and total >= min_task_macs // 2:
+        # A whole number of tasks per core: 3 equal tasks on 2 cores take as long as 4.
+        target = min(max(MAX_TASKS // cores, 1) * cores, -(-target // cores) * cores)
     tm_min = math.ceil(m_units / max_m_units) if max_m_units else 1
     tn_min = math.ceil(n_units / max_n_units) if max_n_units else 1
     best = None
