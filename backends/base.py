@@ -107,6 +107,22 @@ class Coverage(Enum):
     NONE = "-"
 
 
+def function_body_coverage(schema: OpSchema) -> Coverage:
+    """``EXPAND`` for an ONNX op with a function body (``expand-functions`` replaces it), else ``NONE``.
+
+    For targets whose pipeline runs ``expand-functions``: what they have no kernel for may still run.
+    """
+    if schema.domain != "":
+        return Coverage.NONE
+    try:
+        import onnx.defs
+        onnx_schema = onnx.defs.get_schema(schema.name)
+    except Exception:  # noqa: BLE001 - not an ONNX op
+        return Coverage.NONE
+    has_body = onnx_schema.has_function or onnx_schema.has_context_dependent_function
+    return Coverage.EXPAND if has_body else Coverage.NONE
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """What a target can do besides compiling and loading."""

@@ -22,7 +22,7 @@ from ir.target import TargetInfo
 from ir.types import TensorType
 from passes.pipelines import SIMPLIFY
 
-from ..base import THREADS_OPTION, Backend, Capabilities, Coverage, OptionSpec, Support
+from ..base import THREADS_OPTION, Backend, Capabilities, Coverage, OptionSpec, Support, function_body_coverage
 from .codegen import KernelBuilder
 from .evaluator import injective_support, is_index_map
 from .executable import CpuExecutable, UnitCompiler, build_executable, machine_of
@@ -99,15 +99,7 @@ class CpuBackend(Backend):
         lowered = _LOWERED.get(key)
         if lowered is not None and lowered[0] in self.default_pipeline.split(",") and lowered[1] in generated:
             return Coverage.KERNEL
-        if schema.domain == "":
-            try:
-                import onnx.defs
-                onnx_schema = onnx.defs.get_schema(schema.name)
-            except Exception:  # noqa: BLE001 - not an ONNX op
-                return Coverage.NONE
-            has_body = onnx_schema.has_function or onnx_schema.has_context_dependent_function
-            return Coverage.EXPAND if has_body else Coverage.NONE
-        return Coverage.NONE
+        return function_body_coverage(schema)
 
     def fusable(self, node: Node) -> bool:
         if is_index_map(node):

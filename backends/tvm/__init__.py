@@ -21,7 +21,7 @@ from ir.target import TargetInfo
 from ir.types import TensorType
 from passes.pipelines import SIMPLIFY
 
-from ..base import THREADS_OPTION, Backend, Capabilities, Coverage, OptionSpec, Support
+from ..base import THREADS_OPTION, Backend, Capabilities, Coverage, OptionSpec, Support, function_body_coverage
 from . import te_elementwise, te_nn, te_norm, te_reduce, te_shape  # noqa: F401 - they register the TE rules
 from .build import build_library
 from .devices import DEVICES, device, target_of
@@ -76,15 +76,7 @@ class TvmBackend(Backend):
         lowered = _LOWERED.get(key)
         if lowered is not None and lowered in RULES:
             return Coverage.KERNEL
-        if schema.domain == "":
-            try:
-                import onnx.defs
-                onnx_schema = onnx.defs.get_schema(schema.name)
-            except Exception:  # noqa: BLE001 - not an ONNX op
-                return Coverage.NONE
-            if onnx_schema.has_function or onnx_schema.has_context_dependent_function:
-                return Coverage.EXPAND
-        return Coverage.NONE
+        return function_body_coverage(schema)
 
     def compile(self, graph: Graph) -> TvmExecutable:
         self.check_supported(graph)
