@@ -511,3 +511,15 @@ def test_scan8_inputs_without_batch_and_sequence_dims_are_an_import_error():
     model.ParseFromString(SCAN8_WITH_RANK_1_INPUT)
     with pytest.raises(CompilerError):
         import_model(model)
+
+
+# ONNX's test_clip_default_int8_max with x made float ("elem_type of x"): Clip's max stayed int8.
+# The type rule let it through and the cpu code generator failed on the mixed types (sixth
+# long-fuzz finding, from the whole-suite run).
+CLIP_WITH_MIXED_TYPES = b'\x08\x07\x12\x0cbackend-test:r\n\x13\n\x01x\n\x00\n\x03max\x12\x01y"\x04Clip\x12\x1atest_clip_default_int8_maxZ\x17\n\x01x\x12\x12\n\x10\x08\x01\x12\x0c\n\x02\x08\x03\n\x02\x08\x04\n\x02\x08\x05Z\r\n\x03max\x12\x06\n\x04\x08\x03\x12\x00b\x17\n\x01y\x12\x12\n\x10\x08\x03\x12\x0c\n\x02\x08\x03\n\x02\x08\x04\n\x02\x08\x05B\x04\n\x00\x10\r'
+
+
+def test_clip_bounds_of_another_type_are_a_type_error():
+    import compiler
+    with pytest.raises(compiler.CompilerError, match="max must have the input's element type"):
+        compiler.compile(CLIP_WITH_MIXED_TYPES, target="ref")

@@ -182,10 +182,13 @@ clip = define("Clip", inputs=["input", "min?", "max?"], outputs=["output"], kind
 @clip.infer
 def _(ctx: InferContext) -> list[TensorType]:
     check_dtype(ctx, 0, NUMERIC_TYPES)
+    t = ctx.input_type(0)
     for i in (1, 2):
         if ctx.has_input(i) and ctx.input_type(i).rank not in (0, None, 1):
             ctx.fail(f"{'min' if i == 1 else 'max'} must be a scalar", found=str(ctx.input_type(i)))
-    t = ctx.input_type(0)
+        if ctx.has_input(i) and ctx.input_type(i).dtype != t.dtype:  # one type T for all three (ONNX)
+            ctx.fail(f"{'min' if i == 1 else 'max'} must have the input's element type",
+                     expected=t.dtype.short, found=ctx.input_type(i).dtype.short)
     return [TensorType(t.dtype, t.shape)]
 
 
