@@ -115,6 +115,8 @@ def plan_batch(graph: Graph) -> BatchPlan:
     if why:
         return BatchPlan(reason=why, dynamic=_describe(graph, dims))
     signature = BatchSignature(symbol, tuple(batched), tuple(True for _ in graph.outputs))
+    # A fresh batch-1 copy, not the checked one: the target's pipeline must see the graph unfolded
+    # (cpu's fold-qdq runs before fold-constants would dequantize the weights).
     per_sample = specialize(graph, _zeros(graph, batched, 1), [])
     per_sample.batch = signature
     return BatchPlan(signature, per_sample)
