@@ -236,6 +236,9 @@ class SpecializingExecutable(Executable):
     def profile(self, inputs: Sequence[np.ndarray]) -> list[tuple[str, float]]:
         return self.executable_for(inputs).profile(inputs)
 
+    def profile_table(self, inputs: Sequence[np.ndarray]) -> Optional[str]:
+        return self.executable_for(inputs).profile_table(inputs)
+
     def set_threads(self, threads: int) -> None:
         """Every specialization, compiled or to come, runs with ``threads``."""
         if not self.threads_capable:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -36,6 +37,11 @@ class Executable(abc.ABC):
     def profile(self, inputs: Sequence[np.ndarray]) -> list[tuple[str, float]]:
         """Run once, returning (node label, seconds) per executed kernel."""
         raise BackendError("this target cannot profile per node")
+
+    def profile_table(self, inputs: Sequence[np.ndarray]) -> Optional[str]:
+        """The target's own per-kernel table for ``profile`` (a simulator's cycles, traffic and energy),
+        or None: the driver times the kernels (``profile``) and prints its generic table."""
+        return None
 
     def set_threads(self, threads: int) -> None:
         """Run with ``threads`` worker threads from now on (0: one per core)."""

@@ -239,6 +239,11 @@ class Module:
                 totals[label] = totals.get(label, 0.0) + secs / max(1, repeat)
         return sorted(totals.items(), key=lambda kv: -kv[1])
 
+    def profile_table(self, inputs: Optional[Mapping[str, Any]] = None) -> Optional[str]:
+        """The target's own profile table (e.g. the systolic simulator's per-layer report), or None."""
+        feeds = inputs if inputs is not None else self.random_inputs()
+        return self.executable.profile_table(self._check_inputs(feeds))
+
     # ------------------------------------------------------------------ save
     def save(self, directory: Union[str, Path], *, force: bool = False) -> Path:
         """Write the executable and the manifest; ``compiler.load`` reads them back.

@@ -36,7 +36,7 @@ from .program import Program
 from .report import Report
 from .scheduling import SystolicScheduler
 
-PIPELINE = (SIMPLIFY + ",expand-functions,lower-conv-transpose,fold-constants,cse,dce,"
+PIPELINE = ("fold-qdq," + SIMPLIFY + ",expand-functions,lower-conv-transpose,fold-constants,cse,dce,"
             "layout-nhwc,simplify-algebra,fold-constants,dce,fuse,dce,schedule,plan-memory")
 PROGRAM_FILE = "program.json"
 
@@ -91,6 +91,10 @@ class SystolicExecutable(Executable):
         """Simulated seconds per layer at the configured clock (the accelerator's time, not the host's)."""
         rep = self.report()
         return [(f"{r.label} {r.name}", r.latency_us * 1e-6) for r in rep.layers if r.kind in ("gemm", "vector")]
+
+    def profile_table(self, inputs: Sequence[np.ndarray]) -> str:
+        """``python -m compiler profile``: the simulated per-layer table and totals (the report's)."""
+        return self.report().table()
 
     def save(self, directory: Path) -> list[str]:
         directory = Path(directory)

@@ -75,6 +75,16 @@ def gemm_view(node: Node) -> Optional[tuple[int, int, int, int]]:
             return None
         g = node.attr("group") or 1
         return math.prod(out[:-1]), w[0] * w[1] * w[2], w[3] // g, g
+    if node.domain == "nnc" and op == "QConv":       # fold-qdq's integer conv: NCHW, weights packed [M, Kp]
+        x = _static(node.inputs[0])
+        if x is None:
+            return None
+        g = node.attr("group") or 1
+        return out[0] * math.prod(out[2:]), x[1] // g * math.prod(node.attr("kernel_shape")), \
+            node.attr("channels_out") // g, g
+    if node.domain == "nnc" and op == "QMatMul":     # A[..., M, K] @ B[K, n], B packed
+        a = _static(node.inputs[0])
+        return None if a is None else (math.prod(out[:-1]), a[-1], node.attr("n"), 1)
     if op in ("Gemm", "QGemm"):
         a = _static(node.input(0))
         if a is None:
@@ -240,7 +250,13 @@ def _gemm_layer(name: str, index: int, label: str, node: Node, anchor: Node, dim
         "row_folds": -(-rows // cfg.rows), "col_folds": -(-cols // cfg.cols), "stream": stream,
         "k_chunk": k if flow == "os" else cfg.rows, "ifmap_words": ifmap_words, "anchor": anchor.qualified_op,
         "out": node.outputs[0].name, "ifmap_sram": "ifmap", "filter_sram": "filter", "ofmap_sram": "ofmap"}))
-    if anchor.op in _REQUANTIZING and anchor.outputs[0].type.dtype.np.kind in "iu" \
+    if anchor.domain == "nnc" and anchor.op in ("QConv", "QMatMul"):
+        # int32 bias, then (with an output zero point) scale, round, add the zero point, clamp.
+        requant = anchor.input(7) is not None
+        ins.append(Instruction("vec", {"what": "bias + requantize (epilogue)" if requant else "bias (epilogue)",
+                                       "elements": _words(anchor.outputs[0]),
+                                       "ops_per_element": 4.0 if requant else 1.0, "epilogue": True}))
+    elif anchor.op in _REQUANTIZING and anchor.outputs[0].type.dtype.np.kind in "iu" \
             and not (anchor.op == "QGemm" and anchor.input(8) is None):
         ins.append(Instruction("vec", {"what": "requantize (epilogue)", "elements": _words(anchor.outputs[0]),
                                        "ops_per_element": 3.0, "epilogue": True}))

@@ -21,6 +21,8 @@ from ir import quant
 from ir.dtypes import DType
 from ir.graph import Node
 from ir.ops.quantization import _conv_geometry, _minus, _per_channel, _row_param, scale_product
+from ir.ops.qlinear_nnc import _epilogue as qlinear_epilogue
+from ir.ops.qlinear_nnc import conv_attrs as qconv_attrs
 from ir.ops.quantization_contrib import _s, _zp
 
 f32 = np.float32
@@ -231,3 +233,31 @@ def _qgemm(node: Node, args: Sequence[Any], chunk: int) -> np.ndarray:
     if y_zp is None:
         return (acc.astype(f32) * scale).astype(f32)
     return quant.requantize(acc, scale, _zp(y_zp), DType.from_numpy(y_zp.dtype))
+
+
+# ------------------------------------- the compiler's integer ops (fold-qdq's output)
+# fold-qdq packs weights for the cpu's VNNI kernels; the array reads them row by
+# row in (c, kh, kw) x output-channel order, so they are unpacked into that layout
+# (a build-time reordering; the arithmetic is untouched) and the zero points are
+# subtracted as the PEs would, rather than through the VNNI kernels' colsum trick.
+@handles("QConv", "nnc")
+def _nnc_qconv(node: Node, args: Sequence[Any], chunk: int) -> np.ndarray:
+    x, w, bias, multiplier, x_zp, w_zp = args[:6]
+    y_zp = args[7] if len(args) > 7 else None
+    attrs = qconv_attrs(node.attrs)
+    kh, kw = attrs["kernel_shape"]
+    taps = quant.unpack_conv_weights(w, (x.shape[1] // attrs["group"], kh, kw))
+    acc = conv_gemm(_minus(x, np.asarray(x_zp).reshape(())), _minus(taps, _per_channel(w_zp, 4, axis=0)),
+                    attrs, chunk, integer=True)
+    return qlinear_epilogue(acc, bias, multiplier, y_zp, node.attr("act_min"), node.attr("act_max"), 1)
+
+
+@handles("QMatMul", "nnc")
+def _nnc_qmatmul(node: Node, args: Sequence[Any], chunk: int) -> np.ndarray:
+    a, b, bias, multiplier, x_zp, w_zp = args[:6]
+    y_zp = args[7] if len(args) > 7 else None
+    bt = quant.unpack_matmul_weights(b, a.shape[-1], node.attr("n"))
+    wzp = np.asarray(w_zp)
+    wzp = wzp.reshape(1, -1) if wzp.size > 1 else wzp
+    acc = array_matmul(_minus(a, np.asarray(x_zp).reshape(())), _minus(bt, wzp), chunk, integer=True)
+    return qlinear_epilogue(acc, bias, multiplier, y_zp, node.attr("act_min"), node.attr("act_max"), -1)

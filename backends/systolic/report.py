@@ -85,6 +85,9 @@ class Report:
                              "macs": sum(r.macs for r in self.layers)}
         pes = self.config.rows * self.config.cols
         t["utilization"] = t["macs"] / max(1, pes * t["cycles"])
+        # MAC-weighted: the share of the PEs the mapped GEMMs keep busy, over all array layers.
+        slots = sum(r.macs / r.mapping_efficiency for r in self.layers if r.kind == "gemm" and r.mapping_efficiency)
+        t["mapping_efficiency"] = t["macs"] / slots if slots else 0.0
         for part in ("sram", "dram"):
             t[part] = {k: sum(r.__dict__[part][k] for r in self.layers) for k in _zero_traffic()}
         t["energy_uj"] = sum(r.energy_pj.get("total", 0.0) for r in self.layers) / 1e6
@@ -98,33 +101,52 @@ class Report:
 
     # ------------------------------------------------------------- table
     def table(self, all_layers: bool = False) -> str:
-        """A fixed-width table: one row per array/vector layer (views too with ``all_layers``), then totals."""
+        """A fixed-width table: one row per array/vector layer (views too with ``all_layers``), then totals.
+
+        Columns: cycles (total, of which compute and stall), utilization, mapping
+        efficiency, SRAM reads per operand (ifmap, filter, partial sums) and
+        ofmap writes, DRAM words read and written, energy, latency.  A vector
+        row names its op where an array row gives its GEMM view.
+        """
         c = self.config
-        head = (f"{'layer':<34} {'unit':<6} {'df':<3} {'M,K,N,G':<22} {'folds':>6} {'cycles':>10} "
-                f"{'stall':>8} {'util%':>6} {'sram rd':>10} {'sram wr':>9} {'dram rd':>9} {'dram wr':>9} "
-                f"{'uJ':>8}")
-        lines = [f"systolic {c.name}: {c.rows}x{c.cols}, {c.dataflow or 'per-layer dataflow'}, {c.word}, "
+        head = (f"{'layer':<30} {'unit':<6} {'df':<3} {'M,K,N,G | op':<20} {'folds':>6} {'cycles':>10} "
+                f"{'compute':>10} {'stall':>8} {'util%':>6} {'map%':>6} {'if rd':>9} {'fl rd':>9} {'ps rd':>7} "
+                f"{'of wr':>9} {'dram rd':>9} {'dram wr':>9} {'uJ':>8} {'us':>9}")
+        lines = [f"systolic {c.name}: {c.rows}x{c.cols}, {c.dataflow or 'per-layer dataflow'}, {c.word} words, "
                  f"SRAM {c.ifmap_sram_kb}/{c.filter_sram_kb}/{c.ofmap_sram_kb} KB, DRAM {c.dram_bw:g} words/cycle, "
                  f"{c.clock_mhz:g} MHz, {self.mode} mode", head, "-" * len(head)]
         for r in self.layers:
             if r.kind == "view" and not all_layers:
                 continue
             if r.kind == "host":
-                lines.append(f"{r.name[:34]:<34} {'host':<6} {r.label} ({r.host_reason})")
+                lines.append(f"{r.name[:30]:<30} {'host':<6} {r.label} ({r.host_reason})")
                 continue
-            dims = ",".join(map(str, r.dims)) if r.kind == "gemm" else ""
-            sram_rd = r.sram["ifmap_reads"] + r.sram["filter_reads"] + r.sram["ofmap_reads"]
+            gemm = r.kind == "gemm"
+            what = ",".join(map(str, r.dims)) if gemm else r.label
             dram_rd = r.dram["ifmap_reads"] + r.dram["filter_reads"] + r.dram["ofmap_reads"] + r.dram["vector_reads"]
-            lines.append(f"{r.name[:34]:<34} {('array' if r.kind == 'gemm' else 'vector'):<6} {r.dataflow:<3} "
-                         f"{dims:<22} {r.folds:>6} {r.total_cycles:>10} {r.stall_cycles:>8} "
-                         f"{100 * r.utilization:>6.1f} {sram_rd:>10} {r.sram['ofmap_writes']:>9} {dram_rd:>9} "
-                         f"{r.dram['ofmap_writes']:>9} {r.energy_pj.get('total', 0) / 1e6:>8.3f}")
+            compute = r.compute_cycles if gemm else r.vector_cycles
+            map_eff = f"{100 * r.mapping_efficiency:>6.1f}" if gemm else f"{'':>6}"
+            lines.append(f"{r.name[:30]:<30} {('array' if gemm else 'vector'):<6} {r.dataflow:<3} "
+                         f"{what[:20]:<20} {r.folds:>6} {r.total_cycles:>10} {compute:>10} {r.stall_cycles:>8} "
+                         f"{100 * r.utilization:>6.1f} {map_eff} {r.sram['ifmap_reads']:>9} "
+                         f"{r.sram['filter_reads']:>9} {r.sram['ofmap_reads']:>7} {r.sram['ofmap_writes']:>9} "
+                         f"{dram_rd:>9} {r.dram['ofmap_writes']:>9} {r.energy_pj.get('total', 0) / 1e6:>8.3f} "
+                         f"{r.latency_us:>9.2f}")
         t = self.totals()
         lines.append("-" * len(head))
         lines.append(f"total: {t['cycles']} cycles ({t['compute_cycles']} compute, {t['stall_cycles']} stall, "
                      f"{t['vector_cycles']} vector), {t['macs']} MACs, utilization {100 * t['utilization']:.1f}%, "
-                     f"DRAM {sum(t['dram'].values())} words, energy {t['energy_uj']:.2f} uJ, "
-                     f"latency {t['latency_us']:.1f} us at {c.clock_mhz:g} MHz")
+                     f"mapping efficiency {100 * t['mapping_efficiency']:.1f}%, "
+                     f"energy {t['energy_uj']:.2f} uJ, latency {t['latency_us']:.1f} us at {c.clock_mhz:g} MHz")
+        sr, dr = t["sram"], t["dram"]
+        lines.append(f"SRAM words: reads ifmap {sr['ifmap_reads']}, filter {sr['filter_reads']}, partial sums "
+                     f"{sr['ofmap_reads']}; ofmap writes {sr['ofmap_writes']}.  DRAM words: reads ifmap "
+                     f"{dr['ifmap_reads']}, filter {dr['filter_reads']}, partial sums {dr['ofmap_reads']}, vector "
+                     f"{dr['vector_reads']}; writes {dr['ofmap_writes']} ({c.word_bytes} byte(s) per word)")
+        quant = [r for r in self.layers if r.kind == "vector" and "uantizeLinear" in r.label]  # (De)Quantize, Dynamic
+        if quant:
+            lines.append(f"quantize/dequantize at the integer boundaries: {len(quant)} layer(s) on the vector unit, "
+                         f"{sum(r.total_cycles for r in quant)} cycles")
         for h in t["host_layers"]:
             lines.append(f"on the host: {h}")
         return "\n".join(lines)

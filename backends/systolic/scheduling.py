@@ -37,7 +37,10 @@ _STREAMED_SRAM = {"os": "ifmap", "ws": "ifmap", "is": "filter"}
 
 
 def gemm_dims(anchor: Node) -> Optional[tuple[int, int, int, int]]:
-    """(M, K, N, groups) of a Conv/ConvNHWC/Gemm/MatMul with static shapes, else None."""
+    """(M, K, N, groups) of a Conv/ConvNHWC/Gemm/MatMul/nnc.QConv/nnc.QMatMul with static shapes, else None."""
+    if anchor.domain == "nnc" and anchor.op in ("QConv", "QMatMul"):
+        from .lowering import gemm_view   # the packed weights' shape is not the GEMM's: read the attributes
+        return gemm_view(anchor)
     shapes = [getattr(v.type, "shape", None) if v is not None else None
               for v in (anchor.inputs[0] if anchor.inputs else None, anchor.input(1), anchor.outputs[0])]
     if any(s is None or not all(isinstance(d, int) for d in s) for s in shapes):
