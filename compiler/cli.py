@@ -470,28 +470,39 @@ def make_parser() -> argparse.ArgumentParser:
             p.add_argument("--repeat", type=int, default=3)
             p.add_argument("--top", type=int, default=25, help="show the N hottest kernels")
 
-    # The systolic simulator's commands: main() hands their arguments to backends/systolic/__main__.py.
-    for name, help in SYSTOLIC_COMMANDS.items():
-        add(name, None, help)
-
     add("passes", cmd_passes, "list the registered passes and each target's default pipeline")
     add("targets", cmd_targets, "list the targets with their options and capabilities")
     p = add("ops", cmd_ops, "list every op in the registry and which targets run it")
     p.add_argument("--targets", help="comma-separated targets (default: all)")
+    # Targets' own commands (e.g. the systolic simulator's sim, sim-export, sim-sweep): listed here,
+    # run by main() through the target's commands module.  A name taken by a built-in command fails here.
+    for name, (_, help) in target_commands().items():
+        add(name, None, help)
     return ap
 
 
-SYSTOLIC_COMMANDS = {"sim": "systolic simulator, SCALE-Sim's interface: --config X.cfg --topology T.csv -o DIR",
-                     "sim-export": "write a SCALE-Sim topology from an ONNX model: MODEL -o T.csv",
-                     "sim-sweep": "systolic cycles/utilization/energy per array and dataflow: MODEL --arrays "
-                                  "8x8,32x32 --dataflows os,ws,is"}
+def target_commands() -> dict[str, tuple[str, str]]:
+    """Commands that targets contribute: name -> (module, help), from every ``backends/<target>/commands.py``
+    (``COMMANDS``: name -> help, and ``main(argv)``).  Only those small modules are imported."""
+    import importlib
+
+    import backends
+    found: dict[str, tuple[str, str]] = {}
+    for base in backends.__path__:
+        for pkg in sorted(Path(base).iterdir()):
+            if (pkg / "__init__.py").is_file() and (pkg / "commands.py").is_file():
+                module = f"backends.{pkg.name}.commands"
+                for name, help in importlib.import_module(module).COMMANDS.items():
+                    found[name] = (module, help)
+    return found
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in SYSTOLIC_COMMANDS:
-        from backends.systolic.__main__ import main as systolic_main
-        return systolic_main(argv)
+    commands = target_commands()
+    if argv and argv[0] in commands:
+        import importlib
+        return importlib.import_module(commands[argv[0]][0]).main(argv)
     parser = make_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "fn", None):

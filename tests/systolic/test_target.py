@@ -246,6 +246,23 @@ def test_the_compiler_cli_hands_sim_commands_over(tmp_path, capsys):
     assert "cannot read the SCALE-Sim config" in capsys.readouterr().err
 
 
+def test_the_compiler_cli_lists_target_commands_and_profiles_a_systolic_artifact(tmp_path, capsys):
+    from compiler.cli import make_parser, target_commands
+    assert {"sim", "sim-export", "sim-sweep"} <= set(target_commands())
+    make_parser()   # a target command clashing with a built-in one would fail here
+    art = tmp_path / "art"
+    model = DATA / "int8" / "digits_cnn.qop_minmax.onnx"
+    assert cli_main(["build", str(model), "-t", "systolic", "-o", str(art), "--option", "preset=edge8", "-q"]) == 0
+    capsys.readouterr()
+    assert cli_main(["profile", str(art)]) == 0
+    out = capsys.readouterr().out
+    exe = build(str(model), {"preset": "edge8"}, batch=1)
+    assert out.strip() == exe.report().table().strip()     # the report's table, totals included
+    for column in ("compute", "stall", "util%", "map%", "if rd", "fl rd", "ps rd", "of wr", "dram rd", "uJ", "us"):
+        assert column in out.splitlines()[1]
+    assert "int8 words" in out and "total:" in out and "SRAM words:" in out
+
+
 def test_contract_listing(capsys):
     assert cli_main(["targets"]) == 0
     out = capsys.readouterr().out
