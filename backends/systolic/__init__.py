@@ -135,7 +135,7 @@ class SystolicBackend(Backend):
     )
     capabilities = Capabilities(profile=True, static_shapes=True)
     default_pipeline = PIPELINE
-    generic_pipeline = SIMPLIFY
+    generic_pipeline = "fold-qdq," + SIMPLIFY  # fold-qdq first: fold-constants would dequantize weights
 
     def __init__(self, options: Optional[dict[str, Any]] = None) -> None:
         super().__init__(options)

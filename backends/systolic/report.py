@@ -214,7 +214,9 @@ class Report:
         ax2.set_ylabel("utilization %")
         ax2.set_ylim(0, 100)
         c = self.config
-        ax.set_title(f"{c.name} {c.rows}x{c.cols} {c.dataflow or 'auto'} ({self.mode}): "
+        shape = f"{c.rows}x{c.cols}"
+        ax.set_title(f"{c.name if c.name == shape else c.name + ' ' + shape} {c.dataflow or 'auto'} {c.word} "
+                     f"({self.mode}): "
                      f"{self.total_cycles} cycles, {self.latency_us:.0f} us")
         ax.legend(loc="upper left")
         fig.tight_layout()

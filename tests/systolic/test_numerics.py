@@ -226,6 +226,8 @@ def test_int8_digits_models_match_the_reference_bit_for_bit(name):
     feeds = {ref.input_names[0]: x if "cnn" in name else x.reshape(len(x), -1)}
     sysm = compiler.compile(str(path), target="systolic")
     got, want = sysm.run(feeds), ref.run(feeds)
+    # Through the driver (a symbolic batch: generic pipeline, then one static program per signature).
+    assert ("fp32 words" if "fp32out" in name else "int8 words") in sysm.profile_table(feeds).splitlines()[0]
     for k in want:
         if "fp32out" in name:
             np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-5 * float(np.abs(want[k]).max()))
