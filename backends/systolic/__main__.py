@@ -115,11 +115,11 @@ def _plot_sweep(rows: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     labels = [f"{x['array']}\n{x['dataflow']}" for x in rows]
-    fig, axes = plt.subplots(1, 3, figsize=(max(9, 0.9 * len(rows) * 3), 3.6))
+    fig, axes = plt.subplots(1, 3, figsize=(min(16.0, max(9.0, 1.6 * len(rows))), 3.6))
     for ax, key, title in zip(axes, ("cycles", "utilization", "energy_uj"),
                               ("cycles", "utilization", "energy (uJ)")):
         ax.bar(range(len(rows)), [x[key] * (100 if key == "utilization" else 1) for x in rows])
-        ax.set_xticks(range(len(rows)), labels, fontsize=7)
+        ax.set_xticks(range(len(rows)), labels, fontsize=6)
         ax.set_title(title + (" %" if key == "utilization" else ""))
         if key == "cycles":
             ax.set_yscale("log")
