@@ -623,10 +623,22 @@ def emit_op(kb: KernelBuilder, b: ir.IRBuilder, node: Node, operands: Sequence[O
     if not emitter.positional:
         xs = [x for x in xs if x is not None]
     out = emitter.fn(kb, b, node, xs)
-    dtype = node.outputs[0].type.dtype
-    if dtype in narrow.ARITHMETIC and node.op != "Cast" and is_float(out.type):
-        out = narrow.round_to(b, out, dtype)  # one rounding per op, as the reference computes
+    if node.op != "Cast" and is_float(out.type):
+        out = round_to_dtype(b, out, node.outputs[0].type.dtype)
     return out
+
+
+def round_to_dtype(b: ir.IRBuilder, value: ir.Value, dtype: DType) -> ir.Value:
+    """A float32 compute value rounded to a half-precision ``dtype`` (f16, bf16) and widened back.
+
+    Every op of a fused chain rounds its result so, as the reference computes
+    one op at a time: the chain's output is the reference's, not a more precise one.
+    """
+    if dtype is DType.F16 and elem_of(value.type) == F32:
+        return b.fpext(b.fptrunc(value, with_elem(value.type, F16)), value.type)
+    if dtype in narrow.ARITHMETIC:
+        return narrow.round_to(b, value, dtype)
+    return value
 
 
 # Ops that compute nothing on their data: the only ones (with Cast) allowed on float8/int4 types.
