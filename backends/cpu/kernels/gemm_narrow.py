@@ -39,6 +39,13 @@ def support(node: Node) -> Optional[str]:
     return None
 
 
+class _RoundingEpilogue(Epilogue):
+    """The anchor's value (alpha * acc + beta * C, in float32) rounded to its type before fused ops see it."""
+
+    def _provide(self, idx, vector):
+        return round_to_dtype(self.b, super()._provide(idx, vector), self.p.anchor.outputs[0].type.dtype)
+
+
 @generator("gemm", supports=support, ops=GEMM_OPS, priority=-1)
 def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
     p = make_problem(anchor_of(node))
@@ -53,7 +60,7 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
     a_ptr = tf.value_pointer(keys.get(id(a_val), a_val))
     b_ptr = tf.value_pointer(keys.get(id(b_val), b_val))
     dtype = a_val.type.dtype
-    ep = Epilogue(kb, tf, node, p)
+    ep = _RoundingEpilogue(kb, tf, node, p)
     n_tasks = max(1, min(rows, MAX_TASKS, p.macs // MIN_TASK_MACS))
     start, stop = task_range(b, tf.task, n_tasks, rows)
     zero = F32(0.0)
@@ -70,7 +77,6 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
                 bv = load_convert(b, b.load(b.gep(b_ptr, [b.add(b_col, b.mul(k, const_int(p.sbk)))])), dtype)
                 return [b.fadd(accs[0], b.fmul(av, bv))]
             acc = loop_carry(b, 0, p.k, 1, [zero], step, name="k")[0]
-            acc = round_to_dtype(b, acc, dtype)  # the product as the reference holds it, before any epilogue
             ep.begin()
             ep.store((bt, batch_idx), m, n, acc, 0)
     b.ret_void()
