@@ -308,8 +308,6 @@ UNSUPPORTED = {
     'test_split_to_sequence_1': "target 'cpu' cannot run 1 op kind(s): SplitToSequence (target 'cpu' has no kernel for this op)",
     'test_split_to_sequence_2': "target 'cpu' cannot run 1 op kind(s): SplitToSequence (target 'cpu' has no kernel for this op)",
     'test_split_to_sequence_nokeepdims': "target 'cpu' cannot run 1 op kind(s): SplitToSequence (target 'cpu' has no kernel for this op)",
-    'test_stft': "target 'cpu' cannot run 1 op kind(s): STFT (target 'cpu' has no kernel for this op)",
-    'test_stft_with_window': "target 'cpu' cannot run 1 op kind(s): STFT (target 'cpu' has no kernel for this op)",
     'test_string_concat': "target 'cpu' cannot run 1 op kind(s): StringConcat (no cpu kernel for StringConcat)",
     'test_string_concat_broadcasting': "target 'cpu' cannot run 1 op kind(s): StringConcat (no cpu kernel for StringConcat)",
     'test_string_concat_empty_string': "target 'cpu' cannot run 1 op kind(s): StringConcat (no cpu kernel for StringConcat)",

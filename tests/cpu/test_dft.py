@@ -45,3 +45,22 @@ def test_dft_runs_a_dft_kernel():
     model, feeds = _dft(rng.standard_normal((1, 16, 2)).astype(np.float32))
     labels = [label for label, _ in compiler.compile(model, target="cpu").profile(feeds)]
     assert any("DFT" in label for label in labels), labels
+
+
+@pytest.mark.parametrize("last", [1, 2])
+@pytest.mark.parametrize("onesided", [0, 1])
+@pytest.mark.parametrize("window", [True, False])
+def test_stft(last, onesided, window):
+    x = rng.standard_normal((2, 40, last)).astype(np.float32)
+    length = 12
+    inputs = [x, Const(np.array(5, np.int64)),
+              Const(np.hanning(length).astype(np.float32)) if window else None,
+              Const(np.array(length, np.int64)) if not window else None]
+    while inputs[-1] is None:
+        inputs.pop()
+    if onesided and last == 2:
+        return  # ONNX: a one-sided STFT needs a real signal
+    model, feeds = one_op("STFT", inputs, {"onesided": onesided}, opset=17)
+    compare_cpu(model, feeds, rtol=1e-4, atol=1e-5)
+    labels = [label for label, _ in compiler.compile(model, target="cpu").profile(feeds)]
+    assert any("STFT" in label for label in labels), labels

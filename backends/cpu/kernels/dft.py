@@ -1,4 +1,4 @@
-"""DFT kernel: the reference's transform (``ir/ops/signal.py``) as a direct sum in float64.
+"""DFT and STFT kernels: the reference's transforms (``ir/ops/signal.py``) as direct sums in float64.
 
 The input is viewed as ``[outer, n_in, inner, 1|2]`` (the transformed axis in
 the middle, the last dim real or (re, im)); each output element sums
@@ -11,6 +11,9 @@ inverse divides by ``n``; ``onesided`` keeps ``n//2 + 1`` bins; the inverse
 of a one-sided spectrum (IRFFT) is the real sum over the Hermitian spectrum,
 ignoring the imaginary parts numpy's ``irfft`` ignores.  ``dft_length`` and
 ``axis`` must be constants.
+
+STFT gathers each frame (``frame_step`` apart), multiplies it by the window
+in the signal's precision as the reference does, and sums it the same way.
 
 O(n^2) per line, with lines split over tasks: meant for the short transforms
 of the suite and of audio front ends, not for long signals.
@@ -163,3 +166,81 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
     b.ret_void()
     return Kernel(tf.fn.name, n_tasks, tf.buffers, label_of(node))
 
+
+
+# ----------------------------------------------------------------------- STFT
+def _stft_plan(node: Node) -> tuple[int, int, int, int, int, int]:
+    """(batch, signal length, channels, frame_step, frame_length, bins)."""
+    batch, sig, c_in = node.inputs[0].type.shape
+    step = _static(node, 1)
+    length = _static(node, 3)
+    if length is None:
+        length = node.input(2).type.shape[0]
+    return batch, sig, c_in, step, length, node.outputs[0].type.shape[2]
+
+
+def stft_support(node: Node) -> Optional[str]:
+    if node.domain or node.op != "STFT":
+        return f"{node.qualified_op} is not STFT"
+    for v in [v for v in list(node.inputs) + list(node.outputs) if v is not None]:
+        if not getattr(v.type, "is_static", False):
+            return "STFT needs static shapes on the cpu target"
+    if node.inputs[0].type.dtype not in FLOATS:
+        return f"STFT on {node.inputs[0].type.dtype.short} is not supported by the cpu target"
+    if _static(node, 1) is None or (node.input(3) is not None and _static(node, 3) is None):
+        return "STFT with a run-time frame_step or frame_length is not supported by the cpu target"
+    length = _stft_plan(node)[4]
+    if not 1 <= length <= MAX_POINTS:
+        return f"STFT frames of {length} points are not supported by the cpu target (1 to {MAX_POINTS})"
+    return None
+
+
+@generator("stft", supports=stft_support, ops=["STFT"])
+def emit_stft(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
+    """Each frame, windowed in the signal's precision (as the reference multiplies), through the DFT sum."""
+    batch, sig, c_in, step, n, bins = _stft_plan(node)
+    frames = node.outputs[0].type.shape[1]
+    x_val, w_val, y_val = node.inputs[0], node.input(2), node.outputs[0]
+    dtype = x_val.type.dtype
+    tf = kb.task_function(f"stft_{y_val.name}")
+    b = tf.builder
+    x, y = tf.value_pointer(x_val), tf.value_pointer(y_val)
+    w = tf.value_pointer(w_val) if w_val is not None else None
+    cos_t, sin_t = _twiddles(kb, n, False)
+    total = batch * frames * bins
+    n_tasks = max(1, min(total, 64, (total * n) // 4096 or 1))
+    zero = ir.Constant(F64, 0.0)
+
+    def load(ptr: ir.Value, off: ir.Value, dt: DType) -> ir.Value:
+        return load_convert(b, b.load(b.gep(ptr, [off])), dt)
+
+    start, stop = task_range(b, tf.task, n_tasks, total)
+    with for_range(b, start, stop, name="e") as e:
+        m = b.srem(e, const_int(bins))
+        fr = b.srem(b.sdiv(e, const_int(bins)), const_int(frames))
+        bt = b.sdiv(e, const_int(bins * frames))
+        base = b.mul(b.add(b.mul(bt, const_int(sig)), b.mul(fr, const_int(step))), const_int(c_in))
+
+        def term(k: ir.Value, accs: list) -> list:
+            off = b.add(base, b.mul(k, const_int(c_in)))
+            zr = load(x, off, dtype)
+            zi = load(x, b.add(off, const_int(1)), dtype) if c_in == 2 else None
+            if w is not None:
+                wk = load(w, k, w_val.type.dtype)
+                zr = b.fmul(zr, wk)
+                zi = b.fmul(zi, wk) if zi is not None else None
+            zr = b.fpext(zr, F64) if zr.type != F64 else zr
+            zi = zero if zi is None else (b.fpext(zi, F64) if zi.type != F64 else zi)
+            r = b.srem(b.mul(m, k), const_int(n))
+            c = b.load(b.gep(cos_t, [const_int(0), r]))
+            s = b.load(b.gep(sin_t, [const_int(0), r]))
+            return [b.fadd(accs[0], b.fsub(b.fmul(zr, c), b.fmul(zi, s))),
+                    b.fadd(accs[1], b.fadd(b.fmul(zr, s), b.fmul(zi, c)))]
+
+        acc_re, acc_im = loop_carry(b, 0, n, 1, [zero, zero], term, name="k")
+        ct = compute_type(dtype)
+        for part, v in enumerate((acc_re, acc_im)):
+            v = b.fptrunc(v, ct) if ct != F64 else v
+            b.store(store_convert(b, v, dtype), b.gep(y, [b.add(b.mul(e, const_int(2)), const_int(part))]))
+    b.ret_void()
+    return Kernel(tf.fn.name, n_tasks, tf.buffers, label_of(node))
