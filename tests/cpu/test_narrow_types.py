@@ -99,7 +99,8 @@ def test_cast_to_e8m0_round_modes(mode, saturate):
     _cast(x, DType.F8E8M0, round_mode=mode, saturate=saturate)
 
 
-@pytest.mark.parametrize("src", [np.int8, np.uint8, np.int16, np.int32, np.uint32, np.int64, np.uint64, np.bool_])
+@pytest.mark.parametrize("src", [np.int32, np.int64, np.uint64] + [pytest.param(t, marks=pytest.mark.slow) for t in
+                                 (np.int8, np.uint8, np.int16, np.uint32, np.bool_)])
 @pytest.mark.parametrize("to", NARROW_FLOATS + NARROW_INTS, ids=lambda t: t.short)
 def test_cast_int_to_narrow(src, to):
     info = np.iinfo(src) if src is not np.bool_ else None
@@ -114,8 +115,8 @@ def test_cast_int_to_narrow(src, to):
 
 
 @pytest.mark.parametrize("src", NARROW_FLOATS + NARROW_INTS, ids=lambda t: t.short)
-@pytest.mark.parametrize("to", [DType.F32, DType.F16, DType.F64, DType.I8, DType.U8, DType.I32, DType.I64,
-                                DType.BOOL], ids=lambda t: t.short)
+@pytest.mark.parametrize("to", [DType.F32, DType.F16, DType.I8] + [pytest.param(t, marks=pytest.mark.slow) for t in
+                                 (DType.F64, DType.U8, DType.I32, DType.I64, DType.BOOL)], ids=lambda t: t.short)
 def test_cast_from_narrow(src, to):
     n = 16 if src in NARROW_INTS or src is DType.F4E2M1 else 256
     codes = np.arange(n, dtype=np.uint8) if src is not DType.BF16 else \

@@ -42,10 +42,12 @@ def _run(model, feeds):
     _assert_same_bits(cpu, ref)
 
 
-@pytest.mark.parametrize("sdtype", [np.float32, np.float16, ml_dtypes.bfloat16], ids=["f32", "f16", "bf16"])
+@pytest.mark.parametrize("sdtype", [np.float32, pytest.param(np.float16, marks=pytest.mark.slow),
+                                    pytest.param(ml_dtypes.bfloat16, marks=pytest.mark.slow)], ids=["f32", "f16", "bf16"])
 @pytest.mark.parametrize("layout", ["tensor", "axis", "block"])
 @pytest.mark.parametrize("qdt", QTYPES, ids=lambda t: t.short)
 def test_quantize_dequantize(qdt, layout, sdtype):
+    """Round trip through both ops (half-precision scales in the slow run)."""
     x = (rng.standard_normal((2, 10, 7)) * 40).astype(np.float32)
     x[0, 0, :3] = [np.nan, np.inf, -np.inf]
     x = x.astype(sdtype)  # the data has the scale's type
