@@ -371,7 +371,7 @@ def _float_max(dtype: DType) -> float:
 def convert(b: ir.IRBuilder, v: ir.Value, src: DType, dst: DType,
             saturate: bool = True, round_mode: str = "up") -> ir.Value:
     """ONNX Cast of compute value(s) ``v`` from ``src`` to ``dst``, one of them narrow."""
-    from .expr import convert as wide_convert
+    from .expr import convert as wide_convert  # (expr imports this module: import at call time)
     if src in NARROW and dst in NARROW:
         # The reference widens a narrow source to float32 first (``cast_array``).
         if src in NARROW_INTS:

@@ -28,7 +28,7 @@ from ir.graph import Node
 
 from .. import narrow
 from ..codegen import F16, F32, F64, I64, KernelBuilder, const_int, for_range
-from ..expr import load_convert, store_convert
+from ..expr import compute_type, load_convert, store_convert
 from . import Kernel, generator, label_of
 
 QDQ_OPS = ["QuantizeLinear", "DequantizeLinear"]
@@ -147,7 +147,6 @@ def _quantize(kb: KernelBuilder, b: ir.IRBuilder, node: Node, x: ir.Value, s: ir
             r = b.fadd(r, zi)
         r = b.select(b.fcmp_ordered(">", r, ir.Constant(F64, float(lo))), r, ir.Constant(F64, float(lo)))  # NaN
         r = b.select(b.fcmp_ordered("<", r, ir.Constant(F64, float(hi))), r, ir.Constant(F64, float(hi)))
-        from ..expr import compute_type
         return b.fptosi(r, compute_type(qdt)) if qdt.is_signed else b.fptoui(r, compute_type(qdt))
     if z is not None:               # float targets: add the zero point in the quotient's precision
         v = b.fadd(v, z)
