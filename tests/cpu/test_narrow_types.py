@@ -161,3 +161,21 @@ def test_float8_arithmetic_is_refused_by_name():
     model, feeds = one_op("Add", [x, x], opset=21)
     with pytest.raises(Exception, match="Add on f8e4m3fn is not supported"):
         compiler.compile(model, target="cpu")
+
+
+@pytest.mark.parametrize("to", [DType.BF16, DType.F8E4M3FN, DType.I4], ids=lambda t: t.short)
+def test_cast_fused_into_a_conv_epilogue(to):
+    """Conv + Relu + Cast in one kernel stores the narrow type with the reference's bits."""
+    from onnx import helper, numpy_helper
+    w = rng.standard_normal((8, 3, 3, 3)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("Cast", ["r"], ["y"], to=to.onnx)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", 1, [1, 3, 16, 16])],
+                              [helper.make_tensor_value_info("y", to.onnx, [1, 8, 16, 16])],
+                              initializer=[numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    model.ir_version = 10
+    feeds = {"x": rng.standard_normal((1, 3, 16, 16)).astype(np.float32)}
+    ref, cpu, exe = _run_both(model, feeds)
+    _assert_same_bits(cpu["y"], ref["y"])
+    assert [label for label, _ in exe.profile(feeds)] == ["Conv+Relu+Cast %y"]
