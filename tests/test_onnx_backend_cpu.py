@@ -22,6 +22,19 @@ for _pattern in EXCLUDED:
 for _name in UNSUPPORTED:
     backend_test.exclude(rf"^{_name}_cpu$")
 
+# Cases whose expected data the cpu target's (exact or ONNX-defined) computation misses by more
+# than the suite's tolerance; onnxruntime fails them too.
+CPU_EXCLUDED = {
+    # The expected data holds numpy's float32 FFT noise (1.9e-7) where the exact value is 0, past
+    # atol=1e-7; the cpu kernel sums in float64 and gives the exact 0.
+    r"^test_dft_inverse(_opset19)?_cpu$": "float32 FFT rounding noise in the expected data",
+    # The cpu target runs Attention through ONNX's function body; float16 rounded op by op gives
+    # the one-ulp differences of the expanded case (excluded on every target in test_onnx_backend).
+    r"^test_attention_4d_causal_fp16_cpu$": "float16: one-ulp differences beyond rtol=1e-3",
+}
+for _pattern in CPU_EXCLUDED:
+    backend_test.exclude(_pattern)
+
 globals().update(_cpu_only(backend_test.test_cases))
 
 

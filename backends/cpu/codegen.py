@@ -41,6 +41,9 @@ _ELEM = {
     DType.I8: I8, DType.U8: I8, DType.BOOL: I8,
     DType.I16: I16, DType.U16: I16, DType.I32: I32, DType.U32: I32,
     DType.I64: I64, DType.U64: I64,
+    # Narrow types as ml_dtypes stores them (backends/cpu/narrow.py computes on them).
+    DType.BF16: I16, DType.F8E4M3FN: I8, DType.F8E4M3FNUZ: I8, DType.F8E5M2: I8, DType.F8E5M2FNUZ: I8,
+    DType.F8E8M0: I8, DType.F4E2M1: I8, DType.I4: I8, DType.U4: I8, DType.I2: I8, DType.U2: I8,
 }
 
 

@@ -24,6 +24,7 @@ from ir.errors import BackendError
 from ir.graph import Node
 from ir.registry import normalize_domain
 
+from . import narrow
 from .codegen import F16, F32, I1, I8, I32, KernelBuilder, const_int, llvm_type, splat
 
 # --------------------------------------------------------------- type helpers
@@ -35,6 +36,8 @@ def compute_type(dtype: DType) -> ir.Type:
         return F32
     if dtype is DType.BOOL:
         return I1
+    if narrow.is_narrow(dtype):
+        return narrow.compute_type(dtype)
     return llvm_type(dtype)
 
 
@@ -72,6 +75,8 @@ def load_convert(b: ir.IRBuilder, raw: ir.Value, dtype: DType) -> ir.Value:
         return b.fpext(raw, with_elem(raw.type, F32))
     if dtype is DType.BOOL:
         return b.icmp_unsigned("!=", raw, constant(raw, 0))
+    if narrow.is_narrow(dtype):
+        return narrow.load(b, raw, dtype)
     return raw
 
 
@@ -81,11 +86,16 @@ def store_convert(b: ir.IRBuilder, value: ir.Value, dtype: DType) -> ir.Value:
         return b.fptrunc(value, with_elem(value.type, F16))
     if dtype is DType.BOOL:
         return b.zext(value, with_elem(value.type, I8))
+    if narrow.is_narrow(dtype):
+        return narrow.store(b, value, dtype)
     return value
 
 
-def convert(b: ir.IRBuilder, v: ir.Value, src: DType, dst: DType) -> ir.Value:
+def convert(b: ir.IRBuilder, v: ir.Value, src: DType, dst: DType, saturate: bool = True,
+            round_mode: str = "up") -> ir.Value:
     """Cast between compute types of two dtypes (ONNX Cast semantics for the types we support)."""
+    if src is not dst and (narrow.is_narrow(src) or narrow.is_narrow(dst)):
+        return narrow.convert(b, v, src, dst, saturate, round_mode)
     to = compute_type(dst)
     st, dt = elem_of(v.type), to
     target = with_elem(v.type, dt)
@@ -561,7 +571,8 @@ def _(kb, b, node, xs):
 
 @elementwise_op("Cast", ints=True, positional=True)
 def _(kb, b, node, xs):
-    return convert(b, xs[0], node.inputs[0].type.dtype, node.outputs[0].type.dtype)
+    return convert(b, xs[0], node.inputs[0].type.dtype, node.outputs[0].type.dtype,
+                   bool(node.attr("saturate")), node.attr("round_mode"))
 
 
 @elementwise_op("BatchNormalization")
@@ -581,8 +592,12 @@ def elementwise_support(node: Node) -> Optional[str]:
         if v is None:
             continue
         dtype = v.type.dtype
-        if dtype not in (DType.F32, DType.F64, DType.F16, DType.BOOL, DType.I8, DType.U8, DType.I16,
-                         DType.U16, DType.I32, DType.U32, DType.I64, DType.U64):
+        if narrow.is_narrow(dtype):
+            if dtype not in narrow.ARITHMETIC and node.op not in _MOVES_NARROW:
+                return f"{node.op} on {dtype.short} is not supported by the cpu target (only Cast and " \
+                       f"data movement are)"
+        elif dtype not in (DType.F32, DType.F64, DType.F16, DType.BOOL, DType.I8, DType.U8, DType.I16,
+                           DType.U16, DType.I32, DType.U32, DType.I64, DType.U64):
             return f"element type {dtype.short} is not supported by the cpu target"
     if node.op == "BatchNormalization" and (len(node.outputs) != 1 or node.attr("training_mode")):
         return "training-mode BatchNormalization is not supported by the cpu target"
@@ -607,4 +622,24 @@ def emit_op(kb: KernelBuilder, b: ir.IRBuilder, node: Node, operands: Sequence[O
     emitter = _EMITTERS[(normalize_domain(node.domain), node.op)]
     if not emitter.positional:
         xs = [x for x in xs if x is not None]
-    return emitter.fn(kb, b, node, xs)
+    out = emitter.fn(kb, b, node, xs)
+    if node.op != "Cast" and is_float(out.type):
+        out = round_to_dtype(b, out, node.outputs[0].type.dtype)
+    return out
+
+
+def round_to_dtype(b: ir.IRBuilder, value: ir.Value, dtype: DType) -> ir.Value:
+    """A float32 compute value rounded to a half-precision ``dtype`` (f16, bf16) and widened back.
+
+    Every op of a fused chain rounds its result so, as the reference computes
+    one op at a time: the chain's output is the reference's, not a more precise one.
+    """
+    if dtype is DType.F16 and elem_of(value.type) == F32:
+        return b.fpext(b.fptrunc(value, with_elem(value.type, F16)), value.type)
+    if dtype in narrow.ARITHMETIC:
+        return narrow.round_to(b, value, dtype)
+    return value
+
+
+# Ops that compute nothing on their data: the only ones (with Cast) allowed on float8/int4 types.
+_MOVES_NARROW = frozenset({"Cast", "Identity", "Dropout"})

@@ -97,31 +97,34 @@ class GemmProblem:
         return [*batch_idx, *rows, *([] if self.b_is_vector else [n])]
 
 
-def _matrix_input(v: Optional[Value], what: str) -> Optional[str]:
+def _matrix_input(v: Optional[Value], what: str, dtypes: tuple = GEMM_DTYPES) -> Optional[str]:
     if v is None:
         return f"missing input {what}"
     t = v.type
     if not getattr(t, "is_static", False):
         return "the cpu target needs static shapes here"
-    if t.dtype not in GEMM_DTYPES:
+    if t.dtype not in dtypes:
         return f"gemm on the cpu target supports float32 and float64 only ({what} is {t.dtype.short})"
     if getattr(t, "layout", None) is not None:
         return f"gemm operand {what} has a blocked layout ({t.layout})"
     return None
 
 
-def problem_support(node: Node) -> Optional[str]:
-    """None when the gemm kernels can compile ``node`` (plain or fused), else why not."""
+def problem_support(node: Node, dtypes: tuple = GEMM_DTYPES) -> Optional[str]:
+    """None when the gemm kernels can compile ``node`` (plain or fused), else why not.
+
+    ``dtypes``: the operand types the asking kernel computes on (``gemm_narrow``: float16/bfloat16).
+    """
     from ir.anchor import anchor_of
     anchor = anchor_of(node)
     if anchor.domain != "" or anchor.op not in GEMM_OPS:
         return f"{anchor.qualified_op} is not a Gemm or MatMul"
     for i, what in enumerate("AB"):
-        why = _matrix_input(anchor.input(i), what)
+        why = _matrix_input(anchor.input(i), what, dtypes)
         if why:
             return why
     if anchor.op == "Gemm" and anchor.input(2) is not None:
-        why = _matrix_input(anchor.input(2), "C")
+        why = _matrix_input(anchor.input(2), "C", dtypes)
         if why:
             return why
     anchor_shape = anchor.outputs[0].type.shape

@@ -38,6 +38,7 @@ from .vecmath import like, vexp
 NORMALIZE_OPS = frozenset({"Softmax", "LogSoftmax", "Hardmax", "LayerNormalization", "RMSNormalization",
                            "InstanceNormalization", "LpNormalization", "MeanVarianceNormalization"})
 _FLOATS = {DType.F32, DType.F64, DType.F16}
+_SOFTMAXES = frozenset({"Softmax", "LogSoftmax"})  # also on bfloat16: computed in float32, rounded on store
 
 
 def support(node: Node) -> Optional[str]:
@@ -46,7 +47,7 @@ def support(node: Node) -> Optional[str]:
         return why
     anchor = Anchored.of(node).anchor
     dtype = anchor.inputs[0].type.dtype
-    if dtype not in _FLOATS:
+    if dtype not in _FLOATS and not (dtype is DType.BF16 and anchor.op in _SOFTMAXES):
         return f"{anchor.op} on {dtype.short} is not supported by the cpu target"
     if anchor.op == "RMSNormalization" and anchor.inputs[1].type.dtype != dtype:
         return "RMSNormalization with a scale of another element type than X"

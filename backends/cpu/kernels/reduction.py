@@ -51,6 +51,9 @@ _FLOAT_ONLY = {"ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "GlobalAveragePool
 REDUCE_OPS = frozenset(_REDUCE) | {"ReduceLogSumExp", "ArgMax", "ArgMin"}
 _NUMERIC = {DType.F32, DType.F64, DType.F16, DType.I8, DType.U8, DType.I16, DType.U16, DType.I32, DType.U32,
             DType.I64, DType.U64}
+# bfloat16 reductions whose result is one of the inputs (exact whatever the order; sums are not:
+# the reference rounds every bfloat16 addition).
+_EXACT_ON_BF16 = frozenset({"ReduceMax", "ReduceMin", "ArgMax", "ArgMin"})
 
 
 def _others() -> dict[str, Any]:
@@ -72,7 +75,7 @@ def support(node: Node) -> Optional[str]:
         return why
     x = anchor.inputs[0]
     dtype = x.type.dtype
-    if dtype not in _NUMERIC:
+    if dtype not in _NUMERIC and not (dtype is DType.BF16 and anchor.op in _EXACT_ON_BF16):
         return f"{anchor.op} on {dtype.short} is not supported by the cpu target"
     if anchor.op in _FLOAT_ONLY and not dtype.is_float:
         return f"{anchor.op} on {dtype.short} (integer) is not supported by the cpu target"
