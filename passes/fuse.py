@@ -156,6 +156,9 @@ def find_groups(graph: Graph, ctx: Optional[PassContext] = None, max_group: int 
             elif phase == 0 and RANK[kind] <= RANK[BROADCAST]:
                 try_fuse(n, RANK[INJECTIVE], (ELEMENTWISE, BROADCAST, INJECTIVE, REDUCTION))
             elif phase == 1 and kind == INJECTIVE and pattern == INJECTIVE:
+                dom = ipdom.get(id(n))
+                if dom in groups.parent and groups.pattern[groups.find(dom)] == COMPLEX:
+                    continue  # a conv/matmul group takes elementwise/broadcast ops only (phase 0's rule)
                 try_fuse(n, RANK[INJECTIVE], (ELEMENTWISE, BROADCAST, INJECTIVE))
     members: dict[int, list[Node]] = {}
     for n in nodes:
