@@ -222,11 +222,12 @@ class _Inliner:
         rank = len(rows[0].type.shape)
         return self.node("Concat", rows, {"axis": axis % rank}, hint=hint)
 
-    def empty(self, like: Value) -> Value:
-        t = like.type
+    def empty(self, step: Value) -> Value:
+        """Zero steps of ``step``'s type stacked along axis 0."""
+        t = step.type
         if not (isinstance(t, TensorType) and t.is_static):
             raise _Refused("a zero-trip loop's scan output has no static shape")
-        return self.constant(np.zeros(t.shape, t.dtype.np), t.dtype, "empty")
+        return self.constant(np.zeros((0,) + tuple(t.shape), t.dtype.np), t.dtype, "empty")
 
 
 class _Refused(Exception):
@@ -270,11 +271,16 @@ def _unroll_loop(graph: Graph, node: Node, trip: int) -> list[Value]:
         carried = outs[1:1 + n]
         for acc, y in zip(scans, outs[1 + n:]):
             acc.append(y)
+    if trip == 0 and scans and len(node.outputs) > n:
+        # No iteration: each scan output is empty, shaped like one step's value.  A copy of the
+        # body (left dead, for dce) infers that shape from the static inputs.
+        probe = inl.body(body, [inl.constant(0, DType.I64, "iter0"), true, *carried, *captures], "probe")
+        return list(carried) + [inl.empty(y) for y in probe[1 + n:]][:len(node.outputs) - n]
     results = list(carried)
     for j, acc in enumerate(scans):
         if len(results) >= len(node.outputs):
             break
-        results.append(inl.stack(acc, 0, f"scan{j}") if acc else inl.empty(node.outputs[len(results)]))
+        results.append(inl.stack(acc, 0, f"scan{j}"))
     return results[:len(node.outputs)]
 
 
