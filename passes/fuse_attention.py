@@ -277,7 +277,8 @@ def match_onnx_attention(node: Node) -> Optional[dict]:
     q, k, v, mask = node.input(0), node.input(1), node.input(2), node.input(3)
     y = node.outputs[0]
     shapes = [_static(x) for x in (q, k, v, y)]
-    if None in shapes or any(x.type.dtype is not DType.F32 for x in (q, k, v, y)):
+    dtype = q.type.dtype
+    if None in shapes or dtype not in (DType.F32, DType.F16) or any(x.type.dtype is not dtype for x in (k, v, y)):
         return None
     qs, ks, vs, ys = shapes
     if not (len(qs) == len(ks) == len(vs) in (3, 4)):
@@ -301,7 +302,7 @@ def match_onnx_attention(node: Node) -> Optional[dict]:
     mask_view: tuple = ()
     if mask is not None:
         ms = _static(mask)
-        if ms is None or mask.type.dtype is not DType.F32 or math.prod(ms) > MAX_INDEX_ELEMENTS:
+        if ms is None or mask.type.dtype is not dtype or math.prod(ms) > MAX_INDEX_ELEMENTS:
             return None
         try:
             idx = np.broadcast_to(np.arange(math.prod(ms), dtype=np.int64).reshape(ms), (B, Hq, S, L))

@@ -63,8 +63,8 @@ def _(ctx: InferContext) -> list[TensorType]:
     if int(np.prod(y_shape)) != b * h * s * dv:
         ctx.fail("y_shape does not hold B*H*S*Dv elements", found=str(y_shape))
     dtype = ctx.dtype(0)
-    if dtype is not DType.F32:
-        ctx.fail("StridedAttention computes in f32", found=dtype.short)
+    if dtype not in (DType.F32, DType.F16):
+        ctx.fail("StridedAttention reads f32 or f16 (and computes in f32)", found=dtype.short)
     return [TensorType(dtype, tuple(y_shape))]
 
 
@@ -72,15 +72,16 @@ def _(ctx: InferContext) -> list[TensorType]:
 def _(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: Optional[np.ndarray] = None, *, dims, q_view, k_view,
       v_view, mask_view=(), y_view, y_shape, scale=1.0) -> np.ndarray:
     b, h, s, l, d, dv = (int(x) for x in dims)
-    qv = _view(q.reshape(-1), q_view, (b, h, s, d))
-    kv = _view(k.reshape(-1), k_view, (b, h, l, d))
-    vv = _view(v.reshape(-1), v_view, (b, h, l, dv))
+    f32 = np.float32  # narrow floats are computed in f32 and rounded once, at the end
+    qv = _view(q.reshape(-1), q_view, (b, h, s, d)).astype(f32)
+    kv = _view(k.reshape(-1), k_view, (b, h, l, d)).astype(f32)
+    vv = _view(v.reshape(-1), v_view, (b, h, l, dv)).astype(f32)
     scores = np.matmul(qv, np.swapaxes(kv, -1, -2)) * np.float32(scale)
     if mask is not None:
-        scores = scores + _view(mask.reshape(-1), mask_view, (b, h, s, l))
+        scores = scores + _view(mask.reshape(-1), mask_view, (b, h, s, l)).astype(f32)
     scores = scores - scores.max(axis=-1, keepdims=True)
     e = np.exp(scores)
-    p = (e / e.sum(axis=-1, keepdims=True)).astype(q.dtype)
+    p = e / e.sum(axis=-1, keepdims=True)
     out = np.matmul(p, vv).astype(q.dtype)
     y = np.empty(int(np.prod(y_shape)), q.dtype)
     pos = _view(np.arange(y.size, dtype=np.int64), y_view, (b, h, s, dv))

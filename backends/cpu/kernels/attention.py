@@ -41,11 +41,30 @@ MIN_ROWS_PER_TASK = 16         # each task re-packs K^T: keep enough rows to pay
 ROWS_TOGETHER = 2              # query rows computed together (each K^T and V vector loaded once for them)
 
 
+# Element types read and written (computed in f32: narrow floats are widened on load, rounded on store).
+DTYPES = frozenset({DType.F32, DType.F16})
+
+
+def _to_f32(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
+    """``x`` (a scalar or vector of the tensor's element type) as f32."""
+    elem = x.type.element if isinstance(x.type, ir.VectorType) else x.type
+    if elem == F32:
+        return x
+    ty = ir.VectorType(F32, x.type.count) if isinstance(x.type, ir.VectorType) else F32
+    return b.fpext(x, ty)
+
+
+def _from_f32(b: ir.IRBuilder, x: ir.Value, elem: ir.Type) -> ir.Value:
+    if elem == F32:
+        return x
+    return b.fptrunc(x, ir.VectorType(elem, x.type.count) if isinstance(x.type, ir.VectorType) else elem)
+
+
 def support(node: Node) -> Optional[str]:
     if node.domain != "nnc" or node.op != "StridedAttention":
         return "not an nnc.StridedAttention node"
     for v in list(node.inputs) + list(node.outputs):
-        if v is not None and v.type.dtype is not DType.F32:
+        if v is not None and v.type.dtype not in DTYPES:
             return f"StridedAttention on {v.type.dtype.short} is not supported by the cpu target"
         if v is not None and not v.type.is_static:
             return "the cpu target needs static shapes here"
@@ -75,7 +94,7 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
     dvp, n_d = -(-Dv // W) * W, -(-Dv // W)
     group = max(2, kb.target.registers - 6)  # vector accumulators per pass (the rest for operands)
     nblk = _tasks(B, H, S, kb.target.cores)
-    direct_v = vv[4] == 1 and Dv % W == 0
+    direct_v = vv[4] == 1 and Dv % W == 0 and node.inputs[2].type.dtype is DType.F32
 
     tf = kb.task_function(f"k_{node.outputs[0].name}")
     b = tf.builder
@@ -115,7 +134,7 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
         col = b.add(kbase, b.mul(d, c(kv[4])))
         dst = b.mul(d, c(lp))
         with for_range(b, 0, L, name="l") as l:
-            x = b.load(b.gep(k_ptr, [b.add(col, b.mul(l, c(kv[3])))]))
+            x = _to_f32(b, b.load(b.gep(k_ptr, [b.add(col, b.mul(l, c(kv[3])))])))
             b.store(x, b.gep(kt, [b.add(dst, l)]))
     if lp > L:
         with for_range(b, 0, D, name="d") as d:
@@ -127,7 +146,7 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
             with for_range(b, 0, dvp, name="d") as d:
                 inside = b.icmp_signed("<", d, c(Dv))
                 safe_d = b.select(inside, d, c(0))
-                x = b.load(b.gep(v_ptr, [b.add(row, b.mul(safe_d, c(vv[4])))]))
+                x = _to_f32(b, b.load(b.gep(v_ptr, [b.add(row, b.mul(safe_d, c(vv[4])))])))
                 b.store(b.select(inside, x, ir.Constant(F32, 0.0)), b.gep(vp, [b.add(b.mul(l, c(dvp)), d)]))
 
     lane_ids = ir.Constant(ir.VectorType(I32, W), list(range(W)))
@@ -143,7 +162,7 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
             cnt = min(group // R, n_l - g0)
 
             def score_step(d, accs, g0=g0, cnt=cnt):
-                qd = [splat(b, b.load(b.gep(q_ptr, [b.add(qr, b.mul(d, c(qv[4])))])), W) for qr in qrows]
+                qd = [splat(b, _to_f32(b, b.load(b.gep(q_ptr, [b.add(qr, b.mul(d, c(qv[4])))]))), W) for qr in qrows]
                 at = b.add(b.mul(d, c(lp)), c(g0 * W))
                 out = list(accs)
                 for j in range(cnt):
@@ -200,7 +219,7 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
             for r in range(R):
                 for j in range(cnt):
                     d0 = (g0 + j) * W
-                    y = b.fmul(accs[r * cnt + j], inv[r])
+                    y = _from_f32(b, b.fmul(accs[r * cnt + j], inv[r]), y_ptr.type.pointee)
                     if yv[4] == 1 and d0 + W <= Dv:
                         store_vector(b, y, y_ptr, b.add(yrows[r], c(d0)))
                         continue
@@ -228,11 +247,11 @@ def _mask_vector(b: ir.IRBuilder, m_ptr: ir.Value, mrow: ir.Value, stride: int, 
                  W: int) -> ir.Value:
     """The mask at keys l0 .. l0+W-1 of one row (lanes past L are 0: they become -inf anyway)."""
     if stride == 0:
-        return splat(b, b.load(b.gep(m_ptr, [mrow])), W)
+        return splat(b, _to_f32(b, b.load(b.gep(m_ptr, [mrow]))), W)
     if stride == 1 and l0 + W <= L:
-        return load_vector(b, m_ptr, b.add(mrow, const_int(l0)), W)
+        return _to_f32(b, load_vector(b, m_ptr, b.add(mrow, const_int(l0)), W))
     out = ir.Constant(ir.VectorType(F32, W), [0.0] * W)
     for lane in range(min(W, L - l0)):
-        x = b.load(b.gep(m_ptr, [b.add(mrow, const_int((l0 + lane) * stride))]))
+        x = _to_f32(b, b.load(b.gep(m_ptr, [b.add(mrow, const_int((l0 + lane) * stride))])))
         out = b.insert_element(out, x, const_int(lane, I32))
     return out
