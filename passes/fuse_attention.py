@@ -19,9 +19,10 @@ the transposed K).  The output chain is inverted the same way, so the node
 writes the merged-heads layout directly.  The transposes, gathers and
 reshapes are then dead; the scores and probabilities never exist in memory.
 
-ONNX's ``Attention`` op becomes the same node when it is f32 without a KV
-cache, causal/window masking or softcap, with one head count for Q and
-K/V and an additive (float) mask: the target then needs no expansion of its
+ONNX's ``Attention`` op becomes the same node when it is f32 or f16 without
+a KV cache, window masking or softcap, with an additive mask of the same
+type covering every key (causal masking and grouped-query heads are
+attributes of the node): the target then needs no expansion of its
 function body (the pipeline runs this pass before ``expand-functions`` too).
 
 Leading axes beyond two (batch, heads) must be 1-sized or foldable into
@@ -272,7 +273,8 @@ def match_onnx_attention(node: Node) -> Optional[dict]:
     for extra in node.outputs[1:]:
         if extra.uses or extra.is_graph_output:
             return None
-    if node.attr("is_causal") or node.attr("softcap") or             (node.attr("left_window_size") or -1) != -1 or (node.attr("right_window_size") or -1) != -1:
+    if node.attr("softcap") or (node.attr("left_window_size") or -1) != -1 \
+            or (node.attr("right_window_size") or -1) != -1:
         return None
     q, k, v, mask = node.input(0), node.input(1), node.input(2), node.input(3)
     y = node.outputs[0]
@@ -297,13 +299,15 @@ def match_onnx_attention(node: Node) -> Optional[dict]:
         L, Dv = ks[1], vs[2] // Hk
         if ks[2] // Hk != D or vs[1] != L:
             return None
-    if Hq != Hk or ks[0] != B or vs[0] != B or math.prod(ys) != B * Hq * S * Dv:
+    if Hk < 1 or Hq % Hk or ks[0] != B or vs[0] != B or math.prod(ys) != B * Hq * S * Dv:
         return None
     mask_view: tuple = ()
     if mask is not None:
         ms = _static(mask)
         if ms is None or mask.type.dtype is not dtype or math.prod(ms) > MAX_INDEX_ELEMENTS:
             return None
+        if ms[-1] != L:
+            return None  # a short mask is padded with -inf by ONNX: not a plain broadcast
         try:
             idx = np.broadcast_to(np.arange(math.prod(ms), dtype=np.int64).reshape(ms), (B, Hq, S, L))
         except ValueError:
@@ -322,7 +326,8 @@ def match_onnx_attention(node: Node) -> Optional[dict]:
             "attrs": {"dims": (B, Hq, S, L, D, Dv), "q_view": tuple(_contiguous_view(qs, Hq, S, D)),
                       "k_view": tuple(_contiguous_view(ks, Hk, L, D)),
                       "v_view": tuple(_contiguous_view(vs, Hk, L, Dv)), "mask_view": mask_view,
-                      "y_view": tuple(_contiguous_view(ys, Hq, S, Dv)), "y_shape": tuple(ys), "scale": scale},
+                      "y_view": tuple(_contiguous_view(ys, Hq, S, Dv)), "y_shape": tuple(ys), "scale": scale,
+                      "kv_group": Hq // Hk, "causal": int(bool(node.attr("is_causal"))), "causal_offset": 0},
             "replaces": y, "anchor": node}
 
 

@@ -16,6 +16,11 @@ copy is ever made.  With ``dims = [B, H, S, L, D, Dv]``::
     p[b, h, s, :]  = softmax(scale * q[b, h, s] . k[b, h, :] + m[b, h, s, :])
     Y.flat[y_view[0] + b*y_view[1] + h*y_view[2] + s*y_view[3] + d*y_view[4]] = p[b, h, s] . v[b, h, :, d]
 
+With ``kv_group = g > 1`` (grouped-query attention) query head ``h`` reads
+K/V head ``h // g`` (``k[b, h, l, d]`` then uses ``h // g`` in place of ``h``).
+With ``causal = 1`` query row ``s`` attends keys ``l <= s + causal_offset``
+only (the others' scores are -inf).
+
 Every element of ``Y`` (shape ``y_shape``) is written exactly once.  Strides and
 offsets count elements.
 """
@@ -35,7 +40,8 @@ strided_attention = define(
     attrs={"dims": Attr.ints(required=True), "q_view": Attr.ints(required=True),
            "k_view": Attr.ints(required=True), "v_view": Attr.ints(required=True),
            "mask_view": Attr.ints(()), "y_view": Attr.ints(required=True),
-           "y_shape": Attr.ints(required=True), "scale": Attr.float(1.0)},
+           "y_shape": Attr.ints(required=True), "scale": Attr.float(1.0),
+           "kv_group": Attr.int(1), "causal": Attr.int(0), "causal_offset": Attr.int(0)},
     doc="softmax(scale * Q K^T + mask) V over strided views of Q, K, V, mask and Y (see the module doc).")
 
 
@@ -62,6 +68,11 @@ def _(ctx: InferContext) -> list[TensorType]:
     b, h, s, _, _, dv = dims
     if int(np.prod(y_shape)) != b * h * s * dv:
         ctx.fail("y_shape does not hold B*H*S*Dv elements", found=str(y_shape))
+    g = ctx.attr("kv_group")
+    if not isinstance(g, int) or g < 1 or h % g:
+        ctx.fail("kv_group must divide the head count", found=f"{g} for {h} heads")
+    if ctx.attr("causal") and ctx.attr("causal_offset") < 0:
+        ctx.fail("causal_offset must be non-negative (every query row attends at least key 0)")
     dtype = ctx.dtype(0)
     if dtype not in (DType.F32, DType.F16):
         ctx.fail("StridedAttention reads f32 or f16 (and computes in f32)", found=dtype.short)
@@ -70,15 +81,19 @@ def _(ctx: InferContext) -> list[TensorType]:
 
 @strided_attention.reference
 def _(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: Optional[np.ndarray] = None, *, dims, q_view, k_view,
-      v_view, mask_view=(), y_view, y_shape, scale=1.0) -> np.ndarray:
+      v_view, mask_view=(), y_view, y_shape, scale=1.0, kv_group=1, causal=0, causal_offset=0) -> np.ndarray:
     b, h, s, l, d, dv = (int(x) for x in dims)
     f32 = np.float32  # narrow floats are computed in f32 and rounded once, at the end
     qv = _view(q.reshape(-1), q_view, (b, h, s, d)).astype(f32)
-    kv = _view(k.reshape(-1), k_view, (b, h, l, d)).astype(f32)
-    vv = _view(v.reshape(-1), v_view, (b, h, l, dv)).astype(f32)
+    hk = h // kv_group
+    kv = np.repeat(_view(k.reshape(-1), k_view, (b, hk, l, d)).astype(f32), kv_group, axis=1)
+    vv = np.repeat(_view(v.reshape(-1), v_view, (b, hk, l, dv)).astype(f32), kv_group, axis=1)
     scores = np.matmul(qv, np.swapaxes(kv, -1, -2)) * np.float32(scale)
     if mask is not None:
         scores = scores + _view(mask.reshape(-1), mask_view, (b, h, s, l)).astype(f32)
+    if causal:
+        allowed = np.arange(l)[None, :] <= np.arange(s)[:, None] + int(causal_offset)
+        scores = np.where(allowed, scores, -np.inf)
     scores = scores - scores.max(axis=-1, keepdims=True)
     e = np.exp(scores)
     p = e / e.sum(axis=-1, keepdims=True)

@@ -89,6 +89,9 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
     has_mask = node.input(3) is not None
     mv = [int(x) for x in node.attr("mask_view")] if has_mask else None
     scale = float(node.attr("scale"))
+    kv_group = int(node.attr("kv_group") or 1)
+    causal = bool(node.attr("causal"))
+    causal_offset = int(node.attr("causal_offset") or 0)
     W = kb.lanes
     lp, n_l = -(-L // W) * W, -(-L // W)
     dvp, n_d = -(-Dv // W) * W, -(-Dv // W)
@@ -122,10 +125,11 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
     bi, hi = b.sdiv(bh, c(H)), b.srem(bh, c(H))
     s0, s1 = task_range(b, blk, nblk, S)
 
-    def head_base(view):
-        return b.add(c(view[0]), b.add(b.mul(bi, c(view[1])), b.mul(hi, c(view[2]))))
+    def head_base(view, head=hi):
+        return b.add(c(view[0]), b.add(b.mul(bi, c(view[1])), b.mul(head, c(view[2]))))
 
-    qb, kbase, vb, yb = head_base(qv), head_base(kv), head_base(vv), head_base(yv)
+    hk = b.sdiv(hi, c(kv_group)) if kv_group > 1 else hi  # grouped-query attention: shared K/V head
+    qb, kbase, vb, yb = head_base(qv), head_base(kv, hk), head_base(vv, hk), head_base(yv)
     mb = head_base(mv) if has_mask else None
 
     # K^T packed: kt[d * lp + l] = k[l, d]; lanes past L are zero.  Written in order (strided
@@ -181,6 +185,10 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
                     if l0 + W > L:
                         valid = b.icmp_signed("<", lane_ids, ir.Constant(ir.VectorType(I32, W), [L - l0] * W))
                         x = b.select(valid, x, ir.Constant(vty, [-math.inf] * W))
+                    if causal:  # keys past s + offset: -inf (lane l0 + i is key l0 + i)
+                        last = b.trunc(b.sub(b.add(srows[r], c(causal_offset)), c(l0)), I32)
+                        seen = b.icmp_signed("<=", lane_ids, splat(b, last, W))
+                        x = b.select(seen, x, ir.Constant(vty, [-math.inf] * W))
                     store_vector(b, x, sc, c(r * lp + l0), align=64)
                     vmax[r] = x if vmax[r] is None else b.select(b.fcmp_ordered(">", x, vmax[r]), x, vmax[r])
         inv = []
