@@ -23,7 +23,8 @@ trip count and can be rewritten into straight-line code:
   reach this; ONNX bodies here are small).
 
 Bodies are inlined with their types inferred again from the now static
-inputs; a nested control-flow node is unrolled in the next round.  After
+inputs; a nested control-flow node is unrolled in the next round, after
+constants are folded (its condition is often computed from shapes).  After
 the rewrite the downstream types are refined (``ir.infer.refine_types``).
 A node that cannot be unrolled is left in place, with the reason logged;
 ``blocker`` gives the same reason to the target, which reports it.
@@ -36,6 +37,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ir.dtypes import DType
+from ir.errors import CompilerError
 from ir.graph import Graph, Node, Value
 from ir.registry import get_schema
 from ir.types import TensorType
@@ -234,6 +236,14 @@ class _Refused(Exception):
     pass
 
 
+def _rollback(graph: Graph, nodes: set[int], constants: set[str]) -> None:
+    """Remove what a failed rewrite added (nodes not in ``nodes``, constants not in ``constants``)."""
+    for n in reversed([n for n in graph.nodes if id(n) not in nodes]):
+        graph.remove_node(n)
+    for name in [c for c in graph.constants if c not in constants]:
+        graph.remove_constant(graph.constants[name])
+
+
 def _replace_outputs(graph: Graph, node: Node, results: list[Value]) -> None:
     for old, new in zip(node.outputs, results):
         if not graph.can_replace(old, new):
@@ -335,6 +345,7 @@ def unroll_control_flow(graph: Graph, ctx: PassContext, *, max_rounds: int = 8) 
                 continue
             label = node.describe()
             before = len(graph.nodes)
+            snapshot = ({id(n) for n in graph.nodes}, set(graph.constants))
             try:
                 if node.op == "If":
                     plan = if_plan(node)[0]
@@ -345,8 +356,9 @@ def unroll_control_flow(graph: Graph, ctx: PassContext, *, max_rounds: int = 8) 
                 else:
                     length = scan_length(node)[0]
                     results, rule = _unroll_scan(graph, node, length), f"Scan: {length} steps"
-            except _Refused as exc:  # the copies made so far are dead: dce removes them
-                ctx.decide("keep control flow", node=label, reason=str(exc))
+            except (_Refused, CompilerError) as exc:  # e.g. a branch that is ill-typed for these shapes
+                _rollback(graph, *snapshot)
+                ctx.decide("keep control flow", node=label, reason=str(exc).splitlines()[0])
                 continue
             _replace_outputs(graph, node, results)
             ctx.decide("unroll control flow", node=label, rule=rule, nodes=len(graph.nodes) - before + 1)
@@ -356,6 +368,10 @@ def unroll_control_flow(graph: Graph, ctx: PassContext, *, max_rounds: int = 8) 
         changed = True
         from ir.infer import refine_types
         refine_types(graph)
+        # Conditions and trip counts of nodes inlined this round may be computed from shapes and
+        # constants: fold them so the next round sees constants.
+        from .fold_constants import fold_constants
+        fold_constants(graph, PassContext())
     if changed:
         graph.topological_sort()
     return changed

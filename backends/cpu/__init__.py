@@ -83,7 +83,8 @@ class CpuBackend(Backend):
         if node.domain == "" and node.op in CONTROL_FLOW_OPS:  # only unroll-control-flow removes them
             why = unroll_blocker(node)
             return Support.no(f"{node.op} is compiled by unrolling it (unroll-control-flow), and "
-                              + (why or "the pipeline did not run that pass"))
+                              + (why or "the pipeline left it in place (its trip count or condition became "
+                                        "constant only after that pass ran)"))
         kind = kernel_kind(node)
         gen, why = find_generator(kind, node)
         return Support.yes() if gen is not None else Support.no(why)

@@ -138,3 +138,25 @@ def test_if_with_branches_of_different_shapes_is_refused():
     model = _model([node], [h.make_tensor_value_info("c", T.BOOL, []), _f("x", [4])], [_f("y", ["K"])])
     with pytest.raises(UnsupportedOpError, match="cannot become a select"):
         compiler.compile(model, target="cpu").run({"c": np.array(True), "x": np.ones(4, np.float32)})
+
+
+def test_if_whose_other_branch_is_ill_typed_for_these_shapes_is_left_in_place():
+    """If-conversion inlines both branches: one that cannot be typed for the actual shapes rolls back."""
+    from frontends.onnx import import_onnx
+    from ir.types import TensorType
+    from ir.dtypes import DType
+    from passes.manager import PassContext
+    from passes.unroll_control_flow import unroll_control_flow
+    then_g = h.make_graph([h.make_node("Relu", ["x"], ["t_out"])], "then", [], [_f("t_out", [4])])
+    else_g = h.make_graph([h.make_node("Reshape", ["x", "shape"], ["e_out"])], "else", [], [_f("e_out", [4])])
+    node = h.make_node("If", ["c"], ["y"], then_branch=then_g, else_branch=else_g)
+    model = _model([node], [h.make_tensor_value_info("c", T.BOOL, []), _f("x", ["N"])], [_f("y", ["N"])],
+                   [h.make_tensor("shape", T.INT64, [1], [4])])
+    g = import_onnx(model)
+    g.inputs[1].type = TensorType(DType.F32, (5,))  # as specialization would: Reshape([5] -> [4]) is ill-typed
+    before, consts = len(g.nodes), len(g.constants)
+    ctx = PassContext()
+    assert not unroll_control_flow(g, ctx)
+    assert len(g.nodes) == before and len(g.constants) == consts and g.find_nodes("If")
+    (kept,) = [d for d in ctx.log if d["decision"] == "keep control flow"]
+    assert "cannot reshape" in kept["reason"]
