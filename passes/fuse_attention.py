@@ -265,12 +265,15 @@ def _contiguous_view(shape: tuple[int, ...], heads: int, seq: int, size: int) ->
 
 
 def match_onnx_attention(node: Node) -> Optional[dict]:
-    """ONNX's Attention op (f32, no cache, no causal/window/softcap, one head count) as the new node."""
+    """ONNX's Attention op (f32/f16; causal, GQA and a 4-D KV cache allowed; no window, softcap or
+    nonpad lengths) as the new node.  With a cache, ``"past"`` names the (past, new) pairs to
+    concatenate along the sequence; the concatenations are the present outputs."""
     if node.domain != "" or node.op != "Attention":
         return None
-    if any(node.input(i) is not None for i in range(4, len(node.inputs))):
+    if node.input(6) is not None:
         return None
-    for extra in node.outputs[1:]:
+    past_k, past_v = node.input(4), node.input(5)
+    for extra in node.outputs[1 if past_k is None else 3:]:
         if extra.uses or extra.is_graph_output:
             return None
     if node.attr("softcap") or (node.attr("left_window_size") or -1) != -1 \
@@ -285,6 +288,16 @@ def match_onnx_attention(node: Node) -> Optional[dict]:
     qs, ks, vs, ys = shapes
     if not (len(qs) == len(ks) == len(vs) in (3, 4)):
         return None
+    past_len = 0
+    if past_k is not None:  # K/V become Concat(past, new) along the sequence: 4-D only here
+        ps, pv = _static(past_k), _static(past_v)
+        if len(ks) != 4 or ps is None or pv is None or past_k.type.dtype is not dtype \
+                or past_v.type.dtype is not dtype or ps[:2] + ps[3:] != ks[:2] + ks[3:] \
+                or pv[:2] + pv[3:] != vs[:2] + vs[3:] or ps[2] != pv[2]:
+            return None
+        past_len = ps[2]
+        ks = ks[:2] + (ks[2] + past_len,) + ks[3:]
+        vs = vs[:2] + (vs[2] + past_len,) + vs[3:]
     if len(qs) == 4:
         B, Hq, S, D = qs
         Hk, L = ks[1], ks[2]
@@ -327,8 +340,11 @@ def match_onnx_attention(node: Node) -> Optional[dict]:
                       "k_view": tuple(_contiguous_view(ks, Hk, L, D)),
                       "v_view": tuple(_contiguous_view(vs, Hk, L, Dv)), "mask_view": mask_view,
                       "y_view": tuple(_contiguous_view(ys, Hq, S, Dv)), "y_shape": tuple(ys), "scale": scale,
-                      "kv_group": Hq // Hk, "causal": int(bool(node.attr("is_causal"))), "causal_offset": 0},
-            "replaces": y, "anchor": node}
+                      "kv_group": Hq // Hk, "causal": int(bool(node.attr("is_causal"))),
+                      "causal_offset": past_len},
+            "replaces": y, "anchor": node,
+            "past": [(past_k, k, node.outputs[1] if len(node.outputs) > 1 else None),
+                     (past_v, v, node.outputs[2] if len(node.outputs) > 2 else None)] if past_k is not None else []}
 
 
 @register_pass("fuse-attention")
@@ -342,6 +358,13 @@ def fuse_attention(graph: Graph, ctx: PassContext) -> bool:
         if m is None:
             continue
         out = m["replaces"]
+        for i, (past, cur, present) in enumerate(m.get("past", ()), start=1):  # the KV cache grows
+            cat = graph.create_node("Concat", [past, cur], {"axis": 2}, name=node.name,
+                                    output_names=[(present.name if present is not None else out.name) + "_cat"],
+                                    before=m["anchor"]).output
+            m["inputs"][i] = cat
+            if present is not None:
+                graph.replace_all_uses(present, cat)
         new = graph.create_node("StridedAttention", m["inputs"], m["attrs"], domain="nnc",
                                 name=node.name or "attention", output_names=[out.name + "_attn"],
                                 before=m["anchor"])

@@ -67,3 +67,27 @@ def test_causal_and_grouped_attention_matches_reference(dtype, b, hq, hkv, s, l,
     assert m is not None and m["attrs"]["kv_group"] == hq // hkv and m["attrs"]["causal"] == 1
     tol = 2e-3 if dtype == np.float16 else 1e-5
     compare_cpu(model, feeds, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("causal", [False, True])
+def test_kv_cache_attention_matches_reference(dtype, causal):
+    """past_key/past_value: K/V are concatenated (the present outputs) and queries follow the cache."""
+    b, hq, hkv, s, past, d, dv = 2, 6, 3, 5, 11, 16, 12
+    et = T.FLOAT16 if dtype == np.float16 else T.FLOAT
+    shapes = {"Q": [b, hq, s, d], "K": [b, hkv, s, d], "V": [b, hkv, s, dv], "M": [s, past + s],
+              "PK": [b, hkv, past, d], "PV": [b, hkv, past, dv]}
+    node = h.make_node("Attention", ["Q", "K", "V", "M", "PK", "PV"], ["Y", "PKo", "PVo"],
+                       **({"is_causal": 1} if causal else {}))
+    outs = [h.make_tensor_value_info("Y", et, [b, hq, s, dv]),
+            h.make_tensor_value_info("PKo", et, [b, hkv, past + s, d]),
+            h.make_tensor_value_info("PVo", et, [b, hkv, past + s, dv])]
+    model = h.make_model(h.make_graph([node], "kv", [h.make_tensor_value_info(n, et, shp) for n, shp in shapes.items()],
+                                      outs), opset_imports=[h.make_opsetid("", 23)])
+    model.ir_version = 10
+    feeds = {n: RNG.standard_normal(shp).astype(dtype) for n, shp in shapes.items()}
+    (att,) = import_onnx(model).find_nodes("Attention")
+    m = match_onnx_attention(att)
+    assert m is not None and m["attrs"]["causal_offset"] == past and m["attrs"]["dims"][3] == past + s
+    tol = 2e-3 if dtype == np.float16 else 1e-5
+    compare_cpu(model, feeds, rtol=tol, atol=tol)
