@@ -265,19 +265,18 @@ def _contiguous_view(shape: tuple[int, ...], heads: int, seq: int, size: int) ->
 
 
 def match_onnx_attention(node: Node) -> Optional[dict]:
-    """ONNX's Attention op (f32/f16; causal, GQA and a 4-D KV cache allowed; no window, softcap or
-    nonpad lengths) as the new node.  With a cache, ``"past"`` names the (past, new) pairs to
-    concatenate along the sequence; the concatenations are the present outputs."""
+    """ONNX's Attention op (f32/f16; causal and window masks, GQA, a 4-D KV cache or per-batch
+    key lengths allowed; no softcap) as the new node.  With a cache, ``"past"`` names the (past,
+    new) pairs to concatenate along the sequence; the concatenations are the present outputs."""
     if node.domain != "" or node.op != "Attention":
         return None
-    if node.input(6) is not None:
+    past_k, past_v, lengths = node.input(4), node.input(5), node.input(6)
+    if lengths is not None and (lengths.type.dtype is not DType.I64 or _static(lengths) is None):
         return None
-    past_k, past_v = node.input(4), node.input(5)
     for extra in node.outputs[1 if past_k is None else 3:]:
         if extra.uses or extra.is_graph_output:
             return None
-    if node.attr("softcap") or (node.attr("left_window_size") or -1) != -1 \
-            or (node.attr("right_window_size") or -1) != -1:
+    if node.attr("softcap"):
         return None
     q, k, v, mask = node.input(0), node.input(1), node.input(2), node.input(3)
     y = node.outputs[0]
@@ -314,6 +313,8 @@ def match_onnx_attention(node: Node) -> Optional[dict]:
             return None
     if Hk < 1 or Hq % Hk or ks[0] != B or vs[0] != B or math.prod(ys) != B * Hq * S * Dv:
         return None
+    if lengths is not None and math.prod(_static(lengths)) != B:
+        return None
     mask_view: tuple = ()
     if mask is not None:
         ms = _static(mask)
@@ -335,13 +336,17 @@ def match_onnx_attention(node: Node) -> Optional[dict]:
         return None
     scale = node.attr("scale")
     scale = float(scale) if scale is not None else 1.0 / math.sqrt(D)
-    return {"inputs": [q, k, v] + ([mask] if mask is not None else []),
+    window = (node.attr("left_window_size"), node.attr("right_window_size"))
+    return {"inputs": [q, k, v] + ([mask] if mask is not None or lengths is not None else [])
+                      + ([lengths] if lengths is not None else []),
             "attrs": {"dims": (B, Hq, S, L, D, Dv), "q_view": tuple(_contiguous_view(qs, Hq, S, D)),
                       "k_view": tuple(_contiguous_view(ks, Hk, L, D)),
                       "v_view": tuple(_contiguous_view(vs, Hk, L, Dv)), "mask_view": mask_view,
                       "y_view": tuple(_contiguous_view(ys, Hq, S, Dv)), "y_shape": tuple(ys), "scale": scale,
                       "kv_group": Hq // Hk, "causal": int(bool(node.attr("is_causal"))),
-                      "causal_offset": past_len},
+                      "causal_offset": past_len,
+                      "left_window": -1 if window[0] is None else int(window[0]),
+                      "right_window": -1 if window[1] is None else int(window[1])},
             "replaces": y, "anchor": node,
             "past": [(past_k, k, node.outputs[1] if len(node.outputs) > 1 else None),
                      (past_v, v, node.outputs[2] if len(node.outputs) > 2 else None)] if past_k is not None else []}
@@ -370,7 +375,7 @@ def fuse_attention(graph: Graph, ctx: PassContext) -> bool:
                                 before=m["anchor"])
         graph.replace_all_uses(out, new.output)
         ctx.decide("fuse attention", node=new.describe(), rule="QK^T, scale, mask, softmax, V in one kernel",
-                   dims=list(m["attrs"]["dims"]), mask=len(m["inputs"]) == 4)
+                   dims=list(m["attrs"]["dims"]), mask=len(m["inputs"]) > 3 and m["inputs"][3] is not None)
         changed = True
     if changed:
         graph.topological_sort()  # the moves and matmuls left behind are dead: `dce` removes them

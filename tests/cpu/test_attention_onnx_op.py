@@ -91,3 +91,33 @@ def test_kv_cache_attention_matches_reference(dtype, causal):
     assert m is not None and m["attrs"]["causal_offset"] == past and m["attrs"]["dims"][3] == past + s
     tol = 2e-3 if dtype == np.float16 else 1e-5
     compare_cpu(model, feeds, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("causal,left,right,lengths", [
+    (1, 3, -1, [20, 7, 2]),    # causal sliding window, per-batch key lengths (an early row sees no key)
+    (0, 2, 4, None),           # two-sided window, no lengths
+    (0, -1, -1, [1, 20, 13]),  # padding only
+])
+def test_windows_and_key_lengths_match_reference(dtype, causal, left, right, lengths):
+    b, hq, hkv, s, l, d, dv = 3, 4, 2, 6, 20, 8, 16
+    et = T.FLOAT16 if dtype == np.float16 else T.FLOAT
+    names = ["Q", "K", "V", "M"]
+    shapes = {"Q": [b, hq, s, d], "K": [b, hkv, l, d], "V": [b, hkv, l, dv], "M": [1, l]}
+    ins = [h.make_tensor_value_info(n, et, shapes[n]) for n in names]
+    if lengths is not None:
+        names += ["", "", "N"]
+        ins.append(h.make_tensor_value_info("N", T.INT64, [b]))
+    attrs = {"is_causal": causal, "left_window_size": left, "right_window_size": right}
+    node = h.make_node("Attention", names, ["Y"], **attrs)
+    model = h.make_model(h.make_graph([node], "win", ins, [h.make_tensor_value_info("Y", et, [b, hq, s, dv])]),
+                         opset_imports=[h.make_opsetid("", 25)])
+    model.ir_version = 11
+    feeds = {n: RNG.standard_normal(shapes[n]).astype(dtype) for n in ("Q", "K", "V", "M")}
+    if lengths is not None:
+        feeds["N"] = np.array(lengths, np.int64)
+    (att,) = import_onnx(model).find_nodes("Attention")
+    assert match_onnx_attention(att) is not None
+    tol = 2e-3 if dtype == np.float16 else 1e-5
+    out = compare_cpu(model, feeds, rtol=tol, atol=tol)
+    assert np.isfinite(out["Y"]).all()

@@ -63,7 +63,10 @@ def _from_f32(b: ir.IRBuilder, x: ir.Value, elem: ir.Type) -> ir.Value:
 def support(node: Node) -> Optional[str]:
     if node.domain != "nnc" or node.op != "StridedAttention":
         return "not an nnc.StridedAttention node"
-    for v in list(node.inputs) + list(node.outputs):
+    lengths = node.input(4)
+    if lengths is not None and lengths.type.dtype is not DType.I64:
+        return "StridedAttention takes int64 key/value lengths"
+    for v in list(node.inputs[:4]) + list(node.outputs):
         if v is not None and v.type.dtype not in DTYPES:
             return f"StridedAttention on {v.type.dtype.short} is not supported by the cpu target"
         if v is not None and not v.type.is_static:
@@ -92,6 +95,9 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
     kv_group = int(node.attr("kv_group") or 1)
     causal = bool(node.attr("causal"))
     causal_offset = int(node.attr("causal_offset") or 0)
+    left, right = int(node.attr("left_window")), int(node.attr("right_window"))
+    has_lengths = node.input(4) is not None
+    by_position = causal or left >= 0 or right >= 0
     W = kb.lanes
     lp, n_l = -(-L // W) * W, -(-L // W)
     dvp, n_d = -(-Dv // W) * W, -(-Dv // W)
@@ -105,6 +111,7 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
     k_ptr = tf.value_pointer(node.inputs[1])
     v_ptr = tf.value_pointer(node.inputs[2])
     m_ptr = tf.value_pointer(node.inputs[3]) if has_mask else None
+    len_ptr = tf.value_pointer(node.inputs[4]) if has_lengths else None
     y_ptr = tf.value_pointer(node.outputs[0])
     with b.goto_block(tf._entry):
         kt = b.alloca(F32, size=const_int(D * lp, I32), name="kt")
@@ -130,6 +137,10 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
 
     hk = b.sdiv(hi, c(kv_group)) if kv_group > 1 else hi  # grouped-query attention: shared K/V head
     qb, kbase, vb, yb = head_base(qv), head_base(kv, hk), head_base(vv, hk), head_base(yv)
+    kv_len = b.load(b.gep(len_ptr, [bi])) if has_lengths else None  # keys past it are padding
+    # Query row s sits at key position s + offset (after the cache; with per-batch lengths, the
+    # last S of the valid keys).
+    offset = b.sub(kv_len, c(S)) if has_lengths else c(causal_offset)
     mb = head_base(mv) if has_mask else None
 
     # K^T packed: kt[d * lp + l] = k[l, d]; lanes past L are zero.  Written in order (strided
@@ -185,15 +196,21 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
                     if l0 + W > L:
                         valid = b.icmp_signed("<", lane_ids, ir.Constant(ir.VectorType(I32, W), [L - l0] * W))
                         x = b.select(valid, x, ir.Constant(vty, [-math.inf] * W))
-                    if causal:  # keys past s + offset: -inf (lane l0 + i is key l0 + i)
-                        last = b.trunc(b.sub(b.add(srows[r], c(causal_offset)), c(l0)), I32)
-                        seen = b.icmp_signed("<=", lane_ids, splat(b, last, W))
-                        x = b.select(seen, x, ir.Constant(vty, [-math.inf] * W))
+                    keep = None
+                    if by_position:  # d = (s + offset) - key, key = l0 + lane
+                        rel = b.trunc(b.sub(b.add(srows[r], offset), c(l0)), I32)
+                        keep = _window_test(b, b.sub(splat(b, rel, W), lane_ids), causal, left, right, W)
+                    if has_lengths:
+                        lim = b.trunc(b.sub(kv_len, c(l0)), I32)
+                        keep = _and(b, keep, b.icmp_signed("<", lane_ids, splat(b, lim, W)))
+                    if keep is not None:
+                        x = b.select(keep, x, ir.Constant(vty, [-math.inf] * W))
                     store_vector(b, x, sc, c(r * lp + l0), align=64)
                     vmax[r] = x if vmax[r] is None else b.select(b.fcmp_ordered(">", x, vmax[r]), x, vmax[r])
         inv = []
         for r in range(R):
-            m = splat(b, horizontal(kb, b, "max", vmax[r]), W)
+            m = horizontal(kb, b, "max", vmax[r])
+            m = splat(b, b.select(b.fcmp_ordered("==", m, ir.Constant(F32, -math.inf)), ir.Constant(F32, 0.0), m), W)
 
             # 2. exp(x - max) in place, and the sum
             def exp_step(i, accs, r=r, m=m):
@@ -203,7 +220,9 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
                 return [b.fadd(accs[0], e)]
 
             (total,) = loop_carry(b, 0, lp, W, [zero_v], exp_step, name="e")
-            inv.append(splat(b, b.fdiv(ir.Constant(F32, 1.0), horizontal(kb, b, "add", total)), W))
+            total = horizontal(kb, b, "add", total)  # 0 when the row may attend no key: it outputs zeros
+            nonzero = b.fcmp_ordered("!=", total, ir.Constant(F32, 0.0))
+            inv.append(splat(b, b.select(nonzero, b.fdiv(ir.Constant(F32, 1.0), total), ir.Constant(F32, 0.0)), W))
 
         # 3. P V, scaled by 1 / sum, through the output view
         yrows = [b.add(yb, b.mul(s, c(yv[3]))) for s in srows]
@@ -249,6 +268,23 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
             rows([b.sub(s1, c(1))])
     b.ret_void()
     return Kernel(tf.fn.name, B * H * nblk, tf.buffers, label_of(node))
+
+
+def _and(b: ir.IRBuilder, x: Optional[ir.Value], y: ir.Value) -> ir.Value:
+    return y if x is None else b.and_(x, y)
+
+
+def _window_test(b: ir.IRBuilder, d: ir.Value, causal: bool, left: int, right: int, W: int) -> ir.Value:
+    """Lanes whose key is visible from the query: ``d = query position - key`` (an i32 vector)."""
+    iv = lambda v: ir.Constant(ir.VectorType(I32, W), [v] * W)  # noqa: E731
+    keep = None
+    if causal:
+        keep = _and(b, keep, b.icmp_signed(">=", d, iv(0)))
+    if left >= 0:
+        keep = _and(b, keep, b.icmp_signed("<=", d, iv(left)))
+    if right >= 0:
+        keep = _and(b, keep, b.icmp_signed(">=", d, iv(-right)))
+    return keep
 
 
 def _mask_vector(b: ir.IRBuilder, m_ptr: ir.Value, mrow: ir.Value, stride: int, l0: int, L: int,
