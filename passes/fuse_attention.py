@@ -19,7 +19,7 @@ the transposed K).  The output chain is inverted the same way, so the node
 writes the merged-heads layout directly.  The transposes, gathers and
 reshapes are then dead; the scores and probabilities never exist in memory.
 
-ONNX's ``Attention`` op becomes the same node when it is f32 or f16 without
+ONNX's ``Attention`` op becomes the same node when it is f32, f16 or bf16 without
 a KV cache, window masking or softcap, with an additive mask of the same
 type covering every key (causal masking and grouped-query heads are
 attributes of the node): the target then needs no expansion of its
@@ -282,7 +282,8 @@ def match_onnx_attention(node: Node) -> Optional[dict]:
     y = node.outputs[0]
     shapes = [_static(x) for x in (q, k, v, y)]
     dtype = q.type.dtype
-    if None in shapes or dtype not in (DType.F32, DType.F16) or any(x.type.dtype is not dtype for x in (k, v, y)):
+    if None in shapes or dtype not in (DType.F32, DType.F16, DType.BF16) \
+            or any(x.type.dtype is not dtype for x in (k, v, y)):
         return None
     qs, ks, vs, ys = shapes
     if not (len(qs) == len(ks) == len(vs) in (3, 4)):

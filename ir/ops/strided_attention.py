@@ -79,8 +79,8 @@ def _(ctx: InferContext) -> list[TensorType]:
     if ctx.attr("causal") and ctx.attr("causal_offset") < 0:
         ctx.fail("causal_offset must be non-negative (every query row attends at least key 0)")
     dtype = ctx.dtype(0)
-    if dtype not in (DType.F32, DType.F16):
-        ctx.fail("StridedAttention reads f32 or f16 (and computes in f32)", found=dtype.short)
+    if dtype not in (DType.F32, DType.F16, DType.BF16):
+        ctx.fail("StridedAttention reads f32, f16 or bf16 (and computes in f32)", found=dtype.short)
     return [TensorType(dtype, tuple(y_shape))]
 
 

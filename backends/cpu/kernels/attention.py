@@ -32,7 +32,7 @@ import llvmlite.ir as ir
 from ir.dtypes import DType
 from ir.graph import Node
 
-from ..codegen import F32, I32, KernelBuilder, const_int, for_range, load_vector, loop_carry, splat, \
+from ..codegen import F32, I32, KernelBuilder, const_int, supported_dtype, for_range, load_vector, loop_carry, splat, \
     store_vector, task_range
 from . import Kernel, generator, label_of
 from .vecmath import horizontal, vexp
@@ -41,8 +41,19 @@ MIN_ROWS_PER_TASK = 16         # each task re-packs K^T: keep enough rows to pay
 ROWS_TOGETHER = 2              # query rows computed together (each K^T and V vector loaded once for them)
 
 
-# Element types read and written (computed in f32: narrow floats are widened on load, rounded on store).
-DTYPES = frozenset({DType.F32, DType.F16})
+# Element types read and written, computed in f32: narrow floats are widened on load and rounded
+# once on store.  bfloat16 is stored as i16 (its bits are f32's high half); it runs once the cpu
+# code generator has an LLVM type for it (``supported_dtype``), and is refused until then.
+DTYPES = frozenset({DType.F32, DType.F16, DType.BF16})
+
+
+def _like(x: ir.Value, elem: ir.Type) -> ir.Type:
+    return ir.VectorType(elem, x.type.count) if isinstance(x.type, ir.VectorType) else elem
+
+
+def _const(x: ir.Value, elem: ir.Type, value) -> ir.Constant:
+    t = _like(x, elem)
+    return ir.Constant(t, [value] * t.count) if isinstance(t, ir.VectorType) else ir.Constant(t, value)
 
 
 def _to_f32(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
@@ -50,14 +61,24 @@ def _to_f32(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
     elem = x.type.element if isinstance(x.type, ir.VectorType) else x.type
     if elem == F32:
         return x
-    ty = ir.VectorType(F32, x.type.count) if isinstance(x.type, ir.VectorType) else F32
-    return b.fpext(x, ty)
+    if isinstance(elem, ir.IntType) and elem.width == 16:  # bfloat16 bits
+        wide = b.shl(b.zext(x, _like(x, I32)), _const(x, I32, 16))
+        return b.bitcast(wide, _like(x, F32))
+    return b.fpext(x, _like(x, F32))
 
 
 def _from_f32(b: ir.IRBuilder, x: ir.Value, elem: ir.Type) -> ir.Value:
+    """f32 ``x`` rounded to the element type (round half to even; a NaN stays a quiet NaN)."""
     if elem == F32:
         return x
-    return b.fptrunc(x, ir.VectorType(elem, x.type.count) if isinstance(x.type, ir.VectorType) else elem)
+    if isinstance(elem, ir.IntType) and elem.width == 16:  # bfloat16 bits
+        bits = b.bitcast(x, _like(x, I32))
+        lsb = b.and_(b.lshr(bits, _const(x, I32, 16)), _const(x, I32, 1))
+        rounded = b.lshr(b.add(bits, b.add(_const(x, I32, 0x7FFF), lsb)), _const(x, I32, 16))
+        quiet = b.or_(b.lshr(bits, _const(x, I32, 16)), _const(x, I32, 0x40))
+        out = b.select(b.fcmp_unordered("uno", x, x), quiet, rounded)
+        return b.trunc(out, _like(x, elem))
+    return b.fptrunc(x, _like(x, elem))
 
 
 def support(node: Node) -> Optional[str]:
@@ -67,7 +88,7 @@ def support(node: Node) -> Optional[str]:
     if lengths is not None and lengths.type.dtype is not DType.I64:
         return "StridedAttention takes int64 key/value lengths"
     for v in list(node.inputs[:4]) + list(node.outputs):
-        if v is not None and v.type.dtype not in DTYPES:
+        if v is not None and (v.type.dtype not in DTYPES or not supported_dtype(v.type.dtype)):
             return f"StridedAttention on {v.type.dtype.short} is not supported by the cpu target"
         if v is not None and not v.type.is_static:
             return "the cpu target needs static shapes here"
