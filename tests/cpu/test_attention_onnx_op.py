@@ -8,7 +8,10 @@ import pytest
 from onnx import TensorProto as T
 from onnx import helper as h
 
+import compiler
+from backends.cpu.codegen import supported_dtype
 from frontends.onnx import import_onnx
+from ir.dtypes import DType
 from passes.fuse_attention import match_onnx_attention
 from tests.cpu.helpers import compare_cpu
 
@@ -121,3 +124,20 @@ def test_windows_and_key_lengths_match_reference(dtype, causal, left, right, len
     tol = 2e-3 if dtype == np.float16 else 1e-5
     out = compare_cpu(model, feeds, rtol=tol, atol=tol)
     assert np.isfinite(out["Y"]).all()
+
+
+@pytest.mark.skipif(not supported_dtype(DType.BF16), reason="the cpu code generator has no bfloat16 type yet")
+@pytest.mark.parametrize("causal", [0, 1])
+def test_bf16_attention_matches_reference(causal):
+    import ml_dtypes
+    b, hq, hkv, s, l, d, dv = 2, 4, 2, 7, 19, 16, 24
+    shapes = {"Q": [b, hq, s, d], "K": [b, hkv, l, d], "V": [b, hkv, l, dv]}
+    node = h.make_node("Attention", ["Q", "K", "V"], ["Y"], is_causal=causal)
+    ins = [h.make_tensor_value_info(n, T.BFLOAT16, shp) for n, shp in shapes.items()]
+    model = h.make_model(h.make_graph([node], "bf", ins, [h.make_tensor_value_info("Y", T.BFLOAT16, [b, hq, s, dv])]),
+                         opset_imports=[h.make_opsetid("", 23)])
+    model.ir_version = 10
+    feeds = {n: RNG.standard_normal(shp).astype(ml_dtypes.bfloat16) for n, shp in shapes.items()}
+    ref = compiler.compile(model, target="ref").run(feeds)["Y"].astype(np.float32)
+    cpu = compiler.compile(model, target="cpu").run(feeds)["Y"].astype(np.float32)
+    np.testing.assert_allclose(cpu, ref, rtol=2e-2, atol=2e-2)  # bf16 keeps 8 bits of mantissa
