@@ -322,10 +322,10 @@ def _unroll_scan(graph: Graph, node: Node, length: int) -> list[Value]:
         if len(results) >= len(node.outputs):
             break
         steps = acc[::-1] if out_dirs[j] else acc
-        rank = len(steps[0].type.shape) + 1 if isinstance(steps[0].type, TensorType) and steps[0].type.shape is not None \
-            else None
-        if rank is None:
+        t = steps[0].type
+        if not isinstance(t, TensorType) or t.shape is None:
             raise _Refused("a scan output's rank is unknown")
+        rank = len(t.shape) + 1
         results.append(inl.stack(steps, out_axes[j] % rank, f"scan{j}"))
     return results[:len(node.outputs)]
 

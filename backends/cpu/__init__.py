@@ -39,7 +39,9 @@ _LOWERED = {("", "ConvTranspose"): ("lower-conv-transpose", ("", "Conv"))}
 
 # expand-functions runs on static graphs only (after specialization), where run-time
 # shape values are constants: e.g. Range folds instead of expanding into a Loop.
-PIPELINE = ("fold-qdq," + SIMPLIFY + ",unroll-control-flow,fold-constants,fuse-attention,expand-functions,lower-conv-transpose,fold-constants,"
+# unroll-control-flow likewise: trip counts and conditions are constants by then.
+PIPELINE = ("fold-qdq," + SIMPLIFY + ",unroll-control-flow,fold-constants,fuse-attention,expand-functions,"
+            "lower-conv-transpose,fold-constants,"
             "simplify-algebra,fuse-attention,cse,dce,"
             "layout-nchwc,fold-constants,dce,fuse,dce,schedule,plan-memory")
 

@@ -35,6 +35,7 @@ from ir.graph import Node
 from ..codegen import F32, I32, KernelBuilder, const_int, supported_dtype, for_range, load_vector, loop_carry, splat, \
     store_vector, task_range
 from . import Kernel, generator, label_of
+from ._f32_io import from_f32, to_f32
 from .vecmath import horizontal, vexp
 
 MIN_ROWS_PER_TASK = 16         # each task re-packs K^T: keep enough rows to pay for it
@@ -45,40 +46,6 @@ ROWS_TOGETHER = 2              # query rows computed together (each K^T and V ve
 # once on store.  bfloat16 is stored as i16 (its bits are f32's high half); it runs once the cpu
 # code generator has an LLVM type for it (``supported_dtype``), and is refused until then.
 DTYPES = frozenset({DType.F32, DType.F16, DType.BF16})
-
-
-def _like(x: ir.Value, elem: ir.Type) -> ir.Type:
-    return ir.VectorType(elem, x.type.count) if isinstance(x.type, ir.VectorType) else elem
-
-
-def _const(x: ir.Value, elem: ir.Type, value) -> ir.Constant:
-    t = _like(x, elem)
-    return ir.Constant(t, [value] * t.count) if isinstance(t, ir.VectorType) else ir.Constant(t, value)
-
-
-def _to_f32(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    """``x`` (a scalar or vector of the tensor's element type) as f32."""
-    elem = x.type.element if isinstance(x.type, ir.VectorType) else x.type
-    if elem == F32:
-        return x
-    if isinstance(elem, ir.IntType) and elem.width == 16:  # bfloat16 bits
-        wide = b.shl(b.zext(x, _like(x, I32)), _const(x, I32, 16))
-        return b.bitcast(wide, _like(x, F32))
-    return b.fpext(x, _like(x, F32))
-
-
-def _from_f32(b: ir.IRBuilder, x: ir.Value, elem: ir.Type) -> ir.Value:
-    """f32 ``x`` rounded to the element type (round half to even; a NaN stays a quiet NaN)."""
-    if elem == F32:
-        return x
-    if isinstance(elem, ir.IntType) and elem.width == 16:  # bfloat16 bits
-        bits = b.bitcast(x, _like(x, I32))
-        lsb = b.and_(b.lshr(bits, _const(x, I32, 16)), _const(x, I32, 1))
-        rounded = b.lshr(b.add(bits, b.add(_const(x, I32, 0x7FFF), lsb)), _const(x, I32, 16))
-        quiet = b.or_(b.lshr(bits, _const(x, I32, 16)), _const(x, I32, 0x40))
-        out = b.select(b.fcmp_unordered("uno", x, x), quiet, rounded)
-        return b.trunc(out, _like(x, elem))
-    return b.fptrunc(x, _like(x, elem))
 
 
 def support(node: Node) -> Optional[str]:
@@ -170,7 +137,7 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
         col = b.add(kbase, b.mul(d, c(kv[4])))
         dst = b.mul(d, c(lp))
         with for_range(b, 0, L, name="l") as l:
-            x = _to_f32(b, b.load(b.gep(k_ptr, [b.add(col, b.mul(l, c(kv[3])))])))
+            x = to_f32(b, b.load(b.gep(k_ptr, [b.add(col, b.mul(l, c(kv[3])))])))
             b.store(x, b.gep(kt, [b.add(dst, l)]))
     if lp > L:
         with for_range(b, 0, D, name="d") as d:
@@ -182,7 +149,7 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
             with for_range(b, 0, dvp, name="d") as d:
                 inside = b.icmp_signed("<", d, c(Dv))
                 safe_d = b.select(inside, d, c(0))
-                x = _to_f32(b, b.load(b.gep(v_ptr, [b.add(row, b.mul(safe_d, c(vv[4])))])))
+                x = to_f32(b, b.load(b.gep(v_ptr, [b.add(row, b.mul(safe_d, c(vv[4])))])))
                 b.store(b.select(inside, x, ir.Constant(F32, 0.0)), b.gep(vp, [b.add(b.mul(l, c(dvp)), d)]))
 
     lane_ids = ir.Constant(ir.VectorType(I32, W), list(range(W)))
@@ -198,7 +165,7 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
             cnt = min(group // R, n_l - g0)
 
             def score_step(d, accs, g0=g0, cnt=cnt):
-                qd = [splat(b, _to_f32(b, b.load(b.gep(q_ptr, [b.add(qr, b.mul(d, c(qv[4])))]))), W) for qr in qrows]
+                qd = [splat(b, to_f32(b, b.load(b.gep(q_ptr, [b.add(qr, b.mul(d, c(qv[4])))]))), W) for qr in qrows]
                 at = b.add(b.mul(d, c(lp)), c(g0 * W))
                 out = list(accs)
                 for j in range(cnt):
@@ -267,7 +234,7 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
             for r in range(R):
                 for j in range(cnt):
                     d0 = (g0 + j) * W
-                    y = _from_f32(b, b.fmul(accs[r * cnt + j], inv[r]), y_ptr.type.pointee)
+                    y = from_f32(b, b.fmul(accs[r * cnt + j], inv[r]), y_ptr.type.pointee)
                     if yv[4] == 1 and d0 + W <= Dv:
                         store_vector(b, y, y_ptr, b.add(yrows[r], c(d0)))
                         continue
@@ -312,11 +279,11 @@ def _mask_vector(b: ir.IRBuilder, m_ptr: ir.Value, mrow: ir.Value, stride: int, 
                  W: int) -> ir.Value:
     """The mask at keys l0 .. l0+W-1 of one row (lanes past L are 0: they become -inf anyway)."""
     if stride == 0:
-        return splat(b, _to_f32(b, b.load(b.gep(m_ptr, [mrow]))), W)
+        return splat(b, to_f32(b, b.load(b.gep(m_ptr, [mrow]))), W)
     if stride == 1 and l0 + W <= L:
-        return _to_f32(b, load_vector(b, m_ptr, b.add(mrow, const_int(l0)), W))
+        return to_f32(b, load_vector(b, m_ptr, b.add(mrow, const_int(l0)), W))
     out = ir.Constant(ir.VectorType(F32, W), [0.0] * W)
     for lane in range(min(W, L - l0)):
-        x = _to_f32(b, b.load(b.gep(m_ptr, [b.add(mrow, const_int((l0 + lane) * stride))])))
+        x = to_f32(b, b.load(b.gep(m_ptr, [b.add(mrow, const_int((l0 + lane) * stride))])))
         out = b.insert_element(out, x, const_int(lane, I32))
     return out

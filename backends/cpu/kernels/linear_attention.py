@@ -13,8 +13,8 @@ step's rows of the head)::
 
 Every inner loop runs along ``d_v`` over contiguous memory (LLVM vectorizes
 them).  Inputs and outputs are read and written in their own element type
-and converted to f32 (the reference computes in f32 too); element types
-the cpu code generator has no LLVM type for are refused.
+(f32, f16, bf16) and converted to f32 (the reference computes in f32 too);
+an element type the cpu code generator has no LLVM type for is refused.
 """
 
 from __future__ import annotations
@@ -23,10 +23,12 @@ from typing import Any, Optional
 
 import llvmlite.ir as ir
 
+from ir.dtypes import DType
 from ir.graph import Node
 
 from ..codegen import F32, I32, KernelBuilder, const_int, for_range, supported_dtype
 from . import Kernel, generator, label_of
+from ._f32_io import from_f32, to_f32
 from .vecmath import vexp
 
 MAX_STACK_BYTES = 1 << 17  # the state and two d_v rows live on the task's stack
@@ -47,7 +49,7 @@ def support(node: Node) -> Optional[str]:
             continue
         if not v.type.is_static:
             return "the cpu target needs static shapes here"
-        if not supported_dtype(v.type.dtype) or v.type.dtype.np.kind != "f":
+        if v.type.dtype not in (DType.F32, DType.F16, DType.BF16) or not supported_dtype(v.type.dtype):
             return f"LinearAttention on {v.type.dtype.short} is not supported by the cpu target"
     _, _, _, _, dk, dv = _dims(node)
     if 4 * (dk * dv + 2 * dv) > MAX_STACK_BYTES:
@@ -56,15 +58,11 @@ def support(node: Node) -> Optional[str]:
 
 
 def _load(b: ir.IRBuilder, ptr: ir.Value, at: ir.Value) -> ir.Value:
-    x = b.load(b.gep(ptr, [at]))
-    return x if x.type == F32 else b.fpext(x, F32) if isinstance(x.type, ir.HalfType) else b.fptrunc(x, F32)
+    return to_f32(b, b.load(b.gep(ptr, [at])))
 
 
 def _store(b: ir.IRBuilder, x: ir.Value, ptr: ir.Value, at: ir.Value) -> None:
-    elem = ptr.type.pointee
-    if elem != F32:
-        x = b.fpext(x, elem) if isinstance(elem, ir.DoubleType) else b.fptrunc(x, elem)
-    b.store(x, b.gep(ptr, [at]))
+    b.store(from_f32(b, x, ptr.type.pointee), b.gep(ptr, [at]))
 
 
 @generator("linear_attention", supports=support, ops=["LinearAttention"])
