@@ -12,7 +12,10 @@ import pytest
 from onnx import TensorProto as T
 from onnx import helper as h
 
+import compiler
+from backends.cpu.codegen import supported_dtype
 from backends.cpu.scheduling import kernel_kind
+from ir.dtypes import DType
 from tests.cpu.helpers import compare_cpu
 
 RNG = np.random.default_rng(7)
@@ -82,3 +85,18 @@ def test_linear_attention_kernel_kind():
     assert kernel_kind(node) == "linear_attention"
     from backends.base import get_backend
     assert get_backend("cpu").supports(node).ok
+
+
+@pytest.mark.skipif(not supported_dtype(DType.BF16), reason="the cpu code generator has no bfloat16 type yet")
+def test_linear_attention_bfloat16():
+    import ml_dtypes
+    model, feeds = la_model(2, 6, 4, 2, 8, 12, "gated_delta", past=True)
+    for n in model.graph.input:
+        n.type.tensor_type.elem_type = T.BFLOAT16
+    for n in model.graph.output:
+        n.type.tensor_type.elem_type = T.BFLOAT16
+    feeds = {k: v.astype(ml_dtypes.bfloat16) for k, v in feeds.items()}
+    ref = compiler.compile(model, target="ref").run(feeds)
+    cpu = compiler.compile(model, target="cpu").run(feeds)
+    for name in ref:
+        np.testing.assert_allclose(cpu[name].astype(np.float32), ref[name].astype(np.float32), rtol=2e-2, atol=2e-2)
