@@ -38,6 +38,9 @@ from ir.types import TensorType
 from .manager import PassContext, register_pass
 
 _SINK = "__sink__"
+# Anchors whose kernels take only elementwise/broadcast ops in their group (convolutions also read
+# side operands through index-mapping ops, e.g. a residual through a layout conversion).
+GEMM_ANCHORS = frozenset({"MatMul", "Gemm"})
 
 
 def node_kind(node: Node, ctx: Optional[PassContext] = None) -> str:
@@ -156,6 +159,9 @@ def find_groups(graph: Graph, ctx: Optional[PassContext] = None, max_group: int 
             elif phase == 0 and RANK[kind] <= RANK[BROADCAST]:
                 try_fuse(n, RANK[INJECTIVE], (ELEMENTWISE, BROADCAST, INJECTIVE, REDUCTION))
             elif phase == 1 and kind == INJECTIVE and pattern == INJECTIVE:
+                dom = ipdom.get(id(n))
+                if dom in groups.parent and groups.anchor[groups.find(dom)].op in GEMM_ANCHORS:
+                    continue  # gemm kernels read side operands directly, not through index maps
                 try_fuse(n, RANK[INJECTIVE], (ELEMENTWISE, BROADCAST, INJECTIVE))
     members: dict[int, list[Node]] = {}
     for n in nodes:

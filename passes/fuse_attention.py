@@ -19,9 +19,10 @@ the transposed K).  The output chain is inverted the same way, so the node
 writes the merged-heads layout directly.  The transposes, gathers and
 reshapes are then dead; the scores and probabilities never exist in memory.
 
-ONNX's ``Attention`` op becomes the same node when it is f32 without a KV
-cache, causal/window masking or softcap, with one head count for Q and
-K/V and an additive (float) mask: the target then needs no expansion of its
+ONNX's ``Attention`` op becomes the same node when it is f32, f16 or bf16 without
+a KV cache, window masking or softcap, with an additive mask of the same
+type covering every key (causal masking and grouped-query heads are
+attributes of the node): the target then needs no expansion of its
 function body (the pipeline runs this pass before ``expand-functions`` too).
 
 Leading axes beyond two (batch, heads) must be 1-sized or foldable into
@@ -264,24 +265,39 @@ def _contiguous_view(shape: tuple[int, ...], heads: int, seq: int, size: int) ->
 
 
 def match_onnx_attention(node: Node) -> Optional[dict]:
-    """ONNX's Attention op (f32, no cache, no causal/window/softcap, one head count) as the new node."""
+    """ONNX's Attention op (f32/f16; causal and window masks, GQA, a 4-D KV cache or per-batch
+    key lengths allowed; no softcap) as the new node.  With a cache, ``"past"`` names the (past,
+    new) pairs to concatenate along the sequence; the concatenations are the present outputs."""
     if node.domain != "" or node.op != "Attention":
         return None
-    if any(node.input(i) is not None for i in range(4, len(node.inputs))):
+    past_k, past_v, lengths = node.input(4), node.input(5), node.input(6)
+    if lengths is not None and (lengths.type.dtype is not DType.I64 or _static(lengths) is None):
         return None
-    for extra in node.outputs[1:]:
+    for extra in node.outputs[1 if past_k is None else 3:]:
         if extra.uses or extra.is_graph_output:
             return None
-    if node.attr("is_causal") or node.attr("softcap") or             (node.attr("left_window_size") or -1) != -1 or (node.attr("right_window_size") or -1) != -1:
+    if node.attr("softcap"):
         return None
     q, k, v, mask = node.input(0), node.input(1), node.input(2), node.input(3)
     y = node.outputs[0]
     shapes = [_static(x) for x in (q, k, v, y)]
-    if None in shapes or any(x.type.dtype is not DType.F32 for x in (q, k, v, y)):
+    dtype = q.type.dtype
+    if None in shapes or dtype not in (DType.F32, DType.F16, DType.BF16) \
+            or any(x.type.dtype is not dtype for x in (k, v, y)):
         return None
     qs, ks, vs, ys = shapes
     if not (len(qs) == len(ks) == len(vs) in (3, 4)):
         return None
+    past_len = 0
+    if past_k is not None:  # K/V become Concat(past, new) along the sequence: 4-D only here
+        ps, pv = _static(past_k), _static(past_v)
+        if len(ks) != 4 or ps is None or pv is None or past_k.type.dtype is not dtype \
+                or past_v.type.dtype is not dtype or ps[:2] + ps[3:] != ks[:2] + ks[3:] \
+                or pv[:2] + pv[3:] != vs[:2] + vs[3:] or ps[2] != pv[2]:
+            return None
+        past_len = ps[2]
+        ks = ks[:2] + (ks[2] + past_len,) + ks[3:]
+        vs = vs[:2] + (vs[2] + past_len,) + vs[3:]
     if len(qs) == 4:
         B, Hq, S, D = qs
         Hk, L = ks[1], ks[2]
@@ -296,13 +312,17 @@ def match_onnx_attention(node: Node) -> Optional[dict]:
         L, Dv = ks[1], vs[2] // Hk
         if ks[2] // Hk != D or vs[1] != L:
             return None
-    if Hq != Hk or ks[0] != B or vs[0] != B or math.prod(ys) != B * Hq * S * Dv:
+    if Hk < 1 or Hq % Hk or ks[0] != B or vs[0] != B or math.prod(ys) != B * Hq * S * Dv:
+        return None
+    if lengths is not None and math.prod(_static(lengths)) != B:
         return None
     mask_view: tuple = ()
     if mask is not None:
         ms = _static(mask)
-        if ms is None or mask.type.dtype is not DType.F32 or math.prod(ms) > MAX_INDEX_ELEMENTS:
+        if ms is None or mask.type.dtype is not dtype or math.prod(ms) > MAX_INDEX_ELEMENTS:
             return None
+        if ms[-1] != L:
+            return None  # a short mask is padded with -inf by ONNX: not a plain broadcast
         try:
             idx = np.broadcast_to(np.arange(math.prod(ms), dtype=np.int64).reshape(ms), (B, Hq, S, L))
         except ValueError:
@@ -317,12 +337,20 @@ def match_onnx_attention(node: Node) -> Optional[dict]:
         return None
     scale = node.attr("scale")
     scale = float(scale) if scale is not None else 1.0 / math.sqrt(D)
-    return {"inputs": [q, k, v] + ([mask] if mask is not None else []),
+    window = (node.attr("left_window_size"), node.attr("right_window_size"))
+    return {"inputs": [q, k, v] + ([mask] if mask is not None or lengths is not None else [])
+                      + ([lengths] if lengths is not None else []),
             "attrs": {"dims": (B, Hq, S, L, D, Dv), "q_view": tuple(_contiguous_view(qs, Hq, S, D)),
                       "k_view": tuple(_contiguous_view(ks, Hk, L, D)),
                       "v_view": tuple(_contiguous_view(vs, Hk, L, Dv)), "mask_view": mask_view,
-                      "y_view": tuple(_contiguous_view(ys, Hq, S, Dv)), "y_shape": tuple(ys), "scale": scale},
-            "replaces": y, "anchor": node}
+                      "y_view": tuple(_contiguous_view(ys, Hq, S, Dv)), "y_shape": tuple(ys), "scale": scale,
+                      "kv_group": Hq // Hk, "causal": int(bool(node.attr("is_causal"))),
+                      "causal_offset": past_len,
+                      "left_window": -1 if window[0] is None else int(window[0]),
+                      "right_window": -1 if window[1] is None else int(window[1])},
+            "replaces": y, "anchor": node,
+            "past": [(past_k, k, node.outputs[1] if len(node.outputs) > 1 else None),
+                     (past_v, v, node.outputs[2] if len(node.outputs) > 2 else None)] if past_k is not None else []}
 
 
 @register_pass("fuse-attention")
@@ -336,12 +364,19 @@ def fuse_attention(graph: Graph, ctx: PassContext) -> bool:
         if m is None:
             continue
         out = m["replaces"]
+        for i, (past, cur, present) in enumerate(m.get("past", ()), start=1):  # the KV cache grows
+            cat = graph.create_node("Concat", [past, cur], {"axis": 2}, name=node.name,
+                                    output_names=[(present.name if present is not None else out.name) + "_cat"],
+                                    before=m["anchor"]).output
+            m["inputs"][i] = cat
+            if present is not None:
+                graph.replace_all_uses(present, cat)
         new = graph.create_node("StridedAttention", m["inputs"], m["attrs"], domain="nnc",
                                 name=node.name or "attention", output_names=[out.name + "_attn"],
                                 before=m["anchor"])
         graph.replace_all_uses(out, new.output)
         ctx.decide("fuse attention", node=new.describe(), rule="QK^T, scale, mask, softmax, V in one kernel",
-                   dims=list(m["attrs"]["dims"]), mask=len(m["inputs"]) == 4)
+                   dims=list(m["attrs"]["dims"]), mask=len(m["inputs"]) > 3 and m["inputs"][3] is not None)
         changed = True
     if changed:
         graph.topological_sort()  # the moves and matmuls left behind are dead: `dce` removes them

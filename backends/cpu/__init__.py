@@ -21,6 +21,7 @@ from ir.schedule import Schedule
 from ir.target import TargetInfo
 from ir.types import TensorType
 from passes.pipelines import SIMPLIFY
+from passes.unroll_control_flow import CONTROL_FLOW_OPS, blocker as unroll_blocker
 
 from ..base import THREADS_OPTION, Backend, Capabilities, Coverage, OptionSpec, Support, function_body_coverage
 from .codegen import KernelBuilder
@@ -38,7 +39,9 @@ _LOWERED = {("", "ConvTranspose"): ("lower-conv-transpose", ("", "Conv"))}
 
 # expand-functions runs on static graphs only (after specialization), where run-time
 # shape values are constants: e.g. Range folds instead of expanding into a Loop.
-PIPELINE = ("fold-qdq," + SIMPLIFY + ",fuse-attention,expand-functions,lower-conv-transpose,fold-constants,"
+# unroll-control-flow likewise: trip counts and conditions are constants by then.
+PIPELINE = ("fold-qdq," + SIMPLIFY + ",unroll-control-flow,fold-constants,fuse-attention,expand-functions,"
+            "lower-conv-transpose,fold-constants,"
             "simplify-algebra,fuse-attention,cse,dce,"
             "layout-nchwc,fold-constants,dce,fuse,dce,schedule,plan-memory")
 
@@ -79,6 +82,11 @@ class CpuBackend(Backend):
                 return Support.no(f"{v.type} values (sequences, optionals) are not supported by the cpu target")
         if node.schema.view:
             return Support.yes()  # the memory plan aliases it, or the index-map kernel copies it
+        if node.domain == "" and node.op in CONTROL_FLOW_OPS:  # only unroll-control-flow removes them
+            why = unroll_blocker(node)
+            return Support.no(f"{node.op} is compiled by unrolling it (unroll-control-flow), and "
+                              + (why or "the pipeline left it in place (its trip count or condition became "
+                                        "constant only after that pass ran)"))
         kind = kernel_kind(node)
         gen, why = find_generator(kind, node)
         return Support.yes() if gen is not None else Support.no(why)
@@ -96,6 +104,9 @@ class CpuBackend(Backend):
         generated = generated_ops()
         if schema.view or key in generated or schema.qualified_name == "nnc.Fused":
             return Coverage.KERNEL
+        if schema.domain == "" and schema.name in CONTROL_FLOW_OPS \
+                and "unroll-control-flow" in self.default_pipeline.split(","):
+            return Coverage.KERNEL  # unrolled into its body's ops when the trip count is static
         lowered = _LOWERED.get(key)
         if lowered is not None and lowered[0] in self.default_pipeline.split(",") and lowered[1] in generated:
             return Coverage.KERNEL

@@ -233,6 +233,7 @@ def _(cond: np.ndarray, *captures: Any, then_branch: Graph, else_branch: Graph,
 loop = define("Loop", inputs=["M?", "cond?", "v_initial...?"],
               outputs=["v_final_and_scan_outputs..."],
               attrs={"body": Attr.graph(required=True), "num_captures": Attr.int(0)},
+              static_inputs=["M", "cond"],  # they decide the scan outputs' length
               needs_num_outputs=True,
               doc="Generic loop.  The last num_captures inputs (IR-only attribute) are "
                   "outer values the body reads; they follow the loop-carried values.")

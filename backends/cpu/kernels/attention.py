@@ -32,20 +32,30 @@ import llvmlite.ir as ir
 from ir.dtypes import DType
 from ir.graph import Node
 
-from ..codegen import F32, I32, KernelBuilder, const_int, for_range, load_vector, loop_carry, splat, \
+from ..codegen import F32, I32, KernelBuilder, const_int, supported_dtype, for_range, load_vector, loop_carry, splat, \
     store_vector, task_range
 from . import Kernel, generator, label_of
+from ._f32_io import from_f32, to_f32
 from .vecmath import horizontal, vexp
 
 MIN_ROWS_PER_TASK = 16         # each task re-packs K^T: keep enough rows to pay for it
 ROWS_TOGETHER = 2              # query rows computed together (each K^T and V vector loaded once for them)
 
 
+# Element types read and written, computed in f32: narrow floats are widened on load and rounded
+# once on store.  bfloat16 is stored as i16 (its bits are f32's high half); it runs once the cpu
+# code generator has an LLVM type for it (``supported_dtype``), and is refused until then.
+DTYPES = frozenset({DType.F32, DType.F16, DType.BF16})
+
+
 def support(node: Node) -> Optional[str]:
     if node.domain != "nnc" or node.op != "StridedAttention":
         return "not an nnc.StridedAttention node"
-    for v in list(node.inputs) + list(node.outputs):
-        if v is not None and v.type.dtype is not DType.F32:
+    lengths = node.input(4)
+    if lengths is not None and lengths.type.dtype is not DType.I64:
+        return "StridedAttention takes int64 key/value lengths"
+    for v in list(node.inputs[:4]) + list(node.outputs):
+        if v is not None and (v.type.dtype not in DTYPES or not supported_dtype(v.type.dtype)):
             return f"StridedAttention on {v.type.dtype.short} is not supported by the cpu target"
         if v is not None and not v.type.is_static:
             return "the cpu target needs static shapes here"
@@ -70,12 +80,18 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
     has_mask = node.input(3) is not None
     mv = [int(x) for x in node.attr("mask_view")] if has_mask else None
     scale = float(node.attr("scale"))
+    kv_group = int(node.attr("kv_group") or 1)
+    causal = bool(node.attr("causal"))
+    causal_offset = int(node.attr("causal_offset") or 0)
+    left, right = int(node.attr("left_window")), int(node.attr("right_window"))
+    has_lengths = node.input(4) is not None
+    by_position = causal or left >= 0 or right >= 0
     W = kb.lanes
     lp, n_l = -(-L // W) * W, -(-L // W)
     dvp, n_d = -(-Dv // W) * W, -(-Dv // W)
     group = max(2, kb.target.registers - 6)  # vector accumulators per pass (the rest for operands)
     nblk = _tasks(B, H, S, kb.target.cores)
-    direct_v = vv[4] == 1 and Dv % W == 0
+    direct_v = vv[4] == 1 and Dv % W == 0 and node.inputs[2].type.dtype is DType.F32
 
     tf = kb.task_function(f"k_{node.outputs[0].name}")
     b = tf.builder
@@ -83,6 +99,7 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
     k_ptr = tf.value_pointer(node.inputs[1])
     v_ptr = tf.value_pointer(node.inputs[2])
     m_ptr = tf.value_pointer(node.inputs[3]) if has_mask else None
+    len_ptr = tf.value_pointer(node.inputs[4]) if has_lengths else None
     y_ptr = tf.value_pointer(node.outputs[0])
     with b.goto_block(tf._entry):
         kt = b.alloca(F32, size=const_int(D * lp, I32), name="kt")
@@ -103,10 +120,15 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
     bi, hi = b.sdiv(bh, c(H)), b.srem(bh, c(H))
     s0, s1 = task_range(b, blk, nblk, S)
 
-    def head_base(view):
-        return b.add(c(view[0]), b.add(b.mul(bi, c(view[1])), b.mul(hi, c(view[2]))))
+    def head_base(view, head=hi):
+        return b.add(c(view[0]), b.add(b.mul(bi, c(view[1])), b.mul(head, c(view[2]))))
 
-    qb, kbase, vb, yb = head_base(qv), head_base(kv), head_base(vv), head_base(yv)
+    hk = b.sdiv(hi, c(kv_group)) if kv_group > 1 else hi  # grouped-query attention: shared K/V head
+    qb, kbase, vb, yb = head_base(qv), head_base(kv, hk), head_base(vv, hk), head_base(yv)
+    kv_len = b.load(b.gep(len_ptr, [bi])) if has_lengths else None  # keys past it are padding
+    # Query row s sits at key position s + offset (after the cache; with per-batch lengths, the
+    # last S of the valid keys).
+    offset = b.sub(kv_len, c(S)) if has_lengths else c(causal_offset)
     mb = head_base(mv) if has_mask else None
 
     # K^T packed: kt[d * lp + l] = k[l, d]; lanes past L are zero.  Written in order (strided
@@ -115,7 +137,7 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
         col = b.add(kbase, b.mul(d, c(kv[4])))
         dst = b.mul(d, c(lp))
         with for_range(b, 0, L, name="l") as l:
-            x = b.load(b.gep(k_ptr, [b.add(col, b.mul(l, c(kv[3])))]))
+            x = to_f32(b, b.load(b.gep(k_ptr, [b.add(col, b.mul(l, c(kv[3])))])))
             b.store(x, b.gep(kt, [b.add(dst, l)]))
     if lp > L:
         with for_range(b, 0, D, name="d") as d:
@@ -127,7 +149,7 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
             with for_range(b, 0, dvp, name="d") as d:
                 inside = b.icmp_signed("<", d, c(Dv))
                 safe_d = b.select(inside, d, c(0))
-                x = b.load(b.gep(v_ptr, [b.add(row, b.mul(safe_d, c(vv[4])))]))
+                x = to_f32(b, b.load(b.gep(v_ptr, [b.add(row, b.mul(safe_d, c(vv[4])))])))
                 b.store(b.select(inside, x, ir.Constant(F32, 0.0)), b.gep(vp, [b.add(b.mul(l, c(dvp)), d)]))
 
     lane_ids = ir.Constant(ir.VectorType(I32, W), list(range(W)))
@@ -143,7 +165,7 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
             cnt = min(group // R, n_l - g0)
 
             def score_step(d, accs, g0=g0, cnt=cnt):
-                qd = [splat(b, b.load(b.gep(q_ptr, [b.add(qr, b.mul(d, c(qv[4])))])), W) for qr in qrows]
+                qd = [splat(b, to_f32(b, b.load(b.gep(q_ptr, [b.add(qr, b.mul(d, c(qv[4])))]))), W) for qr in qrows]
                 at = b.add(b.mul(d, c(lp)), c(g0 * W))
                 out = list(accs)
                 for j in range(cnt):
@@ -162,11 +184,21 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
                     if l0 + W > L:
                         valid = b.icmp_signed("<", lane_ids, ir.Constant(ir.VectorType(I32, W), [L - l0] * W))
                         x = b.select(valid, x, ir.Constant(vty, [-math.inf] * W))
+                    keep = None
+                    if by_position:  # d = (s + offset) - key, key = l0 + lane
+                        rel = b.trunc(b.sub(b.add(srows[r], offset), c(l0)), I32)
+                        keep = _window_test(b, b.sub(splat(b, rel, W), lane_ids), causal, left, right, W)
+                    if has_lengths:
+                        lim = b.trunc(b.sub(kv_len, c(l0)), I32)
+                        keep = _and(b, keep, b.icmp_signed("<", lane_ids, splat(b, lim, W)))
+                    if keep is not None:
+                        x = b.select(keep, x, ir.Constant(vty, [-math.inf] * W))
                     store_vector(b, x, sc, c(r * lp + l0), align=64)
                     vmax[r] = x if vmax[r] is None else b.select(b.fcmp_ordered(">", x, vmax[r]), x, vmax[r])
         inv = []
         for r in range(R):
-            m = splat(b, horizontal(kb, b, "max", vmax[r]), W)
+            m = horizontal(kb, b, "max", vmax[r])
+            m = splat(b, b.select(b.fcmp_ordered("==", m, ir.Constant(F32, -math.inf)), ir.Constant(F32, 0.0), m), W)
 
             # 2. exp(x - max) in place, and the sum
             def exp_step(i, accs, r=r, m=m):
@@ -176,7 +208,9 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
                 return [b.fadd(accs[0], e)]
 
             (total,) = loop_carry(b, 0, lp, W, [zero_v], exp_step, name="e")
-            inv.append(splat(b, b.fdiv(ir.Constant(F32, 1.0), horizontal(kb, b, "add", total)), W))
+            total = horizontal(kb, b, "add", total)  # 0 when the row may attend no key: it outputs zeros
+            nonzero = b.fcmp_ordered("!=", total, ir.Constant(F32, 0.0))
+            inv.append(splat(b, b.select(nonzero, b.fdiv(ir.Constant(F32, 1.0), total), ir.Constant(F32, 0.0)), W))
 
         # 3. P V, scaled by 1 / sum, through the output view
         yrows = [b.add(yb, b.mul(s, c(yv[3]))) for s in srows]
@@ -200,7 +234,7 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
             for r in range(R):
                 for j in range(cnt):
                     d0 = (g0 + j) * W
-                    y = b.fmul(accs[r * cnt + j], inv[r])
+                    y = from_f32(b, b.fmul(accs[r * cnt + j], inv[r]), y_ptr.type.pointee)
                     if yv[4] == 1 and d0 + W <= Dv:
                         store_vector(b, y, y_ptr, b.add(yrows[r], c(d0)))
                         continue
@@ -224,15 +258,32 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
     return Kernel(tf.fn.name, B * H * nblk, tf.buffers, label_of(node))
 
 
+def _and(b: ir.IRBuilder, x: Optional[ir.Value], y: ir.Value) -> ir.Value:
+    return y if x is None else b.and_(x, y)
+
+
+def _window_test(b: ir.IRBuilder, d: ir.Value, causal: bool, left: int, right: int, W: int) -> ir.Value:
+    """Lanes whose key is visible from the query: ``d = query position - key`` (an i32 vector)."""
+    iv = lambda v: ir.Constant(ir.VectorType(I32, W), [v] * W)  # noqa: E731
+    keep = None
+    if causal:
+        keep = _and(b, keep, b.icmp_signed(">=", d, iv(0)))
+    if left >= 0:
+        keep = _and(b, keep, b.icmp_signed("<=", d, iv(left)))
+    if right >= 0:
+        keep = _and(b, keep, b.icmp_signed(">=", d, iv(-right)))
+    return keep
+
+
 def _mask_vector(b: ir.IRBuilder, m_ptr: ir.Value, mrow: ir.Value, stride: int, l0: int, L: int,
                  W: int) -> ir.Value:
     """The mask at keys l0 .. l0+W-1 of one row (lanes past L are 0: they become -inf anyway)."""
     if stride == 0:
-        return splat(b, b.load(b.gep(m_ptr, [mrow])), W)
+        return splat(b, to_f32(b, b.load(b.gep(m_ptr, [mrow]))), W)
     if stride == 1 and l0 + W <= L:
-        return load_vector(b, m_ptr, b.add(mrow, const_int(l0)), W)
+        return to_f32(b, load_vector(b, m_ptr, b.add(mrow, const_int(l0)), W))
     out = ir.Constant(ir.VectorType(F32, W), [0.0] * W)
     for lane in range(min(W, L - l0)):
-        x = b.load(b.gep(m_ptr, [b.add(mrow, const_int((l0 + lane) * stride))]))
+        x = to_f32(b, b.load(b.gep(m_ptr, [b.add(mrow, const_int((l0 + lane) * stride))])))
         out = b.insert_element(out, x, const_int(lane, I32))
     return out
