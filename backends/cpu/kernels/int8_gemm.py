@@ -42,7 +42,7 @@ from ir.ops.qlinear_nnc import I32_MAX, I32_MIN
 
 from ..codegen import (F32, I8, I32, I64, KernelBuilder, const_int, for_range, lane_mask, loop_carry,
                        masked_load, masked_store, splat)
-from . import Kernel, generator, label_of
+from . import Kernel, generator, int8_amx, label_of
 
 QOPS = [("nnc", "QConv"), ("nnc", "QMatMul")]
 PIXELS_PER_TASK = 64   # output pixels a conv task packs and computes (whole rows, at least one)
@@ -199,6 +199,10 @@ def _emit_matmul(kb: KernelBuilder, node: Node) -> Kernel:
     a = e.tf.value_pointer(node.inputs[0])
     a8 = b.bitcast(a, I8.as_pointer())
     w = b.bitcast(e.tf.value_pointer(node.inputs[1]), I8.as_pointer())
+    d = int8_amx.k_group(kb4) if k % 4 == 0 and rows >= 16 and not p.need_rowsum and int8_amx.has_amx(kb) else None
+    if d is not None:
+        tasks = int8_amx.matmul_tiles(e, a8, w, rows, k, n, d)
+        return Kernel(e.tf.fn.name, tasks, e.tf.buffers, label_of(node))
     task = e.tf.task
     tm = b.sdiv(task, const_int(n_tiles))
     tn = b.srem(task, const_int(n_tiles))
@@ -282,8 +286,10 @@ def _emit_conv(kb: KernelBuilder, node: Node) -> Kernel:
     regs = 32 if L == 16 else 16
     mr = max(1, min(mg, (regs - nv - 3) // nv, 12))
     want_tasks = 2 * max(1, kb.target.cores)
-    n_oc = max(1, min(-(-mg // mr), -(-want_tasks // max(1, nb * g * n_rb))))
-    oc_chunk = -(-(-(-mg // n_oc)) // mr) * mr
+    amx_d = (int8_amx.k_group(kb4) if mg >= 16 and not p.need_rowsum and int8_amx.has_amx(kb) else None)
+    oc_step = 32 if amx_d is not None else mr   # the tile kernel's block: two 16-channel tiles
+    n_oc = max(1, min(-(-mg // oc_step), -(-want_tasks // max(1, nb * g * n_rb))))
+    oc_chunk = -(-(-(-mg // n_oc)) // oc_step) * oc_step
     n_oc = -(-mg // oc_chunk)
     rw = -(-max(pl + wd, nvr * L * sw + (kw - 1) * dw) // 16) * 16
     nr = (rows_per - 1) * sh + (kh - 1) * dh + 1   # input rows per channel the task's rows read
@@ -370,6 +376,12 @@ def _emit_conv(kb: KernelBuilder, node: Node) -> Kernel:
     valid = b.mul(rows_here, const_int(ow))
     oc_lo = b.mul(occk, const_int(oc_chunk))
     oc_hi = _imin(b, b.add(oc_lo, const_int(oc_chunk)), const_int(mg))
+    if amx_d is not None:  # --- 3. on AMX tiles
+        ctx = dict(kb4=kb4, pp=pp, nvec=nvec, mg=mg, grp=grp, xp=xp, w8=w8, oc_lo=oc_lo, oc_hi=oc_hi,
+                   valid=valid, img=img, m=m, oh=oh, ow=ow, oh0=oh0, k=k, splat=lambda v: splat(b, v, L))
+        int8_amx.conv_tiles(e, ctx, amx_d)
+        b.ret_void()
+        return Kernel(e.tf.fn.name, nb * g * n_rb * n_oc, e.tf.buffers, label_of(node))
     # --- 3. output channel tiles x pixel-vector tiles
     with for_range(b, oc_lo, oc_hi, mr, name="oc") as oc0:
         last = b.sub(oc_hi, const_int(1))
