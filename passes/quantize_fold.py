@@ -228,6 +228,61 @@ def _fold_qdq(graph: Graph, node: Node) -> Optional[Node]:
                 tail[-1].output, remove)
 
 
+def _fold_add(graph: Graph, node: Node) -> Optional[Node]:
+    """DQ + DQ -> Add [-> Relu|Clip] -> Q  ->  nnc.QAdd (the same float32 steps, on 8-bit data)."""
+    parts = [_dq(node.input(i), const_data=False) for i in (0, 1)]
+    if any(p is None or p["data"].type.dtype.np not in Q8 or not _per_tensor(p["scale"], p["zp"])
+           for p in parts):
+        return None
+    chain = _output_chain(node.output)
+    if chain is None:
+        return None
+    tail, qy, (lo, hi) = chain
+    base = node.output.name
+    c = graph.add_constant
+    ins = []
+    for i, p in enumerate(parts):
+        ins += [p["data"], c(p["scale"].reshape(()), f"{base}_s{i}"), c(np.asarray(p["zp"]).reshape(()), f"{base}_zp{i}")]
+    ins += [c(qy["scale"].reshape(()), base + "_ys"), c(np.asarray(qy["zp"]).reshape(()), base + "_yzp")]
+    new = graph.create_node("QAdd", ins, _bounds(qy["zp"], qy["scale"], lo, hi), domain=NNC,
+                            output_names=[base + "_q"], before=node)
+    graph.replace_all_uses(tail[-1].output, new.output)
+    for n in reversed([node.input(0).producer, node.input(1).producer, node] + tail):
+        if n.graph is graph and not any(o.uses or o.is_graph_output for o in n.outputs):
+            graph.remove_node(n)
+    return new
+
+
+def _fold_maxpool(graph: Graph, node: Node) -> Optional[Node]:
+    """DQ -> MaxPool -> Q with the same scale and zero point  ->  MaxPool on the 8-bit data.
+
+    Dequantizing is monotonic, so the maximum commutes with it, and quantizing
+    a dequantized value with its own parameters gives it back: exact.
+    """
+    if len([o for o in node.outputs if o.uses or o.is_graph_output]) != 1 or node.output is not node.outputs[0]:
+        return None
+    p = _dq(node.input(0), const_data=False)
+    if p is None or p["data"].type.dtype.np not in Q8 or not _per_tensor(p["scale"], p["zp"]):
+        return None
+    q = _sole_reader(node.output)
+    if q is None or q.op != "QuantizeLinear" or q.domain:
+        return None
+    chain = _output_chain(node.output)
+    if chain is None or len(chain[0]) != 1:
+        return None
+    qy = chain[1]
+    if (np.asarray(qy["zp"]).dtype != p["data"].type.dtype.np or float(qy["scale"].reshape(-1)[0]) != float(p["scale"].reshape(-1)[0])
+            or int(np.asarray(qy["zp"]).reshape(-1)[0]) != int(np.asarray(p["zp"]).reshape(-1)[0])):
+        return None
+    new = graph.create_node("MaxPool", [p["data"]], dict(node.attrs), output_names=[node.output.name + "_q"],
+                            before=node)
+    graph.replace_all_uses(q.output, new.output)
+    for n in (q, node, node.input(0).producer):
+        if n.graph is graph and not any(o.uses or o.is_graph_output for o in n.outputs):
+            graph.remove_node(n)
+    return new
+
+
 def _fold_qoperator(graph: Graph, node: Node) -> Optional[Node]:
     """QLinearConv, QLinearMatMul, QGemm (quantized output), ConvInteger, MatMulInteger."""
     op = node.qualified_op
@@ -294,6 +349,10 @@ def fold_qdq(graph: Graph, ctx: PassContext) -> bool:
         qualified = node.qualified_op
         if qualified in ("Conv", "MatMul", "Gemm"):
             new = _fold_qdq(graph, node)
+        elif qualified == "Add":
+            new = _fold_add(graph, node)
+        elif qualified == "MaxPool":
+            new = _fold_maxpool(graph, node)
         else:
             new = _fold_qoperator(graph, node)
         if new is None:
