@@ -7,9 +7,10 @@ For each model: the float model is quantized by our ``quantize`` (MinMax,
 per-channel weights, int8 activations) on a few calibration inputs; then the
 median batch-1 latency of our cpu build of the float model and of the QDQ
 model, and of onnxruntime on the same two files, all with the same thread
-count, timed one after another.  The int8 outputs of our build are compared
-with onnxruntime's on the same QDQ model (max difference in output steps) and
-with our reference (bit-identical expected).  The 1024^3 MatMul row reports
+count, timed round-robin (one call of each per round, so a load that drifts
+on a shared machine weighs on all four alike).  The int8 outputs of our build
+are compared with onnxruntime's on the same QDQ model (max difference in
+output steps).  "int8 kernels A+B": A integer convs/matmuls, B integer adds.  The 1024^3 MatMul row reports
 int8 ops/s beside the fp32 build's FLOP/s.
 """
 
@@ -76,15 +77,23 @@ def _models() -> dict:
     return out
 
 
-def _median_ms(fn, repeat: int, min_seconds: float) -> float:
-    for _ in range(3):
-        fn()
-    times, start = [], time.perf_counter()
-    while len(times) < repeat or time.perf_counter() - start < min_seconds:
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return float(np.median(times))
+def _median_ms(fns: dict, repeat: int, min_seconds: float) -> dict:
+    """Median wall time of each callable (ms), timed round-robin: one call of each per round.
+
+    Interleaving keeps the ratios fair on a shared machine whose load drifts
+    during the run (every contender sees the same load on average).
+    """
+    for fn in fns.values():
+        for _ in range(3):
+            fn()
+    times = {k: [] for k in fns}
+    start = time.perf_counter()
+    while min(len(t) for t in times.values()) < repeat or time.perf_counter() - start < min_seconds * len(fns):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append((time.perf_counter() - t0) * 1e3)
+    return {k: float(np.median(t)) for k, t in times.items()}
 
 
 def _ort_session(model: onnx.ModelProto, threads: int):
@@ -122,12 +131,10 @@ def main() -> int:
         steps = diff / float(out_scale) if out_scale is not None else None
         row = {"model": name, "quantize_s": tq, "build_int8_s": tb,
                "int8_kernels": ops.get("nnc.QConv", 0) + ops.get("nnc.QMatMul", 0),
-               "ours_fp32_ms": _median_ms(lambda: fp.run(feeds), args.repeat, args.min_seconds),
-               "ours_int8_ms": _median_ms(lambda: i8.run(feeds), args.repeat, args.min_seconds)}
-        time.sleep(0.5)
-        row["ort_fp32_ms"] = _median_ms(lambda: s_fp.run(None, feeds), args.repeat, args.min_seconds)
-        time.sleep(0.5)
-        row["ort_int8_ms"] = _median_ms(lambda: s_q.run(None, feeds), args.repeat, args.min_seconds)
+               "int8_adds": ops.get("nnc.QAdd", 0)}
+        row.update(_median_ms({"ours_fp32_ms": lambda: fp.run(feeds), "ours_int8_ms": lambda: i8.run(feeds),
+                               "ort_fp32_ms": lambda: s_fp.run(None, feeds),
+                               "ort_int8_ms": lambda: s_q.run(None, feeds)}, args.repeat, args.min_seconds))
         row["steps_vs_ort"], row["abs_diff_vs_ort"] = steps, diff
         if name == "matmul1024":
             ops_ = 2 * 1024 ** 3
@@ -139,7 +146,7 @@ def main() -> int:
 
 
 def _fmt(r: dict) -> str:
-    s = (f"{r['model']:<11} int8 kernels {r['int8_kernels']:>3} | ours fp32 {r['ours_fp32_ms']:8.3f} ms  "
+    s = (f"{r['model']:<11} int8 kernels {r['int8_kernels']:>3}+{r['int8_adds']:<2} | ours fp32 {r['ours_fp32_ms']:8.3f} ms  "
          f"ours int8 {r['ours_int8_ms']:8.3f} ms | ORT fp32 {r['ort_fp32_ms']:8.3f} ms  ORT int8 "
          f"{r['ort_int8_ms']:8.3f} ms | int8/ORT-fp32 {r['ours_int8_ms'] / r['ort_fp32_ms']:.2f}  "
          f"int8/ORT-int8 {r['ours_int8_ms'] / r['ort_int8_ms']:.2f} | max diff vs ORT int8 "

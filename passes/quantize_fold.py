@@ -229,7 +229,7 @@ def _fold_qdq(graph: Graph, node: Node) -> Optional[Node]:
 
 
 def _fold_add(graph: Graph, node: Node) -> Optional[Node]:
-    """DQ + DQ -> Add [-> Relu|Clip] -> Q  ->  nnc.QAdd (the same float32 steps, on 8-bit data)."""
+    """DQ + DQ -> Add (or a Sum of two) [-> Relu|Clip] -> Q  ->  nnc.QAdd (the float32 steps, on 8-bit data)."""
     parts = [_dq(node.input(i), const_data=False) for i in (0, 1)]
     if any(p is None or p["data"].type.dtype.np not in Q8 or not _per_tensor(p["scale"], p["zp"])
            for p in parts):
@@ -349,7 +349,7 @@ def fold_qdq(graph: Graph, ctx: PassContext) -> bool:
         qualified = node.qualified_op
         if qualified in ("Conv", "MatMul", "Gemm"):
             new = _fold_qdq(graph, node)
-        elif qualified == "Add":
+        elif qualified == "Add" or (qualified == "Sum" and len(node.inputs) == 2):
             new = _fold_add(graph, node)
         elif qualified == "MaxPool":
             new = _fold_maxpool(graph, node)
