@@ -67,3 +67,16 @@ def test_small_k_stays_on_vnni():
     _, tiles = _build(model, feeds)
     assert tiles == 0
     assert int8_amx.k_group(7) is None and int8_amx.k_group(36) == 12 and int8_amx.k_group(64) == 16
+
+
+def test_c_bundle_with_tile_kernels(tmp_path):
+    """The C bundle's embedded runtime asks Linux for the tile state itself (no Python around)."""
+    if not HOST_AMX:
+        pytest.skip("this machine has no AMX-INT8")
+    from tests.cpu.test_bundle import run_bundle
+    import compiler
+    model, feeds = qmodels.qdq_conv(seed=2, c=32, m=48, k=1, pad=0, hw=(14, 14))
+    module = compiler.compile(model, target="cpu")
+    results, _ = run_bundle(module, feeds, tmp_path)
+    ref, _ = _ref_folded(model, feeds)
+    assert np.array_equal(results[0], ref)
