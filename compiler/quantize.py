@@ -51,6 +51,7 @@ class QuantizeOptions:
     exclude: Sequence[str] = ()       # node names kept in float (mixed precision)
     calib_target: str = "ref"         # ref | cpu: what runs the float model during calibration
     progress: bool = True
+    weights: str = "int8"             # int8 | int4 (opset 21 DequantizeLinear; symmetric [-7, 7])
 
 
 # ------------------------------------------------------------------ data
@@ -287,15 +288,23 @@ def activation_qparams(lo: float, hi: float, dtype: DType, symmetric: bool) -> t
     return scale, zp
 
 
-def weight_qparams(w: np.ndarray, axis: Optional[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Symmetric int8 weights in [-127, 127]: ``(q, scale, zero_point)``; per channel along ``axis``."""
+def weight_qparams(w: np.ndarray, axis: Optional[int], bits: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Symmetric weights in [-127, 127] (int8) or [-7, 7] (int4): ``(q, scale, zero_point)``.
+
+    Per channel along ``axis``; int4 arrays are ``ml_dtypes.int4`` (ONNX packs
+    two to a byte).
+    """
+    if bits not in (4, 8):
+        raise CompilerError("weights must be int8 or int4", found=f"{bits} bits")
+    qmax = np.float32(127.0 if bits == 8 else 7.0)
+    dt = DType.I8 if bits == 8 else DType.I4
     if axis is None:
         absmax = np.float32(np.max(np.abs(w))) if w.size else np.float32(0)
     else:
         absmax = np.max(np.abs(np.moveaxis(w, axis, 0)).reshape(w.shape[axis], -1), axis=1).astype(np.float32)
-    scale = np.where(absmax > 0, absmax / np.float32(127.0), np.float32(1.0)).astype(np.float32)
-    zp = np.zeros(np.shape(scale), np.int8)
-    q = quant.quantize(w, scale, zp, DType.I8, axis=0 if axis is None else axis)
+    scale = np.where(absmax > 0, absmax / qmax, np.float32(1.0)).astype(np.float32)
+    zp = np.zeros(np.shape(scale), dt.np)
+    q = quant.quantize(w, scale, zp, dt, axis=0 if axis is None else axis)
     return q, scale, zp
 
 
@@ -421,14 +430,19 @@ def _rewrite(model: onnx.ModelProto, sites: list[_Site], ranges: dict[str, tuple
     params: dict[str, dict[str, Any]] = {}
     removed: set[str] = set()
 
-    def qdq(t: str) -> None:
+    def qdq(t: str, like: Optional[str] = None) -> None:
+        """Quantize-dequantize tensor ``t`` (with ``like``'s parameters when given)."""
         if t in params:
             return
-        scale, zp = activation_qparams(*ranges[t], act_dt, opts.symmetric)
-        params[t] = {"scale": float(scale), "zero_point": int(zp), "range": list(ranges[t])}
-        s_name, z_name = f"{t}_scale", f"{t}_zero_point"
-        new_inits.extend([numpy_helper.from_array(np.asarray(scale, np.float32), s_name),
-                          numpy_helper.from_array(np.asarray(zp, act_dt.np), z_name)])
+        if like is None:
+            scale, zp = activation_qparams(*ranges[t], act_dt, opts.symmetric)
+            params[t] = {"scale": float(scale), "zero_point": int(zp), "range": list(ranges[t])}
+            s_name, z_name = f"{t}_scale", f"{t}_zero_point"
+            new_inits.extend([numpy_helper.from_array(np.asarray(scale, np.float32), s_name),
+                              numpy_helper.from_array(np.asarray(zp, act_dt.np), z_name)])
+        else:
+            params[t] = dict(params[like])
+            s_name, z_name = f"{like}_scale", f"{like}_zero_point"
         src, out = t, f"{t}_dequantized"
         if t in outputs:  # keep the graph output's name: the DQ writes it
             src, out = f"{t}_float", t
@@ -449,7 +463,7 @@ def _rewrite(model: onnx.ModelProto, sites: list[_Site], ranges: dict[str, tuple
             if s.relu is not None and params[s.y]["zero_point"] == quant.qrange(act_dt)[0]:
                 removed.add(s.relu.name)
         w = numpy_helper.to_array(inits[s.weight])
-        q, ws, wzp = weight_qparams(w, s.axis if opts.per_channel else None)
+        q, ws, wzp = weight_qparams(w, s.axis if opts.per_channel else None, 4 if opts.weights == "int4" else 8)
         base = s.weight
         new_inits.extend([numpy_helper.from_array(q, f"{base}_quantized"),
                           numpy_helper.from_array(ws, f"{base}_scale"),
@@ -475,6 +489,13 @@ def _rewrite(model: onnx.ModelProto, sites: list[_Site], ranges: dict[str, tuple
             s.node.input[2] = f"{s.bias}_dequantized"
         params[s.node.name] = {"weight_scale": np.asarray(ws).tolist()}
 
+    # A MaxPool of a quantized tensor gets its input's parameters (as onnxruntime's quantizer does):
+    # onnxruntime and the cpu target then run it on the 8-bit data.
+    site_nodes = {s.node.name for s in sites}
+    for n in g.node:
+        if (n.op_type == "MaxPool" and len(n.output) == 1 and n.input[0] in params
+                and n.output[0] not in outputs and n.name not in site_nodes):
+            qdq(n.output[0], like=n.input[0])
     absorbed = {s.node.name: s.y for s in sites if s.relu is not None and s.relu.name in removed}
     ordered = list(new_nodes.get("__weights__", []))
     for t in g.input:
@@ -502,10 +523,13 @@ def _rewrite(model: onnx.ModelProto, sites: list[_Site], ranges: dict[str, tuple
     g.node.extend(ordered)
     del g.initializer[:]
     g.initializer.extend(kept + [t for t in new_inits if t.name in used])
-    if not any(o.domain in ("", "ai.onnx") and o.version >= 13 for o in model.opset_import):
+    need = 21 if opts.weights == "int4" else 13   # int4 DequantizeLinear is opset 21
+    if not any(o.domain in ("", "ai.onnx") and o.version >= need for o in model.opset_import):
         for o in model.opset_import:
             if o.domain in ("", "ai.onnx"):
-                o.version = 13
+                o.version = need
+        if need >= 21:
+            model.ir_version = max(model.ir_version, 10)
     onnx.checker.check_model(model)
     return QuantizeResult(model, ranges, params, [s.node.name for s in sites])
 
@@ -586,11 +610,12 @@ def options_dict(opts: QuantizeOptions) -> dict[str, Any]:
 
 # ------------------------------------------------------ mixed precision
 def model_bytes(model: onnx.ModelProto) -> dict[str, int]:
-    """Initializer bytes by element type (and ``total``)."""
+    """Initializer bytes by element type (and ``total``); 4-bit types count half a byte each, as stored."""
     out: dict[str, int] = {}
     for t in model.graph.initializer:
         a = numpy_helper.to_array(t)
-        out[str(a.dtype)] = out.get(str(a.dtype), 0) + a.nbytes
+        bits = DType.from_numpy(a.dtype).bits if a.dtype.itemsize == 1 else 8 * a.dtype.itemsize
+        out[str(a.dtype)] = out.get(str(a.dtype), 0) + -(-a.size * bits // 8)
     out["total"] = sum(out.values())
     return out
 
@@ -670,6 +695,9 @@ def add_quantize_arguments(p: Any, *, prefix: str = "") -> None:
     g.add_argument("--asymmetric", dest="symmetric", action="store_false",
                    help="asymmetric activations (default, as onnxruntime)")
     p.add_argument("--activation-type", choices=["int8", "uint8"], default="int8")
+    p.add_argument("--weights", dest="weight_type", choices=["int8", "int4"], default="int8",
+                   help="weight type: int8, or int4 (opset 21 DequantizeLinear, symmetric [-7, 7]; "
+                        "the cpu target unpacks them into its int8 kernels)")
     p.add_argument("--float-output", action="store_true",
                    help="leave the graph outputs in float (the last layer is not requantized)")
     p.add_argument("--exclude", action="append", default=[], metavar="NODE",
@@ -702,7 +730,8 @@ def _options(args: Any) -> QuantizeOptions:
     return QuantizeOptions(method=args.quant_method, per_channel=args.per_channel, symmetric=bool(args.symmetric),
                            activation_type=args.activation_type, float_outputs=args.float_output,
                            exclude=tuple(args.exclude), calib_target=args.calib_target,
-                           progress=not getattr(args, "quiet", False))
+                           progress=not getattr(args, "quiet", False),
+                           weights=getattr(args, "weight_type", "int8"))
 
 
 def quantize_for_build(args: Any) -> onnx.ModelProto:

@@ -5,14 +5,18 @@ per tensor):
 
 * ``DequantizeLinear(x) -> Conv|MatMul|Gemm(., DequantizeLinear(W) [, DequantizeLinear(int32 bias)])
   [-> Relu | Clip(const, const)] -> QuantizeLinear`` (the QDQ form onnxruntime's
-  quantizer writes, and ours);
+  quantizer writes, and ours), W int8/uint8 or int4/uint4 (unpacked to 8 bits);
 * ``QLinearConv``, ``QLinearMatMul``, ``com.microsoft.QGemm`` with a quantized output;
 * ``ConvInteger``, ``MatMulInteger`` (int32 output, no requantization; their
   input zero point may be a run-time value, as dynamic quantization makes it).
 
-A residual ``DQ + DQ -> Add -> Q`` stays in float: onnxruntime's cpu provider
-(1.32) runs it that way too (its outputs equal the unoptimized float QDQ
-graph's), so folding it into QLinearAdd would move us away from it.
+* ``DQ + DQ -> Add`` (or a two-input ``Sum``) ``[-> Relu|Clip] -> Q`` into
+  ``nnc.QAdd``: the float group's own float32 steps on the 8-bit data (not
+  QLinearAdd's arithmetic: onnxruntime's cpu provider (1.32) runs this group
+  in float, and its outputs equal the unoptimized QDQ graph's), so it changes
+  no value, only the memory traffic;
+* ``DQ -> MaxPool -> Q`` with the same scale and zero point into a MaxPool on
+  the 8-bit data (exact: the maximum commutes with a monotonic map).
 
 Integer arithmetic is what onnxruntime runs for these patterns (it fuses the
 same QDQ groups into QLinearConv/QLinearMatMul), so the rewritten graph matches
@@ -41,6 +45,20 @@ from ir.ops.quantization import _conv_geometry
 from .manager import PassContext, register_pass
 
 Q8 = (np.uint8, np.int8)
+
+
+# 4-bit weights are unpacked at build time into the 8-bit kernels (same values, twice the bytes).
+WEIGHT_TYPES = (DType.I8, DType.U8, DType.I4, DType.U4)
+
+
+def _widen_4bit(a: np.ndarray) -> np.ndarray:
+    """int4/uint4 arrays as int8/uint8 (the values the integer kernels multiply)."""
+    dt = DType.from_numpy(a.dtype)
+    if dt == DType.I4:
+        return a.astype(np.int8)
+    if dt == DType.U4:
+        return a.astype(np.uint8)
+    return a
 
 
 # ------------------------------------------------------------------ matching
@@ -189,13 +207,13 @@ def _fold_qdq(graph: Graph, node: Node) -> Optional[Node]:
     wd = _dq(node.input(1), const_data=True)
     if xd is None or wd is None or not _per_tensor(xd["scale"], xd["zp"]):
         return None
-    if xd["data"].type.dtype.np not in Q8 or wd["data"].type.dtype.np not in Q8:
+    if xd["data"].type.dtype.np not in Q8 or wd["data"].type.dtype not in WEIGHT_TYPES:
         return None
     chain = _output_chain(node.output)
     if chain is None:
         return None
     tail, qy, (lo, hi) = chain
-    w = wd["data"].const
+    w, wd["zp"] = _widen_4bit(wd["data"].const), _widen_4bit(np.asarray(wd["zp"]))
     bias = None
     b_in = node.input(2)
     if b_in is not None:
