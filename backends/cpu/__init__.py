@@ -38,7 +38,7 @@ _LOWERED = {("", "ConvTranspose"): ("lower-conv-transpose", ("", "Conv"))}
 
 # expand-functions runs on static graphs only (after specialization), where run-time
 # shape values are constants: e.g. Range folds instead of expanding into a Loop.
-PIPELINE = ("fold-qdq," + SIMPLIFY + ",fuse-attention,expand-functions,lower-conv-transpose,fold-constants,"
+PIPELINE = ("fold-qdq,bf16-weights," + SIMPLIFY + ",fuse-attention,expand-functions,lower-conv-transpose,fold-constants,"
             "simplify-algebra,fuse-attention,cse,dce,"
             "layout-nchwc,fold-constants,dce,fuse,dce,schedule,plan-memory")
 
@@ -54,6 +54,8 @@ class CpuBackend(Backend):
                                    "default: this machine"),
         OptionSpec("features", tuple, (), "LLVM CPU features to use (comma-separated, e.g. avx2,fma); "
                                           "default: the CPU's"),
+        OptionSpec("precision", str, "fp32", "float MatMul/Gemm arithmetic: fp32, or bf16 (weights rounded to "
+                                             "bfloat16 at build time, AMX-BF16 tiles, float32 sums)", ("fp32", "bf16")),
         OptionSpec("bundle_name", str, "model", "prefix of the C bundle's symbols and files"),
         OptionSpec("c_array", bool, False, "also write the weights as a C array (weights.c)"),
         OptionSpec("max_batch", int, 64, "for a model with a run-time batch: the largest batch the C "
