@@ -49,7 +49,7 @@ def support(node: Node) -> Optional[str]:
         if v is not None and v.const is None:
             return f"nnc.BF16MatMul: input {i} must be a constant (packed at build time)"
     k = node.inputs[0].type.shape[-1]
-    if 32 * packed_k(k) * 2 > MAX_SCRATCH:
+    if 32 * (packed_k(k) * 2 + 64) > MAX_SCRATCH:
         return f"nnc.BF16MatMul: K = {k} is too long for the kernel's stack buffer"
     return None
 
@@ -90,7 +90,8 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
     tp, tc = b.sdiv(tf.task, const_int(chunks)), b.srem(tf.task, const_int(chunks))
     row0 = b.mul(tp, const_int(32))
     # --- 1. this task's 32 rows of A as bfloat16, zero-padded: abuf[32][kp]
-    abuf = _alloca(tf, 32 * kp * 2)
+    stride = kp * 2 + 64   # one extra cache line per row: power-of-two strides crowd a few L1 sets
+    abuf = _alloca(tf, 32 * stride)
     a16 = b.bitcast(abuf, I16.as_pointer())
     with for_range(b, 0, 32, name="ar") as r:
         row = b.add(row0, r)
@@ -99,13 +100,14 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
             cnt = b.select(ok, _imin(b, b.sub(const_int(k), k0), const_int(16)), const_int(0))
             mask = lane_mask(b, cnt, 16)  # lanes past K (or past M) load 0.0
             v = masked_load(kb, b, a, b.add(b.mul(_imin(b, row, const_int(rows - 1)), const_int(k)), k0), mask, 16)
-            dst = b.bitcast(b.gep(a16, [b.add(b.mul(r, const_int(kp)), k0)]), ir.VectorType(I16, 16).as_pointer())
+            dst = b.bitcast(b.gep(a16, [b.add(b.mul(r, const_int(stride // 2)), k0)]),
+                            ir.VectorType(I16, 16).as_pointer())
             b.store(_to_bf16(b, v), dst, align=2)
     # --- 2. tiles
     t = Tiles(kb, b, node.outputs[0].name, BF16_K // 2)
     cbuf = _alloca(tf, 4 * 16 * 16 * 4)
     c32 = b.bitcast(cbuf, F32.as_pointer())
-    a_ptrs = [b.gep(abuf, [const_int(i * 16 * kp * 2)]) for i in range(2)]
+    a_ptrs = [b.gep(abuf, [const_int(i * 16 * stride)]) for i in range(2)]
     n_lo = b.mul(tc, const_int(N_TILES))
     n_hi = _imin(b, b.add(n_lo, const_int(N_TILES)), const_int(ntiles))
     with for_range(b, n_lo, n_hi, 2, name="nt") as nt0:
@@ -115,7 +117,7 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
             t.zero(c)
         with for_range(b, 0, kp // BF16_K, name="kt") as kc:
             for i in range(2):
-                t.load(4 + i, b.gep(a_ptrs[i], [b.mul(kc, const_int(BF16_K * 2))]), const_int(kp * 2))
+                t.load(4 + i, b.gep(a_ptrs[i], [b.mul(kc, const_int(BF16_K * 2))]), const_int(stride))
                 t.load(6 + i, b.gep(b_ptrs[i], [b.mul(kc, const_int(BF16_K * 2 * 16))]), const_int(64))
             for i in range(2):
                 for j in range(2):
