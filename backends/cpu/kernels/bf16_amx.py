@@ -1,6 +1,7 @@
 """``nnc.BF16MatMul`` on AMX-BF16 tiles (``tdpbf16ps``).
 
-A task owns 32 rows of A (two 16-row tiles) and a chunk of column tiles.  It
+A task owns 32 rows of A (two 16-row tiles) and a chunk of column tiles (all
+of them unless the cores need more tasks than row pairs).  It
 first rounds its rows of A to bfloat16 (round to nearest even, in vector
 registers) into a stack buffer ``[32][Kp]`` padded with zeros (rows past M, k
 past K), so every tile load stays inside a buffer; B is packed at build time
@@ -27,7 +28,6 @@ from . import Kernel, generator, label_of
 from .int8_amx import Tiles, _alloca, _imin, amx_permitted
 from ..host import host_features
 
-N_TILES = 8          # column tiles (of 16) per task
 MAX_SCRATCH = 1 << 20
 
 
@@ -80,7 +80,10 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
     kp = packed_k(k)
     ntiles = -(-n // 16)
     pairs = -(-rows // 32)
-    chunks = -(-ntiles // N_TILES)
+    # Columns split only as far as the cores need tasks: every task rounds its rows of A again.
+    chunks = max(1, min(-(-ntiles // 2), -(-2 * max(1, kb.target.cores) // pairs)))
+    per_task = -(-(-(-ntiles // chunks)) // 2) * 2
+    chunks = -(-ntiles // per_task)
     tf = kb.task_function(f"bf16mm_{node.outputs[0].name}")
     b = tf.builder
     a = tf.value_pointer(node.inputs[0])
@@ -108,8 +111,8 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
     cbuf = _alloca(tf, 4 * 16 * 16 * 4)
     c32 = b.bitcast(cbuf, F32.as_pointer())
     a_ptrs = [b.gep(abuf, [const_int(i * 16 * stride)]) for i in range(2)]
-    n_lo = b.mul(tc, const_int(N_TILES))
-    n_hi = _imin(b, b.add(n_lo, const_int(N_TILES)), const_int(ntiles))
+    n_lo = b.mul(tc, const_int(per_task))
+    n_hi = _imin(b, b.add(n_lo, const_int(per_task)), const_int(ntiles))
     with for_range(b, n_lo, n_hi, 2, name="nt") as nt0:
         nts = [nt0, _imin(b, b.add(nt0, const_int(1)), const_int(ntiles - 1))]
         b_ptrs = [b.gep(w8, [b.mul(x, const_int(kp * 2 * 16))]) for x in nts]
