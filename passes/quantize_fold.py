@@ -1,4 +1,4 @@
-"""fold-qdq: quantized conv/matmul patterns -> ``nnc.QConv`` / ``nnc.QMatMul``.
+"""fold-qdq: quantized conv/matmul patterns -> ``nnc.QConv`` / ``nnc.QMatMul`` (and adds, max pools).
 
 Rewrites (weights must be constants; activations' scales and zero points
 per tensor):
@@ -357,7 +357,7 @@ def _fold_qoperator(graph: Graph, node: Node) -> Optional[Node]:
     return None
 
 
-@register_pass("fold-qdq", "quantized conv/matmul patterns (QDQ, QOperator, integer ops) -> nnc.QConv/QMatMul")
+@register_pass("fold-qdq", "quantized conv/matmul/add/maxpool patterns (QDQ, QOperator, integer ops) -> integer ops")
 def fold_qdq(graph: Graph, ctx: PassContext) -> bool:
     """Fold every quantized conv/matmul pattern into the compiler's integer ops."""
     folded = 0
@@ -376,8 +376,10 @@ def fold_qdq(graph: Graph, ctx: PassContext) -> bool:
         if new is None:
             continue
         folded += 1
-        ctx.decide(f"fold {qualified} into {new.qualified_op}", node=new.output.name,
-                   rule="integer accumulation, int32 bias, one requantization (ir.quant)")
+        rule = {"nnc.QAdd": "the float group's steps on 8-bit data, one pass",
+                "MaxPool": "max commutes with dequantization: the same values on 8-bit data"}.get(
+            new.qualified_op, "integer accumulation, int32 bias, one requantization (ir.quant)")
+        ctx.decide(f"fold {qualified} into {new.qualified_op}", node=new.output.name, rule=rule)
     if folded:
         _drop_dead(graph)
         ctx.stats["qdq_folded"] = ctx.stats.get("qdq_folded", 0) + folded
