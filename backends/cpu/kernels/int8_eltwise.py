@@ -7,6 +7,10 @@ then the integer bounds of a fused Relu/Clip), with no fused multiply-add
 (LLVM contracts nothing without fast-math flags).  So it equals the reference,
 the float group on every target and onnxruntime's float group bit for bit,
 while reading two int8 tensors and writing one instead of three float passes.
+
+The common case, two inputs of one shape (a residual add), gets a flat kernel
+(16 lanes over the whole tensor, one masked tail); broadcasting adds go
+through the generic elementwise kernels with the same emitter.
 """
 
 from __future__ import annotations
@@ -17,8 +21,13 @@ from ir import quant
 from ir.dtypes import DType
 from ir.graph import Node
 
-from ..codegen import F32, I32, KernelBuilder
+from typing import Any, Optional
+
+from ..codegen import F32, I32, KernelBuilder, const_int, for_range, lane_mask, masked_load, masked_store, splat
 from ..expr import register_elementwise
+from . import Kernel, generator, label_of
+
+CHUNK = 1 << 15   # elements per task of the flat kernel
 
 
 def _like(v: ir.Value, elem: ir.Type) -> ir.Type:
@@ -63,3 +72,35 @@ def _qadd(kb: KernelBuilder, b: ir.IRBuilder, node: Node, xs: list) -> ir.Value:
 
 
 register_elementwise("QAdd", _qadd, domain="nnc", ints=True, positional=True)
+
+
+def _flat_support(node: Node) -> Optional[str]:
+    if (node.domain, node.op) != ("nnc", "QAdd"):
+        return "not a plain nnc.QAdd"
+    a, b, y = node.inputs[0], node.inputs[3], node.outputs[0]
+    if not all(getattr(v.type, "is_static", False) for v in (a, b, y)) or a.type.shape != b.type.shape:
+        return "nnc.QAdd with broadcasting (the elementwise kernels handle it)"
+    return None
+
+
+@generator("elementwise", supports=_flat_support, priority=10, ops=[("nnc", "QAdd")])
+def emit_flat(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
+    total = 1
+    for d in node.outputs[0].type.shape:
+        total *= d
+    tf = kb.task_function(f"qadd_{node.outputs[0].name}")
+    b = tf.builder
+    L = 16
+    ptrs = [tf.value_pointer(v) for v in node.inputs]
+    y = tf.value_pointer(node.outputs[0])
+    scalars = {i: splat(b, b.load(ptrs[i]), L) for i in (1, 2, 4, 5, 6, 7)}
+    start = b.mul(tf.task, const_int(CHUNK))
+    stop = b.select(b.icmp_signed("<", b.add(start, const_int(CHUNK)), const_int(total)),
+                    b.add(start, const_int(CHUNK)), const_int(total))
+    with for_range(b, start, stop, L, name="e") as i:
+        left = b.sub(stop, i)
+        mask = lane_mask(b, b.select(b.icmp_signed("<", left, const_int(L)), left, const_int(L)), L)
+        xs = [masked_load(kb, b, ptrs[k], i, mask, L) if k in (0, 3) else scalars[k] for k in range(8)]
+        masked_store(kb, b, _qadd(kb, b, node, xs), y, i, mask)
+    b.ret_void()
+    return Kernel(tf.fn.name, -(-total // CHUNK), tf.buffers, label_of(node))
