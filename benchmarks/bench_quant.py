@@ -80,11 +80,16 @@ def _models() -> dict:
     return out
 
 
+PAUSE_S = 0.02
+
+
 def _median_ms(fns: dict, repeat: int, min_seconds: float) -> dict:
     """Median wall time of each callable (ms), timed round-robin: one call of each per round.
 
     Interleaving keeps the ratios fair on a shared machine whose load drifts
-    during the run (every contender sees the same load on average).
+    during the run (every contender sees the same load on average); a short
+    pause before each call lets the previous contender's thread pool stop
+    spinning, so no one runs beside another's busy-waiting threads.
     """
     for fn in fns.values():
         for _ in range(3):
@@ -93,6 +98,7 @@ def _median_ms(fns: dict, repeat: int, min_seconds: float) -> dict:
     start = time.perf_counter()
     while min(len(t) for t in times.values()) < repeat or time.perf_counter() - start < min_seconds * len(fns):
         for k, fn in fns.items():
+            time.sleep(PAUSE_S)  # the previous contender's spinning pool threads (onnxruntime's too) go idle
             t0 = time.perf_counter()
             fn()
             times[k].append((time.perf_counter() - t0) * 1e3)
