@@ -7,8 +7,8 @@ For each model: the float model is quantized by our ``quantize`` (MinMax,
 per-channel weights, int8 activations) on a few calibration inputs; then the
 median batch-1 latency of our cpu build of the float model and of the QDQ
 model, and of onnxruntime on the same two files, all with the same thread
-count, timed round-robin (one call of each per round, so a load that drifts
-on a shared machine weighs on all four alike).  The int8 outputs of our build
+count, timed round-robin (a few calls of each per round, so a load that
+drifts on a shared machine weighs on all of them alike).  The int8 outputs of our build
 are compared with onnxruntime's on the same QDQ model (max difference in
 output steps).  "int8 kernels A+B": A integer convs/matmuls, B integer adds.
 Where the CPU has AMX-BF16, the float model is also built with
@@ -81,15 +81,17 @@ def _models() -> dict:
 
 
 PAUSE_S = 0.02
+PER_ROUND = 3
 
 
 def _median_ms(fns: dict, repeat: int, min_seconds: float) -> dict:
-    """Median wall time of each callable (ms), timed round-robin: one call of each per round.
+    """Median wall time of each callable (ms), timed round-robin: a few calls of each per round.
 
     Interleaving keeps the ratios fair on a shared machine whose load drifts
-    during the run (every contender sees the same load on average); a short
-    pause before each call lets the previous contender's thread pool stop
-    spinning, so no one runs beside another's busy-waiting threads.
+    during the run (every contender sees the same load on average).  Before
+    its turn a contender waits a moment (the previous one's thread pool,
+    onnxruntime's included, stops spinning beside it) and makes one untimed
+    call (its own threads wake up), then ``PER_ROUND`` timed calls.
     """
     for fn in fns.values():
         for _ in range(3):
@@ -98,10 +100,12 @@ def _median_ms(fns: dict, repeat: int, min_seconds: float) -> dict:
     start = time.perf_counter()
     while min(len(t) for t in times.values()) < repeat or time.perf_counter() - start < min_seconds * len(fns):
         for k, fn in fns.items():
-            time.sleep(PAUSE_S)  # the previous contender's spinning pool threads (onnxruntime's too) go idle
-            t0 = time.perf_counter()
+            time.sleep(PAUSE_S)
             fn()
-            times[k].append((time.perf_counter() - t0) * 1e3)
+            for _ in range(PER_ROUND):
+                t0 = time.perf_counter()
+                fn()
+                times[k].append((time.perf_counter() - t0) * 1e3)
     return {k: float(np.median(t)) for k, t in times.items()}
 
 
