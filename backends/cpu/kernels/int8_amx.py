@@ -36,7 +36,7 @@ from typing import Optional
 
 import llvmlite.ir as ir
 
-from ..codegen import I8, I32, VOID, KernelBuilder, const_int, for_range, lane_mask, masked_load
+from ..codegen import F32, I8, I32, VOID, KernelBuilder, const_int, for_range, lane_mask, masked_load
 from ..host import host_features
 
 TILE_K_MAX = 16          # rows of a B tile: k/4 groups per tile multiply
@@ -112,6 +112,43 @@ class Tiles:
         self._asm("tilerelease", "")
 
 
+def _offset(e, bias: ir.Value, colsum: ir.Value) -> ir.Value:
+    """``bias - x_zp * colsum``: the accumulator's per-channel correction, once per channel."""
+    b = e.b
+    za = e.za if not isinstance(bias.type, ir.VectorType) else _splat_like(b, e.za, bias)
+    return b.sub(bias, b.mul(za, colsum))
+
+
+def _splat_like(b: ir.IRBuilder, scalar: ir.Value, like: ir.Value) -> ir.Value:
+    n = like.type.count
+    vty = ir.VectorType(scalar.type, n)
+    one = b.insert_element(ir.Constant(vty, ir.Undefined), scalar, ir.Constant(I32, 0))
+    return b.shuffle_vector(one, ir.Constant(vty, ir.Undefined), ir.Constant(ir.VectorType(I32, n), [0] * n))
+
+
+def _requantize(e, acc: ir.Value, offset: ir.Value, mult: ir.Value) -> ir.Value:
+    """``_Emitter.finish`` with the correction added once and fewer steps, the same integers.
+
+    The clamp bounds are integers, so clamping before rounding (vmaxps/vminps)
+    equals the reference's order; ``vcvtps2dq`` with round-to-nearest-even
+    ({rn-sae}) is ``roundeven`` then the conversion; the int32 sum wraps the
+    same way in either order.
+    """
+    if e.p.yzp is None:
+        return e.b.add(acc, offset)
+    b, kb, p = e.b, e.kb, e.p
+    L = acc.type.count
+    fv = ir.VectorType(F32, L)
+    f = b.fmul(b.sitofp(b.add(acc, offset), fv), mult)
+    f = b.call(kb.intrinsic("maxnum", fv, 2), [f, ir.Constant(fv, [float(p.lo - p.yzp)] * L)])
+    f = b.call(kb.intrinsic("minnum", fv, 2), [f, ir.Constant(fv, [float(p.hi - p.yzp)] * L)])
+    iv = ir.VectorType(I32, L)
+    cvt = kb.declare("llvm.x86.avx512.mask.cvtps2dq.512", iv, [fv, iv, ir.IntType(16), I32])
+    q = b.call(cvt, [f, ir.Constant(iv, [0] * L), ir.Constant(ir.IntType(16), 0xFFFF), ir.Constant(I32, 8)])
+    q = b.add(q, ir.Constant(iv, [p.yzp] * L))
+    return b.trunc(q, ir.VectorType(I8, L))
+
+
 def _alloca(tf, nbytes: int) -> ir.Value:
     with tf.builder.goto_block(tf._entry):
         return tf.builder.alloca(I8, size=const_int(nbytes, I32), name="tiles")
@@ -159,13 +196,14 @@ def conv_tiles(e, ctx: dict, d: int) -> None:
             with for_range(b, 0, 16, name="r") as r:
                 for i in range(2):
                     idx = b.add(occ0[i], r)
-                    scal = [ctx["splat"](b.load(b.gep(ptr, [idx]))) for ptr in (e.bias, e.colsum, e.wzp, e.mult)]
+                    off = ctx["splat"](_offset(e, b.load(b.gep(e.bias, [idx])), b.load(b.gep(e.colsum, [idx]))))
+                    mult = ctx["splat"](b.load(b.gep(e.mult, [idx])))
                     for j in range(2):
                         acc = b.load(b.bitcast(b.gep(c32, [b.add(const_int((2 * i + j) * 256), b.mul(r, const_int(16)))]),
                                                ir.VectorType(I32, L).as_pointer()), align=4)
                         start = b.mul(vs[j], const_int(L))
                         mask = lane_mask(b, _imin(b, b.sub(ctx["valid"], start), const_int(L)), L)
-                        y = e.finish(acc, *scal, None, ctx["k"])
+                        y = _requantize(e, acc, off, mult)
                         out_idx = b.add(b.mul(b.add(b.mul(ctx["img"], const_int(ctx["m"])), idx),
                                               const_int(ctx["oh"] * ctx["ow"])),
                                         b.add(b.mul(ctx["oh0"], const_int(ctx["ow"])), start))
@@ -213,13 +251,13 @@ def matmul_tiles(e, a8: ir.Value, w: ir.Value, rows: int, k: int, n: int, d: int
         for j in range(2):
             col0 = b.mul(nts[j], const_int(L))
             mask = lane_mask(b, _imin(b, b.sub(const_int(n), col0), const_int(L)), L)
-            bias, colsum, wzp, mult = (masked_load(kb, b, ptr, col0, mask, L)
-                                       for ptr in (e.bias, e.colsum, e.wzp, e.mult))
+            bias, colsum, mult = (masked_load(kb, b, ptr, col0, mask, L) for ptr in (e.bias, e.colsum, e.mult))
+            off = _offset(e, bias, colsum)
             with for_range(b, 0, 16, name="r") as r:
                 for i in range(2):
                     acc = b.load(b.bitcast(b.gep(c32, [b.add(const_int((2 * i + j) * 256), b.mul(r, const_int(16)))]),
                                            ir.VectorType(I32, L).as_pointer()), align=4)
-                    y = e.finish(acc, bias, colsum, wzp, mult, None, k)
+                    y = _requantize(e, acc, off, mult)
                     e.store(y, b.add(b.mul(b.add(row0[i], r), const_int(n)), col0), mask)
     t.release()
     b.ret_void()
