@@ -315,8 +315,11 @@ def _emit_conv(kb: KernelBuilder, node: Node) -> Kernel:
     rows_here = _imin(b, const_int(rows_per), b.sub(const_int(oh), oh0))
     za8 = b.trunc(e.za, I8)
     zrow = b.gep(prow, [const_int(nrows * rw)])
-    with for_range(b, 0, zbytes, name="pz") as i:
-        b.store(ir.Constant(I8, 0), b.gep(zrow, [i]))
+    v16 = ir.VectorType(I8, 16)  # rw and zbytes are multiples of 16: the fills are vector stores
+    with for_range(b, 0, zbytes, 16, name="pz") as i:
+        b.store(ir.Constant(v16, [0] * 16), b.bitcast(b.gep(zrow, [i]), v16.as_pointer()), align=1)
+    za16 = splat(b, za8, 16)
+    flip16 = ir.Constant(v16, [0x80] * 16)
     # --- 1. the input rows the task's output rows read, once, padded with the zero point (int8
     #        flipped to uint8): prow[c][t][rw] for input row oh0*sh - pt + t
     with for_range(b, 0, nrows, name="pr") as rr:
@@ -324,16 +327,18 @@ def _emit_conv(kb: KernelBuilder, node: Node) -> Kernel:
         ih = b.add(b.sub(b.mul(oh0, const_int(sh)), const_int(pt)), t)
         ok = b.and_(b.icmp_signed(">=", ih, const_int(0)), b.icmp_signed("<", ih, const_int(h)))
         dst = b.gep(prow, [b.mul(rr, const_int(rw))])
-        with for_range(b, 0, rw, name="pf") as i:
-            b.store(za8, b.gep(dst, [i]))
+        with for_range(b, 0, rw, 16, name="pf") as i:
+            b.store(za16, b.bitcast(b.gep(dst, [i]), v16.as_pointer()), align=1)
         with b.if_then(ok):
             chan = b.add(b.mul(img, const_int(c)), b.add(b.mul(grp, const_int(cg)), ci))
             src = b.gep(x8, [b.mul(b.add(b.mul(chan, const_int(h)), ih), const_int(wd))])
-            with for_range(b, 0, wd, name="pc") as i:
-                val = b.load(b.gep(src, [i]))
+            dst_in = b.gep(dst, [const_int(pl)])
+            with for_range(b, 0, wd, 16, name="pc") as i:
+                mask = lane_mask(b, _imin(b, b.sub(const_int(wd), i), const_int(16)), 16)
+                val = masked_load(kb, b, src, i, mask, 16)
                 if p.signed_x:
-                    val = b.xor(val, ir.Constant(I8, 0x80))
-                b.store(val, b.gep(dst, [b.add(i, const_int(pl))]))
+                    val = b.xor(val, flip16)
+                masked_store(kb, b, val, dst_in, i, mask)
     offsets = []
     for kk in range(kp):
         if kk < k:
