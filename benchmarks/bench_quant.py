@@ -81,7 +81,7 @@ def _models() -> dict:
 
 
 PAUSE_S = 0.02
-PER_ROUND = 3
+PER_ROUND = 10
 
 
 def _median_ms(fns: dict, repeat: int, min_seconds: float) -> dict:
