@@ -108,10 +108,12 @@ def cmd_quantize(args: Any) -> int:
                                "quantized_nodes": result.quantized_nodes}
     if front is not None:
         payload["mixed_precision"] = {"target_sqnr_db": args.target_sqnr, "front": front}
-        say("  mixed precision (layers kept in float -> outputs' SQNR on the calibration set):")
+        kind = "int8" if opts.weights == "int4" else "float"
+        say(f"  mixed precision (layers kept in {kind} -> outputs' SQNR on the calibration set):")
         for p in front:
-            say(f"    {len(p['float_layers']):>3} float  {p['sqnr_db']:>7.2f} dB  {p['weight_bytes']:>10} B  "
-                f"{', '.join(p['float_layers'][-1:])}")
+            layers = p[f"{kind}_layers"]
+            say(f"    {len(layers):>3} {kind}  {p['sqnr_db']:>7.2f} dB  {p['weight_bytes']:>10} B  "
+                f"{', '.join(layers[-1:])}")
     if not args.no_report:
         batches = load_calibration(args.calib, model, opts.batch)
         rows = error_report(model, result, batches, progress=opts.progress)

@@ -37,7 +37,8 @@ def mixed_precision(model: Union[str, onnx.ModelProto], calib: Union[str, Sequen
     (every other layer int8), measured on the calibration set with the
     integer ops.  Layers go back to float in decreasing sensitivity; each
     configuration tried is a point of the returned front (layers in float,
-    SQNR, weight bytes).
+    SQNR, weight bytes).  With int4 weights the fallback is int8 weights
+    instead of float (the front's points then list ``int8_layers``).
     """
     if isinstance(model, str):
         model = onnx.load(model)
@@ -50,14 +51,18 @@ def mixed_precision(model: Union[str, onnx.ModelProto], calib: Union[str, Sequen
     outs = [o.name for o in model.graph.output]
     float_outs = [[fl(feeds)[o] for o in outs] for feeds in batches]
 
+    to_int8 = opts.weights == "int4"
+    key = "int8_layers" if to_int8 else "float_layers"
+
     def config(excluded: Sequence[str]) -> tuple[QuantizeResult, float]:
-        o = QuantizeOptions(**{**options_dict(opts), "exclude": list(excluded), "progress": False})
+        kept = {"int8_weights": list(excluded)} if to_int8 else {"exclude": list(excluded)}
+        o = QuantizeOptions(**{**options_dict(opts), **kept, "progress": False})
         m = with_names(model)  # _rewrite edits the nodes it is given: plan on a fresh copy
         res = rewrite(m, plan(m, o), ranges, o)
         return res, _output_sqnr(float_outs, res.model, batches)
 
     base, base_sqnr = config([])
-    front = [{"float_layers": [], "sqnr_db": round(base_sqnr, 2), "weight_bytes": model_bytes(base.model)["total"]}]
+    front = [{key: [], "sqnr_db": round(base_sqnr, 2), "weight_bytes": model_bytes(base.model)["total"]}]
     if base_sqnr >= target_sqnr:
         return base, front
     gains = []
@@ -70,7 +75,7 @@ def mixed_precision(model: Union[str, onnx.ModelProto], calib: Union[str, Sequen
     for gain, name in gains:
         excluded.append(name)
         res, q = config(excluded)
-        front.append({"float_layers": list(excluded), "sqnr_db": round(q, 2), "sensitivity_db": round(gain, 2),
+        front.append({key: list(excluded), "sqnr_db": round(q, 2), "sensitivity_db": round(gain, 2),
                       "weight_bytes": model_bytes(res.model)["total"]})
         best = res
         if q >= target_sqnr or len(excluded) == len(sites):

@@ -26,9 +26,11 @@ class QuantizeOptions:
     calib_target: str = "ref"         # ref | cpu: what runs the float model during calibration
     progress: bool = True
     weights: str = "int8"             # int8 | int4 (opset 21 DequantizeLinear; symmetric [-7, 7])
+    int8_weights: Sequence[str] = ()  # with weights int4: node names whose weights stay int8
 
 
 def options_dict(opts: QuantizeOptions) -> dict[str, Any]:
     d = asdict(opts)
     d["exclude"] = list(opts.exclude)
+    d["int8_weights"] = list(opts.int8_weights)
     return d

@@ -230,7 +230,8 @@ def rewrite(model: onnx.ModelProto, sites: list[_Site], ranges: dict[str, tuple[
             if s.relu is not None and params[s.y]["zero_point"] == quant.qrange(act_dt)[0]:
                 removed.add(s.relu.name)
         w = numpy_helper.to_array(inits[s.weight])
-        q, ws, wzp = weight_qparams(w, s.axis if opts.per_channel else None, 4 if opts.weights == "int4" else 8)
+        bits = 4 if opts.weights == "int4" and s.node.name not in opts.int8_weights else 8
+        q, ws, wzp = weight_qparams(w, s.axis if opts.per_channel else None, bits)
         base = s.weight
         new_inits.extend([numpy_helper.from_array(q, f"{base}_quantized"),
                           numpy_helper.from_array(ws, f"{base}_scale"),

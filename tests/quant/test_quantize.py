@@ -185,3 +185,18 @@ def test_int4_weights_run_on_onnxruntime_and_cpu(shared_data, tmp_path):
                    "-o", str(out), "-q"])
     report = json.loads((tmp_path / "cnn.int4.onnx.report.json").read_text())
     assert rc == 0 and report["size_bytes"]["after"]["int4"] > 0
+
+
+def test_mixed_precision_with_int4_falls_back_to_int8_weights(shared_data):
+    """--weights int4 --target-sqnr: the most sensitive layers get int8 weights (not float)."""
+    from compiler.quantize import model_bytes
+    model, x, y, calib = _data(shared_data, "digits_cnn")
+    best, front = mixed_precision(model, calib, QuantizeOptions(progress=False, weights="int4"), 22.0)
+    assert front[0]["int8_layers"] == [] and front[0]["sqnr_db"] < 22.0   # per-tensor int4: ~18 dB
+    assert front[-1]["sqnr_db"] >= 22.0 and 1 <= len(front[-1]["int8_layers"]) < 5
+    kinds = model_bytes(best.model)
+    assert kinds.get("int4", 0) > 0 and kinds.get("int8", 0) > 0        # both kinds of weights
+    assert all(p["weight_bytes"] <= front[-1]["weight_bytes"] for p in front)
+    dq_out = {n.output[0] for n in best.model.graph.node if n.op_type == "DequantizeLinear"}
+    assert all(n.input[1] in dq_out for n in best.model.graph.node if n.op_type in ("Conv", "Gemm"))  # none float
+    assert (_ort(best.model, x).argmax(1) == y).mean() >= 0.98
