@@ -80,3 +80,24 @@ def test_c_bundle_with_tile_kernels(tmp_path):
     results, _ = run_bundle(module, feeds, tmp_path)
     ref, _ = _ref_folded(model, feeds)
     assert np.array_equal(results[0], ref)
+
+
+def test_int32_outputs_on_tiles():
+    """MatMulInteger/ConvInteger (no requantization: the int32 accumulator is the output) on tiles."""
+    if not HOST_AMX:
+        pytest.skip("this machine has no AMX-INT8")
+    from onnx import TensorProto, helper
+    from .qmodels import _model, _t
+    from .test_fold_and_kernels import _check
+    rng = np.random.default_rng(0)
+    b = rng.integers(0, 256, (64, 40)).astype(np.uint8)  # zero point 128: int8 weights with zero point 0
+    mm = _model([helper.make_node("MatMulInteger", ["x", "b", "azp", "bzp"], ["y"])],
+                [_t("b", b), _t("azp", np.uint8(17)), _t("bzp", np.uint8(128))], [20, 64], TensorProto.UINT8,
+                TensorProto.INT32)
+    w = rng.integers(-128, 128, (32, 16, 3, 3)).astype(np.int8)
+    conv = _model([helper.make_node("ConvInteger", ["x", "w", "xzp"], ["y"], pads=[1, 1, 1, 1])],
+                  [_t("w", w), _t("xzp", np.uint8(100))], [1, 16, 9, 10], TensorProto.UINT8, TensorProto.INT32)
+    for model, shape in ((mm, (20, 64)), (conv, (1, 16, 9, 10))):
+        feeds = {"x": rng.integers(0, 256, shape).astype(np.uint8)}
+        _check(model, feeds, 0.0)  # reference = onnxruntime, cpu = reference
+        assert _build(model, feeds)[1] == 1
