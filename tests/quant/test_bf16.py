@@ -1,4 +1,5 @@
-"""The bf16 path for float models (cpu ``--option precision=bf16``): nnc.BF16MatMul on AMX-BF16 tiles.
+"""The bf16 path for float models (cpu ``--option precision=bf16``): nnc.BF16MatMul on AMX-BF16 tiles
+or AVX512-BF16 dot products.
 
 Checked against the float32 reference (bfloat16's 8-bit mantissa: about 3e-3
 relative) and against nnc.BF16MatMul's own reference (float32 sums: 1e-5).
@@ -70,8 +71,23 @@ def test_fp32_is_the_default():
     assert "nnc.BF16MatMul" not in build(model, target="cpu").graph.op_counts()
 
 
-def test_bf16_without_amx_bf16_is_refused_by_name():
+NO_AMX = tuple(sorted(k for k, v in host_features().items() if v and not k.startswith("amx")))
+
+
+@pytest.mark.skipif("avx512bf16" not in NO_AMX, reason="this machine has no AVX512-BF16")
+@pytest.mark.parametrize("shape", [(5, 70, 33, False, False), (40, 129, 300, True, True)])
+def test_avx512_bf16_kernel_without_tiles(shape):
+    """Without AMX-BF16 in the target the vdpbf16ps kernel runs (odd K: the last pair half empty)."""
+    model, feeds = _model(*shape)
+    res = build(model, target="cpu", options={"precision": "bf16", "features": NO_AMX})
+    got = _one(res.module.run(feeds))
+    ref = _one(build(model, target="ref").module.run(feeds))
+    assert np.abs(got - ref).max() <= 1e-2 * np.abs(ref).max()
+    assert np.abs(got - run_graph(res.graph, feeds)[0]).max() <= 1e-5 * np.abs(ref).max()
+
+
+def test_bf16_without_bf16_dot_products_is_refused_by_name():
     model, _ = _model(8, 64, 32)
-    no_amx = tuple(sorted(k for k, v in host_features().items() if v and not k.startswith("amx")))
-    with pytest.raises(CompilerError, match="amx-bf16"):
-        build(model, target="cpu", options={"precision": "bf16", "features": no_amx})
+    plain = tuple(f for f in NO_AMX if f != "avx512bf16")
+    with pytest.raises(CompilerError, match="avx512bf16"):
+        build(model, target="cpu", options={"precision": "bf16", "features": plain})

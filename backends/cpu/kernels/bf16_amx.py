@@ -10,8 +10,8 @@ accumulator tiles by 32 k (tmm0-3 C, tmm4-5 A, tmm6-7 B, the same fixed
 registers as the int8 tile kernels); the epilogue adds the bias and stores the
 valid rows and columns.
 
-Only AMX-BF16 is implemented: a target without it (``amx-bf16`` in its
-features) is refused by name, never silently run in float32.
+A target without AMX-BF16 gets the AVX512-BF16 kernel (``bf16_dot``); one
+with neither is refused by name, never silently run in float32.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ def has_amx_bf16(features) -> bool:
 
 
 def support(node: Node) -> Optional[str]:
+    """What both bf16 kernels need (static shapes, constant packed weights)."""
     if (node.domain, node.op) != ("nnc", "BF16MatMul"):
         return f"{node.qualified_op} is not nnc.BF16MatMul"
     for v in list(node.inputs) + list(node.outputs):
@@ -68,10 +69,9 @@ def _to_bf16(b: ir.IRBuilder, v: ir.Value) -> ir.Value:
 
 @generator("bf16-amx", supports=support, ops=[("nnc", "BF16MatMul")])
 def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
-    from ir.errors import BackendError
-    if not has_amx_bf16(kb.target.features):
-        raise BackendError("precision=bf16 needs AMX-BF16 tiles (amx-bf16) on the target", subject=node.describe(),
-                           hint="build without --option precision=bf16, or for a CPU with AMX-BF16")
+    if not has_amx_bf16(kb.target.features):  # AVX512-BF16 dot products instead (or a refusal by name)
+        from .bf16_dot import emit as emit_dot
+        return emit_dot(kb, node, schedule)
     a_shape = tuple(node.inputs[0].type.shape)
     k, n = a_shape[-1], node.attr("n")
     rows = 1
