@@ -1,18 +1,22 @@
-"""fold-qdq: quantized conv/matmul patterns -> ``nnc.QConv`` / ``nnc.QMatMul``.
+"""fold-qdq: quantized conv/matmul patterns -> ``nnc.QConv`` / ``nnc.QMatMul`` (and adds, max pools).
 
 Rewrites (weights must be constants; activations' scales and zero points
 per tensor):
 
 * ``DequantizeLinear(x) -> Conv|MatMul|Gemm(., DequantizeLinear(W) [, DequantizeLinear(int32 bias)])
   [-> Relu | Clip(const, const)] -> QuantizeLinear`` (the QDQ form onnxruntime's
-  quantizer writes, and ours);
+  quantizer writes, and ours), W int8/uint8 or int4/uint4 (unpacked to 8 bits);
 * ``QLinearConv``, ``QLinearMatMul``, ``com.microsoft.QGemm`` with a quantized output;
 * ``ConvInteger``, ``MatMulInteger`` (int32 output, no requantization; their
   input zero point may be a run-time value, as dynamic quantization makes it).
 
-A residual ``DQ + DQ -> Add -> Q`` stays in float: onnxruntime's cpu provider
-(1.32) runs it that way too (its outputs equal the unoptimized float QDQ
-graph's), so folding it into QLinearAdd would move us away from it.
+* ``DQ + DQ -> Add`` (or a two-input ``Sum``) ``[-> Relu|Clip] -> Q`` into
+  ``nnc.QAdd``: the float group's own float32 steps on the 8-bit data (not
+  QLinearAdd's arithmetic: onnxruntime's cpu provider (1.32) runs this group
+  in float, and its outputs equal the unoptimized QDQ graph's), so it changes
+  no value, only the memory traffic;
+* ``DQ -> MaxPool -> Q`` with the same scale and zero point into a MaxPool on
+  the 8-bit data (exact: the maximum commutes with a monotonic map).
 
 Integer arithmetic is what onnxruntime runs for these patterns (it fuses the
 same QDQ groups into QLinearConv/QLinearMatMul), so the rewritten graph matches
@@ -41,6 +45,20 @@ from ir.ops.quantization import _conv_geometry
 from .manager import PassContext, register_pass
 
 Q8 = (np.uint8, np.int8)
+
+
+# 4-bit weights are unpacked at build time into the 8-bit kernels (same values, twice the bytes).
+WEIGHT_TYPES = (DType.I8, DType.U8, DType.I4, DType.U4)
+
+
+def _widen_4bit(a: np.ndarray) -> np.ndarray:
+    """int4/uint4 arrays as int8/uint8 (the values the integer kernels multiply)."""
+    dt = DType.from_numpy(a.dtype)
+    if dt == DType.I4:
+        return a.astype(np.int8)
+    if dt == DType.U4:
+        return a.astype(np.uint8)
+    return a
 
 
 # ------------------------------------------------------------------ matching
@@ -189,13 +207,13 @@ def _fold_qdq(graph: Graph, node: Node) -> Optional[Node]:
     wd = _dq(node.input(1), const_data=True)
     if xd is None or wd is None or not _per_tensor(xd["scale"], xd["zp"]):
         return None
-    if xd["data"].type.dtype.np not in Q8 or wd["data"].type.dtype.np not in Q8:
+    if xd["data"].type.dtype.np not in Q8 or wd["data"].type.dtype not in WEIGHT_TYPES:
         return None
     chain = _output_chain(node.output)
     if chain is None:
         return None
     tail, qy, (lo, hi) = chain
-    w = wd["data"].const
+    w, wd["zp"] = _widen_4bit(wd["data"].const), _widen_4bit(np.asarray(wd["zp"]))
     bias = None
     b_in = node.input(2)
     if b_in is not None:
@@ -226,6 +244,61 @@ def _fold_qdq(graph: Graph, node: Node) -> Optional[Node]:
     fold = _fold_conv_like if node.op == "Conv" else _fold_matmul_like
     return fold(graph, node, xd["data"], x_zp, w, wd["zp"], bias, mult, qy["zp"], bounds,
                 tail[-1].output, remove)
+
+
+def _fold_add(graph: Graph, node: Node) -> Optional[Node]:
+    """DQ + DQ -> Add (or a Sum of two) [-> Relu|Clip] -> Q  ->  nnc.QAdd (the float32 steps, on 8-bit data)."""
+    parts = [_dq(node.input(i), const_data=False) for i in (0, 1)]
+    if any(p is None or p["data"].type.dtype.np not in Q8 or not _per_tensor(p["scale"], p["zp"])
+           for p in parts):
+        return None
+    chain = _output_chain(node.output)
+    if chain is None:
+        return None
+    tail, qy, (lo, hi) = chain
+    base = node.output.name
+    c = graph.add_constant
+    ins = []
+    for i, p in enumerate(parts):
+        ins += [p["data"], c(p["scale"].reshape(()), f"{base}_s{i}"), c(np.asarray(p["zp"]).reshape(()), f"{base}_zp{i}")]
+    ins += [c(qy["scale"].reshape(()), base + "_ys"), c(np.asarray(qy["zp"]).reshape(()), base + "_yzp")]
+    new = graph.create_node("QAdd", ins, _bounds(qy["zp"], qy["scale"], lo, hi), domain=NNC,
+                            output_names=[base + "_q"], before=node)
+    graph.replace_all_uses(tail[-1].output, new.output)
+    for n in reversed([node.input(0).producer, node.input(1).producer, node] + tail):
+        if n.graph is graph and not any(o.uses or o.is_graph_output for o in n.outputs):
+            graph.remove_node(n)
+    return new
+
+
+def _fold_maxpool(graph: Graph, node: Node) -> Optional[Node]:
+    """DQ -> MaxPool -> Q with the same scale and zero point  ->  MaxPool on the 8-bit data.
+
+    Dequantizing is monotonic, so the maximum commutes with it, and quantizing
+    a dequantized value with its own parameters gives it back: exact.
+    """
+    if len([o for o in node.outputs if o.uses or o.is_graph_output]) != 1 or node.output is not node.outputs[0]:
+        return None
+    p = _dq(node.input(0), const_data=False)
+    if p is None or p["data"].type.dtype.np not in Q8 or not _per_tensor(p["scale"], p["zp"]):
+        return None
+    q = _sole_reader(node.output)
+    if q is None or q.op != "QuantizeLinear" or q.domain:
+        return None
+    chain = _output_chain(node.output)
+    if chain is None or len(chain[0]) != 1:
+        return None
+    qy = chain[1]
+    if (np.asarray(qy["zp"]).dtype != p["data"].type.dtype.np or float(qy["scale"].reshape(-1)[0]) != float(p["scale"].reshape(-1)[0])
+            or int(np.asarray(qy["zp"]).reshape(-1)[0]) != int(np.asarray(p["zp"]).reshape(-1)[0])):
+        return None
+    new = graph.create_node("MaxPool", [p["data"]], dict(node.attrs), output_names=[node.output.name + "_q"],
+                            before=node)
+    graph.replace_all_uses(q.output, new.output)
+    for n in (q, node, node.input(0).producer):
+        if n.graph is graph and not any(o.uses or o.is_graph_output for o in n.outputs):
+            graph.remove_node(n)
+    return new
 
 
 def _fold_qoperator(graph: Graph, node: Node) -> Optional[Node]:
@@ -284,7 +357,7 @@ def _fold_qoperator(graph: Graph, node: Node) -> Optional[Node]:
     return None
 
 
-@register_pass("fold-qdq", "quantized conv/matmul patterns (QDQ, QOperator, integer ops) -> nnc.QConv/QMatMul")
+@register_pass("fold-qdq", "quantized conv/matmul/add/maxpool patterns (QDQ, QOperator, integer ops) -> integer ops")
 def fold_qdq(graph: Graph, ctx: PassContext) -> bool:
     """Fold every quantized conv/matmul pattern into the compiler's integer ops."""
     folded = 0
@@ -294,13 +367,19 @@ def fold_qdq(graph: Graph, ctx: PassContext) -> bool:
         qualified = node.qualified_op
         if qualified in ("Conv", "MatMul", "Gemm"):
             new = _fold_qdq(graph, node)
+        elif qualified == "Add" or (qualified == "Sum" and len(node.inputs) == 2):
+            new = _fold_add(graph, node)
+        elif qualified == "MaxPool":
+            new = _fold_maxpool(graph, node)
         else:
             new = _fold_qoperator(graph, node)
         if new is None:
             continue
         folded += 1
-        ctx.decide(f"fold {qualified} into {new.qualified_op}", node=new.output.name,
-                   rule="integer accumulation, int32 bias, one requantization (ir.quant)")
+        rule = {"nnc.QAdd": "the float group's steps on 8-bit data, one pass",
+                "MaxPool": "max commutes with dequantization: the same values on 8-bit data"}.get(
+            new.qualified_op, "integer accumulation, int32 bias, one requantization (ir.quant)")
+        ctx.decide(f"fold {qualified} into {new.qualified_op}", node=new.output.name, rule=rule)
     if folded:
         _drop_dead(graph)
         ctx.stats["qdq_folded"] = ctx.stats.get("qdq_folded", 0) + folded

@@ -35,6 +35,10 @@ def init_llvm():
         llvm.initialize_native_asmprinter()
     except Exception:  # noqa: BLE001 - llvmlite >= 0.44 initializes itself
         pass
+    try:  # inline assembly (the AMX tile kernels) needs the native assembly parser
+        llvm.initialize_native_asmparser()
+    except Exception:  # noqa: BLE001
+        pass
     return llvm
 
 

@@ -42,7 +42,7 @@ _LOWERED = {("", "ConvTranspose"): ("lower-conv-transpose", ("", "Conv"))}
 # unroll-control-flow likewise: trip counts and conditions are constants by then.
 PIPELINE = ("fold-qdq," + SIMPLIFY + ",unroll-control-flow,fold-constants,fuse-attention,expand-functions,"
             "lower-conv-transpose,fold-constants,"
-            "simplify-algebra,fuse-attention,cse,dce,"
+            "simplify-algebra,fuse-attention,cse,dce,bf16-weights,"
             "layout-nchwc,fold-constants,dce,fuse,dce,schedule,plan-memory")
 
 
@@ -57,6 +57,8 @@ class CpuBackend(Backend):
                                    "default: this machine"),
         OptionSpec("features", tuple, (), "LLVM CPU features to use (comma-separated, e.g. avx2,fma); "
                                           "default: the CPU's"),
+        OptionSpec("precision", str, "fp32", "float MatMul/Gemm arithmetic: fp32, or bf16 (weights rounded to "
+                                             "bfloat16 at build time, AMX-BF16 tiles, float32 sums)", ("fp32", "bf16")),
         OptionSpec("bundle_name", str, "model", "prefix of the C bundle's symbols and files"),
         OptionSpec("c_array", bool, False, "also write the weights as a C array (weights.c)"),
         OptionSpec("max_batch", int, 64, "for a model with a run-time batch: the largest batch the C "

@@ -30,8 +30,8 @@ import numpy as np
 
 from .. import quant
 from ..dtypes import DType
-from ..registry import OPAQUE, Attr, InferContext, define
-from ..shapes import conv_output_dim
+from ..registry import BROADCAST, OPAQUE, Attr, InferContext, define
+from ..shapes import broadcast_shapes, conv_output_dim
 from ..types import TensorType
 from .quantization import Q8, _minus, _per_channel, check_in, check_scalar, conv_int
 
@@ -174,3 +174,42 @@ def weight_colsum(w_rows: np.ndarray) -> np.ndarray:
 
 def output_type_of(y_zero_point: Optional[np.ndarray]) -> DType:
     return DType.I32 if y_zero_point is None else DType.from_numpy(np.asarray(y_zero_point).dtype)
+
+
+# ======================================================================= QAdd
+qadd = define(
+    "QAdd", domain=NNC, kind=BROADCAST,
+    inputs=["A", "a_scale", "a_zero_point", "B", "b_scale", "b_zero_point", "y_scale", "y_zero_point"],
+    outputs=["Y"], attrs=dict(_BOUNDS),
+    doc="quantize(dequantize(A) + dequantize(B)) in float32 (the DQ -> Add [-> Relu|Clip] -> Q group "
+        "fold-qdq folds), with a fused Relu/Clip as saturation bounds: one pass over 8-bit data.")
+
+
+@qadd.infer
+def _(ctx: InferContext) -> list[TensorType]:
+    check_in(ctx, 0, Q8, "A")
+    check_in(ctx, 3, Q8, "B")
+    for i, data, what in ((1, None, "a_scale"), (4, None, "b_scale"), (6, None, "y_scale")):
+        check_in(ctx, i, frozenset({DType.F32}), what)
+        check_scalar(ctx, i, what)
+    for i, data, what in ((2, 0, "a_zero_point"), (5, 3, "b_zero_point")):
+        if ctx.dtype(i) != ctx.dtype(data):
+            ctx.fail(f"{what} must have its input's element type", expected=ctx.dtype(data).short,
+                     found=ctx.dtype(i).short)
+        check_scalar(ctx, i, what)
+    check_scalar(ctx, 7, "y_zero_point")
+    out = check_in(ctx, 7, Q8, "y_zero_point")
+    try:
+        shape = broadcast_shapes(ctx.shape(0), ctx.shape(3))
+    except Exception as exc:  # noqa: BLE001
+        ctx.fail(str(exc), found=f"{ctx.input_type(0)} and {ctx.input_type(3)}")
+    return [TensorType(out, shape)]
+
+
+@qadd.reference
+def _(a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale, y_zero_point, *, act_min, act_max):
+    s = quant.dequantize(a, a_scale, a_zero_point) + quant.dequantize(b, b_scale, b_zero_point)
+    dt = DType.from_numpy(np.asarray(y_zero_point).dtype)
+    y = quant.quantize(s.astype(np.float32), np.asarray(y_scale, np.float32), y_zero_point, dt)
+    lo, hi = quant.qrange(dt)
+    return np.clip(y, max(lo, act_min), min(hi, act_max)).astype(dt.np)

@@ -2,9 +2,13 @@
 #define _GNU_SOURCE
 #include "nnc_runtime.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
+#if defined(__linux__) && defined(__x86_64__)
+#include <sys/syscall.h>
+#endif
 
 int64_t nnc_now_ns(void) {
     struct timespec ts;
@@ -190,4 +194,18 @@ void nnc_pool_free(nnc_pool *pool) {
     if (!pool) return;
     nnc_pool_destroy(pool);
     free(pool);
+}
+
+void nnc_amx_enable(void) {
+    static int state; /* 0: not asked yet, 1: granted */
+    if (__atomic_load_n(&state, __ATOMIC_ACQUIRE) == 1) return;
+#if defined(__linux__) && defined(__x86_64__)
+    if (syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XFEATURE_XTILEDATA */) == 0) {
+        __atomic_store_n(&state, 1, __ATOMIC_RELEASE);
+        return;
+    }
+#endif
+    fputs("nnc runtime: the operating system refused the AMX tile state (Linux 5.16+ on an AMX CPU "
+          "is needed); rebuild the model without AMX (--option features=... without amx-int8)\n", stderr);
+    abort();
 }

@@ -62,6 +62,12 @@ void nnc_parallel_for_batched(nnc_pool *pool, nnc_task_fn fn, void *const *slots
 /* Monotonic clock in nanoseconds (the profiling entry point times kernels with it). */
 int64_t nnc_now_ns(void);
 
+/* AMX tile kernels call this before their first tile instruction: Linux hands a process the
+ * AMX register state only after arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA).  Asked
+ * once per process (every thread then has it); if the kernel refuses, it says so and aborts
+ * (the tile instructions would fault). */
+void nnc_amx_enable(void);
+
 /* Heap-allocated pool for callers that prefer it (the Python runtime). */
 nnc_pool *nnc_pool_create(int threads);
 void nnc_pool_free(nnc_pool *pool);

@@ -143,3 +143,50 @@ def conv_integer(seed: int = 0):
     node = helper.make_node("ConvInteger", ["x", "w", "xzp"], ["y"], pads=[0, 1, 0, 1])
     x = rng.integers(0, 256, (1, 4, 6, 6)).astype(np.uint8)
     return _model([node], inits, [1, 4, 6, 6], TensorProto.UINT8, TensorProto.INT32), {"x": x}
+
+
+def qdq_add(seed: int = 0, *, act: str = "s8", relu: bool = False, shape=(2, 16, 7, 9), b_shape=None,
+            same_scales: bool = False):
+    """Two quantized inputs -> DQ + DQ -> Add [-> Relu] -> Q -> DQ (a residual add)."""
+    rng = np.random.default_rng(seed)
+    at = np.int8 if act == "s8" else np.uint8
+    b_shape = tuple(shape) if b_shape is None else tuple(b_shape)
+    zps = (at(-5), at(9), at(-128 if relu else 3)) if act == "s8" else (at(120), at(131), at(0 if relu else 128))
+    scales = (np.float32(0.031),) * 3 if same_scales else (np.float32(0.031), np.float32(0.017), np.float32(0.043))
+    inits = []
+    for i, nm in enumerate("abc"):
+        inits += [_t(nm + "s", scales[i]), _t(nm + "zp", zps[i])]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "as", "azp"], ["aq"]),
+             helper.make_node("DequantizeLinear", ["aq", "as", "azp"], ["ad"]),
+             helper.make_node("QuantizeLinear", ["x2", "bs", "bzp"], ["bq"]),
+             helper.make_node("DequantizeLinear", ["bq", "bs", "bzp"], ["bd"]),
+             helper.make_node("Add", ["ad", "bd"], ["s"])]
+    last = "s"
+    if relu:
+        nodes.append(helper.make_node("Relu", ["s"], ["r"]))
+        last = "r"
+    nodes += [helper.make_node("QuantizeLinear", [last, "cs", "czp"], ["yq"]),
+              helper.make_node("DequantizeLinear", ["yq", "cs", "czp"], ["y"])]
+    g = helper.make_graph(nodes, "q", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape)),
+                                       helper.make_tensor_value_info("x2", TensorProto.FLOAT, list(b_shape))],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    m = helper.make_model(g, opset_imports=OPSET)
+    m.ir_version = 10
+    feeds = {"x": rng.uniform(-3, 3, shape).astype(np.float32), "x2": rng.uniform(-2, 2, b_shape).astype(np.float32)}
+    return m, feeds
+
+
+def qdq_maxpool(seed: int = 0, *, act: str = "s8", same_params: bool = True):
+    """x -> Q -> DQ -> MaxPool(3x3, stride 2, pad 1) -> Q -> DQ."""
+    rng = np.random.default_rng(seed)
+    at = np.int8 if act == "s8" else np.uint8
+    zp = at(-7) if act == "s8" else at(118)
+    ys, yzp = (np.float32(0.02), zp) if same_params else (np.float32(0.05), at(1))
+    inits = [_t("xs", np.float32(0.02)), _t("xzp", zp), _t("ys", ys), _t("yzp", yzp)]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xzp"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "xs", "xzp"], ["xd"]),
+             helper.make_node("MaxPool", ["xd"], ["p"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+             helper.make_node("QuantizeLinear", ["p", "ys", "yzp"], ["yq"]),
+             helper.make_node("DequantizeLinear", ["yq", "ys", "yzp"], ["y"])]
+    x = rng.uniform(-2, 2, (1, 8, 13, 17)).astype(np.float32)
+    return _model(nodes, inits, [1, 8, 13, 17], TensorProto.FLOAT, TensorProto.FLOAT), {"x": x}

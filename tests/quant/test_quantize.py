@@ -149,3 +149,54 @@ def test_mixed_precision_recovers_accuracy_where_int8_fails(shared_data):
     assert front[-1]["sqnr_db"] >= 30.0 and len(front[-1]["float_layers"]) >= 1
     assert [p["sqnr_db"] for p in front] == sorted(p["sqnr_db"] for p in front)
     assert (_ort(best.model, x).argmax(1) == y).mean() >= fp - 0.005
+
+
+def test_int4_weights_run_on_onnxruntime_and_cpu(shared_data, tmp_path):
+    """--weights int4: opset 21 int4 DequantizeLinear (onnxruntime runs it), half the weight bytes,
+    the cpu target unpacks them into its int8 kernels (bit-identical with ref; onnxruntime runs these
+    convs in float, so within one output step of it)."""
+    from compiler.quantize import model_bytes
+    from frontends.onnx import import_onnx
+    from ir.interpreter import run_graph
+    from passes.manager import run_pipeline
+    model, x, y, calib = _data(shared_data, "digits_cnn")
+    q8 = quantize_model(model, calib, QuantizeOptions(per_channel=True, progress=False)).model
+    q4 = quantize_model(model, calib, QuantizeOptions(per_channel=True, progress=False, weights="int4")).model
+    kinds = {onnx.helper.tensor_dtype_to_np_dtype(t.data_type).name for t in q4.graph.initializer}
+    assert "int4" in kinds and max(o.version for o in q4.opset_import if o.domain in ("", "ai.onnx")) >= 21
+    b8, b4 = model_bytes(q8), model_bytes(q4)
+    assert b4["int4"] <= b8["int8"] / 2 + 8 and b4["total"] < 0.6 * b8["total"]  # 4 bits a weight
+    want = _ort(q4, x)
+    assert (want.argmax(1) == y).mean() >= 0.99
+    res = build(q4, target="cpu")
+    assert res.graph.op_counts().get("nnc.QConv", 0) == 3
+    got = res.module.run({"input": x})
+    got = list(got.values())[0] if isinstance(got, dict) else got[0]
+    g = import_onnx(q4)
+    run_pipeline(g, "fold-qdq")
+    assert np.array_equal(got, run_graph(g, {"input": x})[0])
+    step = float(next(onnx.numpy_helper.to_array(t) for t in q4.graph.initializer
+                      if t.name == q4.graph.output[0].name + "_scale"))
+    assert np.abs(got - want).max() <= step * 1.001
+    assert (got.argmax(1) == y).mean() >= 0.99
+    out = tmp_path / "cnn.int4.onnx"
+    rc = cli_main(["quantize", os.path.join(shared_data, "digits_cnn.onnx"), "--calib",
+                   os.path.join(shared_data, "digits_calib.npz"), "--per-channel", "--weights", "int4",
+                   "-o", str(out), "-q"])
+    report = json.loads((tmp_path / "cnn.int4.onnx.report.json").read_text())
+    assert rc == 0 and report["size_bytes"]["after"]["int4"] > 0
+
+
+def test_mixed_precision_with_int4_falls_back_to_int8_weights(shared_data):
+    """--weights int4 --target-sqnr: the most sensitive layers get int8 weights (not float)."""
+    from compiler.quantize import model_bytes
+    model, x, y, calib = _data(shared_data, "digits_cnn")
+    best, front = mixed_precision(model, calib, QuantizeOptions(progress=False, weights="int4"), 22.0)
+    assert front[0]["int8_layers"] == [] and front[0]["sqnr_db"] < 22.0   # per-tensor int4: ~18 dB
+    assert front[-1]["sqnr_db"] >= 22.0 and 1 <= len(front[-1]["int8_layers"]) < 5
+    kinds = model_bytes(best.model)
+    assert kinds.get("int4", 0) > 0 and kinds.get("int8", 0) > 0        # both kinds of weights
+    assert all(p["weight_bytes"] <= front[-1]["weight_bytes"] for p in front)
+    dq_out = {n.output[0] for n in best.model.graph.node if n.op_type == "DequantizeLinear"}
+    assert all(n.input[1] in dq_out for n in best.model.graph.node if n.op_type in ("Conv", "Gemm"))  # none float
+    assert (_ort(best.model, x).argmax(1) == y).mean() >= 0.98

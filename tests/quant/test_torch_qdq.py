@@ -1,12 +1,17 @@
 """QDQ ResNet-18 and MobileNetV2 (the torch zoo's, exported from torch) quantized by onnxruntime's
 ``quantize_static``, on the cpu target (slow: torch export and two builds).
 
-The outputs must have onnxruntime's top-1 and stay within a few output steps of
-it: residual adds (``DQ + DQ -> Add -> Q``) run in float here, as onnxruntime
-runs them in this model (its outputs equal its unoptimized float QDQ graph's),
-but onnxruntime fuses the same group into an integer QLinearAdd when the Add's
-output is also a graph output, so a 1-step difference at an add can move later
-layers by a few steps.  Every convolution is an integer kernel.
+Every convolution is an integer kernel, every residual add an ``nnc.QAdd`` and
+the MaxPool runs on int8 data.  The outputs must have onnxruntime's top-1 and
+stay within a few output steps of it.  Why not exactly: onnxruntime (1.32)
+leaves a QDQ group in float when its input's DequantizeLinear has two readers
+(in ResNet-18 the 11 convolutions that read a residual sum; its outputs then
+equal its unoptimized float QDQ graph's), and a float32 convolution and an
+exact integer one round a near-tie the other way now and then: the first
+difference is one element of layer1.1's first convolution by one step, which
+these randomly initialized weights amplify to about 10 steps inside layer4
+and 4-5 steps at the logits.  Our reference interpreter running the same float
+QDQ graph differs from onnxruntime the same way (summation order).
 """
 
 from __future__ import annotations
@@ -49,7 +54,8 @@ def test_ort_quantized_torch_model_on_cpu(name, tmp_path):
                       if t.name.startswith(out.replace("_DequantizeLinear_Output", "")) and "scale" in t.name))
     want = ort.InferenceSession(q, providers=["CPUExecutionProvider"]).run(None, {iname: x})[0]
     res = build(qm, target="cpu")
-    assert res.graph.op_counts().get("nnc.QConv", 0) >= 20
+    counts = res.graph.op_counts()
+    assert counts.get("nnc.QConv", 0) >= 20 and counts.get("nnc.QAdd", 0) >= 8, counts
     got = res.module.run({iname: x})
     got = list(got.values())[0] if isinstance(got, dict) else got[0]
     steps = np.abs(got - want) / step

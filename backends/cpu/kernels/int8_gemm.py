@@ -42,7 +42,7 @@ from ir.ops.qlinear_nnc import I32_MAX, I32_MIN
 
 from ..codegen import (F32, I8, I32, I64, KernelBuilder, const_int, for_range, lane_mask, loop_carry,
                        masked_load, masked_store, splat)
-from . import Kernel, generator, label_of
+from . import Kernel, generator, int8_amx, label_of
 
 QOPS = [("nnc", "QConv"), ("nnc", "QMatMul")]
 PIXELS_PER_TASK = 64   # output pixels a conv task packs and computes (whole rows, at least one)
@@ -199,6 +199,10 @@ def _emit_matmul(kb: KernelBuilder, node: Node) -> Kernel:
     a = e.tf.value_pointer(node.inputs[0])
     a8 = b.bitcast(a, I8.as_pointer())
     w = b.bitcast(e.tf.value_pointer(node.inputs[1]), I8.as_pointer())
+    d = int8_amx.k_group(kb4) if k % 4 == 0 and rows >= 16 and not p.need_rowsum and int8_amx.has_amx(kb) else None
+    if d is not None:
+        tasks = int8_amx.matmul_tiles(e, a8, w, rows, k, n, d)
+        return Kernel(e.tf.fn.name, tasks, e.tf.buffers, label_of(node))
     task = e.tf.task
     tm = b.sdiv(task, const_int(n_tiles))
     tn = b.srem(task, const_int(n_tiles))
@@ -282,8 +286,10 @@ def _emit_conv(kb: KernelBuilder, node: Node) -> Kernel:
     regs = 32 if L == 16 else 16
     mr = max(1, min(mg, (regs - nv - 3) // nv, 12))
     want_tasks = 2 * max(1, kb.target.cores)
-    n_oc = max(1, min(-(-mg // mr), -(-want_tasks // max(1, nb * g * n_rb))))
-    oc_chunk = -(-(-(-mg // n_oc)) // mr) * mr
+    amx_d = (int8_amx.k_group(kb4) if mg >= 16 and not p.need_rowsum and int8_amx.has_amx(kb) else None)
+    oc_step = 32 if amx_d is not None else mr   # the tile kernel's block: two 16-channel tiles
+    n_oc = max(1, min(-(-mg // oc_step), -(-want_tasks // max(1, nb * g * n_rb))))
+    oc_chunk = -(-(-(-mg // n_oc)) // oc_step) * oc_step
     n_oc = -(-mg // oc_chunk)
     rw = -(-max(pl + wd, nvr * L * sw + (kw - 1) * dw) // 16) * 16
     nr = (rows_per - 1) * sh + (kh - 1) * dh + 1   # input rows per channel the task's rows read
@@ -309,8 +315,11 @@ def _emit_conv(kb: KernelBuilder, node: Node) -> Kernel:
     rows_here = _imin(b, const_int(rows_per), b.sub(const_int(oh), oh0))
     za8 = b.trunc(e.za, I8)
     zrow = b.gep(prow, [const_int(nrows * rw)])
-    with for_range(b, 0, zbytes, name="pz") as i:
-        b.store(ir.Constant(I8, 0), b.gep(zrow, [i]))
+    v16 = ir.VectorType(I8, 16)  # rw and zbytes are multiples of 16: the fills are vector stores
+    with for_range(b, 0, zbytes, 16, name="pz") as i:
+        b.store(ir.Constant(v16, [0] * 16), b.bitcast(b.gep(zrow, [i]), v16.as_pointer()), align=1)
+    za16 = splat(b, za8, 16)
+    flip16 = ir.Constant(v16, [0x80] * 16)
     # --- 1. the input rows the task's output rows read, once, padded with the zero point (int8
     #        flipped to uint8): prow[c][t][rw] for input row oh0*sh - pt + t
     with for_range(b, 0, nrows, name="pr") as rr:
@@ -318,16 +327,18 @@ def _emit_conv(kb: KernelBuilder, node: Node) -> Kernel:
         ih = b.add(b.sub(b.mul(oh0, const_int(sh)), const_int(pt)), t)
         ok = b.and_(b.icmp_signed(">=", ih, const_int(0)), b.icmp_signed("<", ih, const_int(h)))
         dst = b.gep(prow, [b.mul(rr, const_int(rw))])
-        with for_range(b, 0, rw, name="pf") as i:
-            b.store(za8, b.gep(dst, [i]))
+        with for_range(b, 0, rw, 16, name="pf") as i:
+            b.store(za16, b.bitcast(b.gep(dst, [i]), v16.as_pointer()), align=1)
         with b.if_then(ok):
             chan = b.add(b.mul(img, const_int(c)), b.add(b.mul(grp, const_int(cg)), ci))
             src = b.gep(x8, [b.mul(b.add(b.mul(chan, const_int(h)), ih), const_int(wd))])
-            with for_range(b, 0, wd, name="pc") as i:
-                val = b.load(b.gep(src, [i]))
+            dst_in = b.gep(dst, [const_int(pl)])
+            with for_range(b, 0, wd, 16, name="pc") as i:
+                mask = lane_mask(b, _imin(b, b.sub(const_int(wd), i), const_int(16)), 16)
+                val = masked_load(kb, b, src, i, mask, 16)
                 if p.signed_x:
-                    val = b.xor(val, ir.Constant(I8, 0x80))
-                b.store(val, b.gep(dst, [b.add(i, const_int(pl))]))
+                    val = b.xor(val, flip16)
+                masked_store(kb, b, val, dst_in, i, mask)
     offsets = []
     for kk in range(kp):
         if kk < k:
@@ -370,6 +381,12 @@ def _emit_conv(kb: KernelBuilder, node: Node) -> Kernel:
     valid = b.mul(rows_here, const_int(ow))
     oc_lo = b.mul(occk, const_int(oc_chunk))
     oc_hi = _imin(b, b.add(oc_lo, const_int(oc_chunk)), const_int(mg))
+    if amx_d is not None:  # --- 3. on AMX tiles
+        ctx = dict(kb4=kb4, pp=pp, nvec=nvec, mg=mg, grp=grp, xp=xp, w8=w8, oc_lo=oc_lo, oc_hi=oc_hi,
+                   valid=valid, img=img, m=m, oh=oh, ow=ow, oh0=oh0, k=k, splat=lambda v: splat(b, v, L))
+        int8_amx.conv_tiles(e, ctx, amx_d)
+        b.ret_void()
+        return Kernel(e.tf.fn.name, nb * g * n_rb * n_oc, e.tf.buffers, label_of(node))
     # --- 3. output channel tiles x pixel-vector tiles
     with for_range(b, oc_lo, oc_hi, mr, name="oc") as oc0:
         last = b.sub(oc_hi, const_int(1))
