@@ -21,6 +21,7 @@ constants at specialization (no kernel at all) passes but is counted apart as
 from __future__ import annotations
 
 import argparse
+import functools
 import glob
 import os
 import re
@@ -195,10 +196,24 @@ def _write_unsupported(path: str, target: str, refused: dict[str, str]) -> None:
         f.write("\n".join(lines) + "\n")
 
 
+@functools.lru_cache(maxsize=1)
+def _excluded() -> dict:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # importing it builds onnx's test cases, which warn
+        from tests.test_onnx_backend import EXCLUDED
+    return EXCLUDED
+
+
+def excluded_reason(name: str) -> str:
+    """Why the case is excluded for every target (``tests/test_onnx_backend.py``), or ''."""
+    return next((why for rx, why in _excluded().items() if re.search(rx, f"{name}_cpu")), "")
+
+
 def summary(counts: Counter) -> str:
     """The counting rule's line: native passes, folded passes, refusals, wrong results, other errors."""
     return (f"{counts['pass']} passed natively, {counts['folded']} folded away (no kernel), "
-            f"{counts['refused']} refused, {counts['fail']} wrong, {counts['error']} errors")
+            f"{counts['refused']} refused, {counts['fail']} wrong, {counts['error']} errors, "
+            f"{counts['excluded']} excluded (fail on every target: tests/test_onnx_backend.py)")
 
 
 def main(argv=None) -> int:
@@ -217,12 +232,14 @@ def main(argv=None) -> int:
     t0 = time.time()
     for case in iter_cases(tuple(args.kind or ["node"]), args.pattern):
         status, msg = run_case(case, args.target)
-        if status == "error" and msg.startswith("UnsupportedOpError"):
+        if status in ("fail", "error") and excluded_reason(case.name):
+            status, msg = "excluded", f"{excluded_reason(case.name)} ({msg})"
+        elif status == "error" and msg.startswith("UnsupportedOpError"):
             if run_case(case, "ref")[0] == "pass":
                 refused[case.name] = _reason(msg)
             status = "refused"
         counts[status] += 1
-        if status not in ("pass", "folded"):
+        if status not in ("pass", "folded", "excluded"):
             reasons[re.sub(r"'[^']*'|\d+", "_", msg)[:90]] += 1
         if args.verbose or status not in ("pass", "folded"):
             print(f"{status:7} {case.name}  {msg[:240]}")
