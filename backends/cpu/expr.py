@@ -225,11 +225,19 @@ def unregister_elementwise(name: str, domain: str = "") -> None:
 
 
 def elementwise_emitter(domain: str, op: str) -> Optional[ElementwiseEmitter]:
+    _discover_kernels()
     return _EMITTERS.get((normalize_domain(domain), op))
+
+
+def _discover_kernels() -> None:
+    """Kernel modules may register emitters too (``kernels/bitcast.py``): import them first."""
+    from .kernels import _DISCOVERY
+    _DISCOVERY.ensure()
 
 
 def elementwise_ops() -> frozenset[tuple[str, str]]:
     """The (domain, op) pairs with an elementwise emitter."""
+    _discover_kernels()
     return frozenset(_EMITTERS)
 
 
