@@ -68,7 +68,7 @@ def _combine(b: ir.IRBuilder, reduction: str, old: ir.Value, new: ir.Value, dtyp
     return b.select(cmp(">" if reduction == "max" else "<", new, old), new, old)
 
 
-@generator("opaque", supports=support, ops=SCATTER_OPS)
+@generator("scatter", supports=support, ops=SCATTER_OPS)
 def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
     tf = kb.task_function(f"k_{node.outputs[0].name}")
     b = tf.builder
