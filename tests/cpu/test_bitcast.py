@@ -1,4 +1,4 @@
-"""cpu target: BitCast between every pair of same-width element types, alone and fused."""
+"""cpu target: BitCast between every pair of same-width element types, alone and fused; integer Pow."""
 
 from __future__ import annotations
 
@@ -63,4 +63,23 @@ def test_bitcast_fused_with_arithmetic():
                        [const("s", np.uint32(23)), const("one", np.uint32(1))], opset=26)
     want = compiler.compile(model, target="ref").run({"x": x})["y"]
     got = compiler.compile(model, target="cpu").run({"x": x})["y"]
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("xt,yt", [(np.int32, np.int32), (np.int64, np.int64), (np.int32, np.float32),
+                                   (np.int64, np.float64), (np.uint8, np.int64), (np.int16, np.float32)])
+def test_integer_pow(xt, yt):
+    """Integer bases are raised in float64 and truncated back (the reference's rule); broadcast exponent."""
+    rng = np.random.default_rng(2)
+    # Negative bases only with integer exponents (a fractional power of one is NaN, not an integer).
+    low = 0 if np.dtype(xt).kind == "u" or np.dtype(yt).kind == "f" else -6
+    x = rng.integers(low, 7, (3, 41)).astype(xt)
+    y = (rng.integers(0, 4, (41,)) + (0.5 if np.dtype(yt).kind == "f" else 0)).astype(yt)
+    model = make_model([oh.make_node("Pow", ["x", "y"], ["z"])],
+                       {"x": ([3, 41], oh.np_dtype_to_tensor_dtype(x.dtype)),
+                        "y": ([41], oh.np_dtype_to_tensor_dtype(y.dtype))},
+                       {"z": oh.np_dtype_to_tensor_dtype(x.dtype)}, opset=18)
+    feeds = {"x": x, "y": y}
+    want = compiler.compile(model, target="ref").run(feeds)["z"]
+    got = compiler.compile(model, target="cpu").run(feeds)["z"]
     np.testing.assert_array_equal(got, want)
