@@ -15,7 +15,7 @@ from onnx import helper as oh
 
 import compiler
 
-from .test_reduction import assert_close, make_model
+from .test_reduction import assert_close, const, make_model
 
 RNG = np.random.default_rng(0)
 REDUCTIONS = ["none", "add", "mul", "max", "min"]
@@ -89,3 +89,18 @@ def test_tensor_scatter(mode, axis):
                        {"p": (past_shape, T.FLOAT), "u": (upd_shape, T.FLOAT), "w": ([3], T.INT64)},
                        {"y": T.FLOAT}, opset=24)
     run_both(model, {"p": past, "u": upd, "w": starts}, "TensorScatter")
+
+
+@pytest.mark.parametrize("with_shape", [False, True])
+def test_max_unpool_inverts_max_pool(with_shape):
+    """MaxPool's indices fed to MaxUnpool (ref computes the indices; cpu unpools them), with output_shape or not."""
+    shape = [2, 3, 9, 11] if with_shape else [2, 3, 8, 10]  # the default output: what the pool covered
+    x = RNG.standard_normal(shape).astype(np.float32)
+    pool = make_model([oh.make_node("MaxPool", ["x"], ["p", "i"], kernel_shape=[2, 2], strides=[2, 2])],
+                      {"x": (shape, T.FLOAT)}, {"p": T.FLOAT, "i": T.INT64})
+    pooled = compiler.compile(pool, target="ref").run({"x": x})
+    inputs = ["p", "i"] + (["shape"] if with_shape else [])
+    inits = [const("shape", np.asarray(shape, np.int64))] if with_shape else []
+    model = make_model([oh.make_node("MaxUnpool", inputs, ["y"], kernel_shape=[2, 2], strides=[2, 2])],
+                       {"p": ([2, 3, 4, 5], T.FLOAT), "i": ([2, 3, 4, 5], T.INT64)}, {"y": T.FLOAT}, inits)
+    run_both(model, {"p": pooled["p"], "i": pooled["i"]}, "MaxUnpool")

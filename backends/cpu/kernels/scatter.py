@@ -1,4 +1,4 @@
-"""Scatter kernels: ScatterElements and ScatterND; TensorScatter as an index map.
+"""Scatter kernels: ScatterElements, ScatterND and MaxUnpool; TensorScatter as an index map.
 
 ScatterElements and ScatterND copy ``data`` to the output, then walk the
 updates in order and combine each into the output element (ScatterND: the
@@ -7,7 +7,8 @@ Later updates of one element see the earlier ones, as in the reference, so
 the updates run in one task, in order; the copy is a plain loop LLVM
 vectorizes.  Indices may be negative (counted from the end); out-of-range
 ones are clamped so a bad index cannot write outside the output (the
-reference raises).
+reference raises).  MaxUnpool zero-fills its output and writes each input
+element at the flat position its index names.
 
 TensorScatter writes each batch entry's update at its own offset along the
 sequence axis, and no two update elements land on one output element, so it
@@ -31,7 +32,7 @@ from ..evaluator import Evaluator, _select, _to_i64, delinearize, index_map, sha
 from ..expr import is_float, load_convert, store_convert
 from . import Kernel, generator, label_of
 
-SCATTER_OPS = frozenset({"ScatterElements", "ScatterND"})
+SCATTER_OPS = frozenset({"ScatterElements", "ScatterND", "MaxUnpool"})
 REDUCTIONS = ("none", "add", "mul", "max", "min")
 
 
@@ -43,6 +44,8 @@ def support(node: Node) -> Optional[str]:
             return "the cpu target needs static shapes here"
         if not supported_dtype(v.type.dtype):
             return f"element type {v.type.dtype.short} is not supported by the cpu target"
+    if node.op == "MaxUnpool":
+        return None
     if node.inputs[1].type.dtype not in (DType.I32, DType.I64):
         return f"{node.op} indices must be int32 or int64"
     reduction = node.attr("reduction") or "none"
@@ -72,6 +75,8 @@ def _combine(b: ir.IRBuilder, reduction: str, old: ir.Value, new: ir.Value, dtyp
 def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
     tf = kb.task_function(f"k_{node.outputs[0].name}")
     b = tf.builder
+    if node.op == "MaxUnpool":
+        return _max_unpool(kb, tf, node)
     data, indices, updates = node.inputs
     out = node.outputs[0]
     dtype = data.type.dtype
@@ -118,6 +123,26 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
                 base = b.add(base, b.mul(fixed(raw, ds[j]), const_int(strides[j])))
             with for_range(b, 0, inner, name="s") as s:
                 update(b.add(base, s), b.add(b.mul(r, const_int(inner)), s))
+    b.ret_void()
+    return Kernel(tf.fn.name, 1, tf.buffers, label_of(node))
+
+
+def _max_unpool(kb: KernelBuilder, tf, node: Node) -> Kernel:
+    """A zero output, then x[i] written at the flat output position indices[i] (clamped into the output)."""
+    b = tf.builder
+    x, indices = node.inputs[0], node.inputs[1]
+    out = node.outputs[0]
+    total = math.prod(shape_of(out))
+    dst, src, idx = tf.value_pointer(out), tf.value_pointer(x), tf.value_pointer(indices)
+    zero = ir.Constant(dst.type.pointee, 0.0 if is_float(dst.type.pointee) else 0)
+    with for_range(b, 0, total, name="zero") as i:
+        b.store(zero, b.gep(dst, [i]))
+    if total:
+        with for_range(b, 0, math.prod(shape_of(x)), name="u") as u:
+            at = _to_i64(b, b.load(b.gep(idx, [u])))
+            at = b.select(b.icmp_signed("<", at, const_int(0)), const_int(0), at)
+            at = b.select(b.icmp_signed(">", at, const_int(total - 1)), const_int(total - 1), at)
+            b.store(b.load(b.gep(src, [u])), b.gep(dst, [at]))
     b.ret_void()
     return Kernel(tf.fn.name, 1, tf.buffers, label_of(node))
 
