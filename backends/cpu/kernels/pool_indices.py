@@ -39,7 +39,9 @@ def support(node: Node) -> Optional[str]:
     a = Anchored.of(node)
     anchor = a.anchor
     if anchor.domain != "" or anchor.op != "MaxPool" or len(anchor.outputs) < 2:
-        return f"no cpu kernel for {anchor.qualified_op}"
+        # Not ours: the pool kernel's own reason (the same words, so reports show it once).
+        from .pool import support as pool_support
+        return pool_support(node) or f"no cpu kernel for {anchor.qualified_op}"
     if a.body is not None:  # only an elementwise prologue may be fused (its value is computed on each read)
         for n in a.members:
             if n is anchor:
