@@ -1,4 +1,4 @@
-"""cpu target: QLinearMatMul and MatMulInteger with a run-time B against the reference.
+"""cpu target: QLinearMatMul, MatMulInteger, QLinearConv, ConvInteger with run-time weights vs the reference.
 
 int8/uint8 operands, zero points and scales per tensor, per row of A and per
 column of B, float16/float64 scales, batched and broadcast operands, and
@@ -64,3 +64,39 @@ def test_matmul_integer(zps, adt, bdt):
         feeds["azp"] = _q((7,), adt)
         feeds["bzp"] = _q((21,), bdt)
     run_both(_model("MatMulInteger", feeds), feeds, "MatMulInteger")
+
+
+CONVS = [
+    dict(x=(1, 3, 9, 11), w=(4, 3, 3, 3), attrs={}),
+    dict(x=(2, 4, 8, 37), w=(6, 2, 3, 2), attrs={"group": 2, "pads": [1, 0, 1, 1], "strides": [2, 1]}),
+    dict(x=(1, 2, 10, 10), w=(3, 2, 3, 3), attrs={"dilations": [2, 2], "auto_pad": "SAME_UPPER"}),
+    dict(x=(1, 3, 40), w=(2, 3, 4), attrs={"strides": [3], "pads": [2, 1]}),
+]
+
+
+@pytest.mark.parametrize("case", CONVS)
+@pytest.mark.parametrize("xdt,wdt", [(np.uint8, np.uint8), (np.int8, np.int8), (np.uint8, np.int8)])
+def test_conv_integer(case, xdt, wdt):
+    m = case["w"][0]
+    feeds = {"x": _q(case["x"], xdt), "w": _q(case["w"], wdt), "xzp": _q((), xdt), "wzp": _q((m,), wdt)}
+    model = make_model([oh.make_node("ConvInteger", list(feeds), ["y"], **case["attrs"])],
+                       {k: (list(v.shape), oh.np_dtype_to_tensor_dtype(v.dtype)) for k, v in feeds.items()},
+                       {"y": 0}, opset=21)
+    run_both(model, feeds, "ConvInteger")
+
+
+@pytest.mark.parametrize("case", CONVS)
+@pytest.mark.parametrize("xdt,wdt,ydt", [(np.uint8, np.uint8, np.uint8), (np.int8, np.int8, np.int8)])
+@pytest.mark.parametrize("bias", [False, True])
+def test_qlinear_conv(case, xdt, wdt, ydt, bias):
+    m = case["w"][0]
+    feeds = {"x": _q(case["x"], xdt), "xs": np.float32(0.02), "xzp": _q((), xdt), "w": _q(case["w"], wdt),
+             "ws": RNG.uniform(0.01, 0.03, m).astype(np.float32), "wzp": _q((m,), wdt),
+             "ys": np.float32(RNG.uniform(0.5, 3.0)), "yzp": _q((), ydt)}
+    if bias:
+        feeds["b"] = RNG.integers(-3000, 3000, m).astype(np.int32)
+    feeds = {k: np.asarray(v) for k, v in feeds.items()}
+    model = make_model([oh.make_node("QLinearConv", list(feeds), ["y"], **case["attrs"])],
+                       {k: (list(v.shape), oh.np_dtype_to_tensor_dtype(v.dtype)) for k, v in feeds.items()},
+                       {"y": 0}, opset=21)
+    run_both(model, feeds, "QLinearConv")
