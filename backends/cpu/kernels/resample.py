@@ -23,6 +23,7 @@ always a kernel of its own.
 from __future__ import annotations
 
 import hashlib
+import weakref
 from dataclasses import dataclass
 from typing import Optional
 
@@ -118,9 +119,13 @@ def resize_support(node: Node) -> Optional[str]:
 
 
 # ------------------------------------------------------------ constant tables
+# Per kernel module: (element type, content digest) -> its global, so equal tables are emitted once.
+_TABLES: "weakref.WeakKeyDictionary[KernelBuilder, dict]" = weakref.WeakKeyDictionary()
+
+
 def constant_table(kb: KernelBuilder, values: np.ndarray, elem: ir.Type, hint: str) -> ir.GlobalVariable:
     """A read-only global array of ``values`` in the kernel's module (one per distinct content)."""
-    tables = kb.__dict__.setdefault("_constant_tables", {})
+    tables = _TABLES.setdefault(kb, {})
     flat = np.ascontiguousarray(values).reshape(-1)
     key = (str(elem), hashlib.sha256(flat.tobytes()).hexdigest())
     g = tables.get(key)
