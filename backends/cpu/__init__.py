@@ -38,7 +38,7 @@ _LOWERED = {("", "ConvTranspose"): ("lower-conv-transpose", ("", "Conv"))}
 
 # expand-functions runs on static graphs only (after specialization), where run-time
 # shape values are constants: e.g. Range folds instead of expanding into a Loop.
-PIPELINE = ("fold-qdq," + SIMPLIFY + ",fuse-attention,expand-flex-attention,expand-functions,lower-conv-transpose,fold-constants,"
+PIPELINE = ("fold-qdq," + SIMPLIFY + ",fuse-attention,expand-flex-attention,expand-functions,lower-conv-transpose,fold-constants,inline-constant-if,"
             "simplify-algebra,fuse-attention,cse,dce,"
             "layout-nchwc,fold-constants,dce,fuse,dce,schedule,plan-memory")
 
