@@ -124,5 +124,6 @@ def test_ops_table_tells_kernels_from_expansions_and_gaps():
     assert rows["Conv"] == ["yes", "yes"]            # a kernel of its own
     assert rows["Relu"] == ["yes", "yes"]            # generated elementwise code
     assert rows["CastLike"] == ["expand", "yes"]     # runs through its ONNX function body
-    assert rows["Resize"] == ["-", "yes"]            # only the reference runs it
+    assert rows["Resize"] == ["yes", "yes"]
+    assert rows["NonMaxSuppression"] == ["-", "yes"]  # only the reference runs it
     assert rows["nnc.ConvNHWC"] == ["-", "yes"]      # systolic layout: not a cpu kernel

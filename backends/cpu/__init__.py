@@ -40,8 +40,8 @@ _LOWERED = {("", "ConvTranspose"): ("lower-conv-transpose", ("", "Conv"))}
 # expand-functions runs on static graphs only (after specialization), where run-time
 # shape values are constants: e.g. Range folds instead of expanding into a Loop.
 # unroll-control-flow likewise: trip counts and conditions are constants by then.
-PIPELINE = ("fold-qdq," + SIMPLIFY + ",unroll-control-flow,fold-constants,fuse-attention,expand-functions,"
-            "lower-conv-transpose,fold-constants,"
+PIPELINE = ("fold-qdq," + SIMPLIFY + ",unroll-control-flow,fold-constants,fuse-attention,expand-flex-attention,"
+            "expand-functions,lower-conv-transpose,fold-constants,"
             "simplify-algebra,fuse-attention,cse,dce,bf16-weights,"
             "layout-nchwc,fold-constants,dce,fuse,dce,schedule,plan-memory")
 

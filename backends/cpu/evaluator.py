@@ -402,7 +402,14 @@ def unregister_index_map(name: str, domain: str = "") -> None:
 
 
 def index_map_of(node: Node) -> Optional[IndexMap]:
+    _discover_kernels()
     return _INDEX_MAPS.get((normalize_domain(node.domain), node.op))
+
+
+def _discover_kernels() -> None:
+    """Kernel modules may register index maps too (``kernels/resample.py``): import them first."""
+    from .kernels import _DISCOVERY
+    _DISCOVERY.ensure()
 
 
 def is_index_map(node: Node) -> bool:
@@ -418,6 +425,7 @@ def remaps_index(node: Node) -> bool:
 
 def index_map_ops() -> frozenset[tuple[str, str]]:
     """The (domain, op) pairs with an index map."""
+    _discover_kernels()
     return frozenset(_INDEX_MAPS)
 
 

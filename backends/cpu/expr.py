@@ -235,11 +235,19 @@ def unregister_elementwise(name: str, domain: str = "") -> None:
 
 
 def elementwise_emitter(domain: str, op: str) -> Optional[ElementwiseEmitter]:
+    _discover_kernels()
     return _EMITTERS.get((normalize_domain(domain), op))
+
+
+def _discover_kernels() -> None:
+    """Kernel modules may register emitters too (``kernels/bitcast.py``): import them first."""
+    from .kernels import _DISCOVERY
+    _DISCOVERY.ensure()
 
 
 def elementwise_ops() -> frozenset[tuple[str, str]]:
     """The (domain, op) pairs with an elementwise emitter."""
+    _discover_kernels()
     return frozenset(_EMITTERS)
 
 
@@ -475,11 +483,17 @@ def _(kb, b, node, xs):
     return b.sub(pos, neg)
 
 
-@elementwise_op("Pow", positional=True)
+@elementwise_op("Pow", ints=True, positional=True)
 def _(kb, b, node, xs):
     x, y = xs
-    if not is_float(x.type):
-        raise BackendError("integer Pow is not supported by the cpu target", subject=node.describe())
+    if not is_float(x.type):  # integer bases: in float64, truncated back, as the reference
+        src, dst = node.inputs[0].type.dtype, node.inputs[1].type.dtype
+        xf = convert(b, x, src, DType.F64)
+        yf = convert(b, y, dst, DType.F64)
+        if isinstance(xf.type, ir.VectorType) != isinstance(yf.type, ir.VectorType):
+            xf, yf = (v if isinstance(v.type, ir.VectorType) else splat(b, v, max(lanes_of(xf), lanes_of(yf)))
+                      for v in (xf, yf))
+        return convert(b, intrinsic(kb, b, "pow", xf, yf), DType.F64, src)
     if elem_of(y.type) != elem_of(x.type):
         y = convert(b, y, node.inputs[1].type.dtype, node.inputs[0].type.dtype)
     return intrinsic(kb, b, "pow", x, y)

@@ -341,7 +341,7 @@ def _(indices: np.ndarray, depth: np.ndarray, values: np.ndarray, *, axis: int) 
 
 # ------------------------------------------------------------------- Compress
 compress = define("Compress", inputs=["input", "condition"], outputs=["output"], kind=OPAQUE,
-                  attrs={"axis": Attr.int(None)},
+                  attrs={"axis": Attr.int(None)}, static_inputs=["condition"],  # it decides the shape
                   doc="numpy.compress: keep the slices where condition is true")
 
 

@@ -75,7 +75,8 @@ def support(node: Node) -> Optional[str]:
         return why
     x = anchor.inputs[0]
     dtype = x.type.dtype
-    if dtype not in _NUMERIC and not (dtype is DType.BF16 and anchor.op in _EXACT_ON_BF16):
+    if dtype not in _NUMERIC and not (dtype is DType.BF16 and anchor.op in _EXACT_ON_BF16) \
+            and not (dtype is DType.BOOL and anchor.op in ("ReduceMax", "ReduceMin")):
         return f"{anchor.op} on {dtype.short} is not supported by the cpu target"
     if anchor.op in _FLOAT_ONLY and not dtype.is_float:
         return f"{anchor.op} on {dtype.short} (integer) is not supported by the cpu target"
@@ -187,6 +188,8 @@ def _post(r: Row, post: str, acc: ir.Value, count: int, p: int, ct: ir.Type, sig
     if post == "lp" and p > 2:
         return b.call(kb.intrinsic("pow", acc.type, 2), [acc, constant(acc, 1.0 / p)])
     if post == "mean":
+        if count == 0:  # the mean of an empty set is 0, as the reference (and onnxruntime) store
+            return constant(acc, 0, ct)
         if is_float(acc.type):
             return b.fdiv(acc, constant(acc, float(count)))
         q = b.sdiv(acc, constant(acc, count)) if signed else b.udiv(acc, constant(acc, count))
