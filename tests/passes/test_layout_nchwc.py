@@ -98,10 +98,11 @@ def test_conv_chain_stays_blocked_and_converts_once_per_value():
           %w: f32[4,2,1,1] = constant [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
           %b: f32[4] = constant [0.5, -0.5, 1.5, -1.5]
           %s: f32[4,1,1] = constant [1.0, 2.0, 3.0, 4.0]
-          %w_packed: f32[1,1,1,1,2,4]<layout=OIHW2i4o> = constant [1.0, 3.0, 5.0, 7.0, 2.0, 4.0, 6.0, 8.0]
+          %shape_2x4x4x1: i64[5] = constant [0, 2, 4, 4, 1]
+          %w_packed: f32[1,2,1,1,1,4]<layout=OIHW1i4o> = constant [1.0, 3.0, 5.0, 7.0, 2.0, 4.0, 6.0, 8.0]
           %s_4c: f32[1,1,1,1,4]<layout=NCHW4c> = constant [1.0, 2.0, 3.0, 4.0]
-          %x_2c: f32[1,1,4,4,2]<layout=NCHW2c> = nnc.ToBlocked(%x) {block=2}
-          %y_4c: f32[1,1,4,4,4]<layout=NCHW4c> = nnc.ConvNCHWc(%x_2c, %w_packed, %b) {channels_in=2, channels_out=4, dilations=[1, 1], group=1, ic_block=2, kernel_shape=[1, 1], oc_block=4, pads=[0, 0, 0, 0], strides=[1, 1]}
+          %x_1c: f32[1,2,4,4,1] = Reshape(%x, %shape_2x4x4x1)
+          %y_4c: f32[1,1,4,4,4]<layout=NCHW4c> = nnc.ConvNCHWc(%x_1c, %w_packed, %b) {channels_in=2, channels_out=4, dilations=[1, 1], group=1, ic_block=1, kernel_shape=[1, 1], oc_block=4, pads=[0, 0, 0, 0], strides=[1, 1]}
           %m_4c: f32[1,1,4,4,4]<layout=NCHW4c> = Mul(%y_4c, %s_4c)
           %r_4c: f32[1,1,4,4,4]<layout=NCHW4c> = Relu(%m_4c)
           %r: f32[1,4,4,4] = nnc.FromBlocked(%r_4c) {channels=4}
@@ -111,10 +112,13 @@ def test_conv_chain_stays_blocked_and_converts_once_per_value():
           %e: f32[1,16] = Exp(%f)
           return %e, %r, %p
         }""")
-    assert ctx.stats["layout_conversions"] == 3  # one ToBlocked, one FromBlocked per plain-read value
+    # The 2-channel input is read as NCHW1c (a Reshape, no conversion); one FromBlocked per
+    # plain-read value.
+    assert ctx.stats["layout_conversions"] == 2
     summary = ctx.log[-1]
     assert summary["decision"] == "blocked layout NCHW4c"
-    assert (summary["to_blocked"], summary["from_blocked"]) == (1, 2)
+    assert (summary["to_blocked"], summary["from_blocked"]) == (0, 2)
+    assert any(d["decision"] == "read NCHW as NCHW1c" and d["value"] == "x" for d in ctx.log)
 
 
 def test_batchnorm_becomes_blocked_mul_add():
@@ -359,8 +363,9 @@ def _differential(path: str, expected_conversions: int) -> PassContext:
     return ctx
 
 
-LIGHT_FAST = {"squeezenet": 2, "shufflenet": 0, "inception_v1": 11}
-LIGHT_SLOW = {"resnet50": 2, "densenet121": 2, "inception_v2": 2}
+# Conversions left (the RGB input is read as NCHW1c, a view: none counted for it).
+LIGHT_FAST = {"squeezenet": 1, "shufflenet": 0, "inception_v1": 10}
+LIGHT_SLOW = {"resnet50": 1, "densenet121": 1, "inception_v2": 1}
 
 
 @pytest.mark.parametrize("model", sorted(LIGHT_FAST))
@@ -379,7 +384,7 @@ def test_digits_cnn_with_symbolic_batch(digits_dir):
     before = g.clone()
     ctx = PassManager(PIPELINE).run(g, PassContext(target=CPU16))
     assert g.op_counts()["nnc.ConvNCHWc"] == 3
-    assert ctx.stats["layout_conversions"] == 2  # the 1-channel input, and before Flatten
+    assert ctx.stats["layout_conversions"] == 1  # before Flatten (the 1-channel input is a view)
     _assert_same_outputs(before, g, rtol=1e-5)
 
 
