@@ -8,13 +8,19 @@ read it, so only the conversions the graph needs remain.
 Rules (``b`` = the ``block`` option, 0 meaning the target's f32 vector lanes):
 
 * Conv -> ConvNCHWc when: f32, 2-D, static C/H/W (the batch may be
-  symbolic), constant weight, group 1 or depthwise (group == Cin == Cout),
-  and Cout a multiple of b.  The input is read blocked by b when Cin is a
-  multiple of b (or the conv is depthwise); a small Cin (< b, e.g. 3 for RGB)
-  becomes one block of Cin; otherwise the input is zero padded to a multiple
-  of b.  A depthwise conv on plain input whose output reaches no blockable
-  conv stays NCHW (ShuffleNet's: two conversions would cost more than the
-  cheap conv gains).  Other convs stay NCHW (the decision says why).
+  symbolic), constant weight, group 1 or depthwise (group == Cin == Cout).
+  A Cout that is not a multiple of b (MobileNetV2's 24, ConvNeXt's 40) is
+  padded to whole blocks with zero filters and biases (the bias must be a
+  constant): the padding channels compute zeros, plain readers get the real
+  channels back (FromBlocked), Concat takes no padded input, and elementwise
+  ops on padded data are limited to ``_PADDING_SAFE``, which keep the padding
+  finite for the next conv's zero weights.  The input is read blocked by b
+  when Cin is a multiple of b (or the conv is depthwise); a small Cin (< b,
+  e.g. 3 for RGB) is read as blocks of one channel (NCHW1c: a Reshape of the
+  same bytes, no conversion); otherwise the input is zero padded to a
+  multiple of b.  A depthwise conv on plain input whose output reaches no
+  blockable conv stays NCHW (ShuffleNet's: two conversions would cost more
+  than the cheap conv gains).  Other convs stay NCHW (the decision says why).
 * Ops whose input is already blocked stay blocked:
   - elementwise / broadcasting ops whose other operands are blocked alike
     (same block and channels), scalars, or constants that broadcast against
@@ -55,6 +61,11 @@ from .layout_common import drop_replaced, is_per_element
 from .manager import PassContext, register_pass
 
 _POOLS = {"MaxPool", "AveragePool"}
+# Ops that may run on channel-padded blocked data: from zero padding (and zero-padded constants)
+# they make finite values, which the next conv multiplies by its zero weights.
+_PADDING_SAFE = {"Add", "Sub", "Mul", "Max", "Min", "Relu", "Clip", "LeakyRelu", "PRelu", "Sigmoid",
+                 "HardSigmoid", "HardSwish", "Tanh", "Neg", "Abs", "Identity", "Erf", "Elu", "Selu",
+                 "Celu", "Softplus", "Softsign", "Mish", "Gelu", "ThresholdedRelu", "Shrink"}
 _GLOBAL_POOLS = {"GlobalAveragePool": "ReduceMean", "GlobalMaxPool": "ReduceMax"}
 
 
@@ -76,6 +87,7 @@ class _Rewriter:
         self.blocked: dict[int, Value] = {}          # id(plain value) -> blocked twin
         self.replaced: list[Node] = []               # plain nodes with a blocked twin
         self.to_blocked: dict[tuple[int, int], Value] = {}
+        self.views: dict[tuple[int, str], Value] = {}  # plain values read as NCHW1c
         self.consts: dict[tuple, Value] = {}
         self.kept: Counter = Counter()
         self.convs = 0
@@ -104,6 +116,26 @@ class _Rewriter:
                             reason=f"read by nnc.ConvNCHWc ({before.describe()})")
         return self.to_blocked[key]
 
+    def plain_as_blocks_of_one(self, v: Value, before: Node) -> Value:
+        """``v`` (NCHW) read as NCHW1c: the same bytes, so a Reshape (a view) instead of a conversion.
+
+        For a conv with few input channels (RGB): blocking them (NCHW3c) is a
+        strided interleave that cost more than the first convolution's input
+        deserves (0.36 ms for a 224x224 image, scalar code), while the direct
+        convolution reads one channel per block just as well.
+        """
+        key = (id(v), "1c")
+        if key not in self.views:
+            _, c, h, w = v.type.shape
+            shape = self.constant(np.array([0, c, h, w, 1], dtype=np.int64), ("shape1c", c, h, w),
+                                  f"shape_{c}x{h}x{w}x1")
+            self.views[key] = self.g.create_node("Reshape", [v, shape], {}, output_names=[f"{v.name}_1c"],
+                                                 before=before).output
+            self.ctx.decide("read NCHW as NCHW1c", value=v.name,
+                            reason=f"{c} input channels (fewer than the block {self.b}) of "
+                                   f"{before.describe()}: a view, no conversion")
+        return self.views[key]
+
     def constant(self, arr: np.ndarray, key: tuple, name: str) -> Value:
         if key not in self.consts:
             c = self.g.add_constant(arr, name)
@@ -128,10 +160,27 @@ class _Rewriter:
             return v
         if v.const is None:
             return None
-        arr = block_broadcast_constant(v.const, self.b)
-        if arr is None or arr.shape[1] * arr.shape[-1] not in (1, channels):
+        arr = self.block_constant(v.const, channels)
+        if arr is None or arr.shape[1] * arr.shape[-1] not in (1, self.padded(channels)):
             return None
         return self.constant(arr, (id(v), "bcast"), f"{v.name}_{self.b}c")
+
+    def padded(self, channels: int) -> int:
+        """The channel count of a blocked tensor: ``channels`` rounded up to whole blocks."""
+        return -(-channels // self.b) * self.b
+
+    def block_constant(self, c: np.ndarray, channels: int) -> Optional[np.ndarray]:
+        """``block_broadcast_constant`` for a tensor of ``channels`` channels, its padding zero."""
+        if channels % self.b:
+            shape = (1,) * (4 - c.ndim) + tuple(c.shape)
+            if shape[1] == channels:
+                c = np.pad(c.reshape(shape), [(0, 0), (0, self.padded(channels) - channels), (0, 0), (0, 0)])
+        return block_broadcast_constant(c, self.b)
+
+    def is_padded(self, v: Value) -> bool:
+        """Is ``v``'s blocked twin wider than ``v`` (channels padded to whole blocks)?"""
+        bv = self.blocked.get(id(v))
+        return bv is not None and bv.type.shape[1] * bv.type.shape[-1] != v.type.shape[1]
 
     # ----------------------------------------------------------- the rules
     def visit(self, node: Node) -> None:
@@ -176,8 +225,22 @@ class _Rewriter:
         if id(x) in self.blocked or depthwise or cin % self.b == 0:
             ib = self.b
         else:
-            ib = cin if cin < self.b else self.b
-        xb = self.blocked.get(id(x)) or self.block_value(x, ib, node)
+            ib = 1 if cin < self.b else self.b
+        if id(x) in self.blocked:
+            xb = self.blocked[id(x)]
+        elif ib == 1:
+            xb = self.plain_as_blocks_of_one(x, node)
+        else:
+            xb = self.block_value(x, ib, node)
+        cout_p = self.padded(cout)
+        weight = w.const
+        if cout_p != cout:  # zero filters (and biases) for the padding channels: they compute zeros
+            weight = np.pad(weight, [(0, cout_p - cout), (0, 0), (0, 0), (0, 0)])
+            if bias is not None:
+                bias = self.constant(np.pad(bias.const, (0, cout_p - cout)), (id(bias), "padded"),
+                                     f"{bias.name}_padded")
+            if depthwise:
+                cin = group = cout_p
         kernel = list(w.type.shape[2:])
         strides = list(node.attr("strides") or [1, 1])
         dilations = list(node.attr("dilations") or [1, 1])
@@ -185,19 +248,20 @@ class _Rewriter:
                             node.attr("auto_pad"))
         key = (id(w), group, ib)
         if key not in self.consts:
-            packed = self.g.add_constant(pack_conv_weight(w.const, group, ib, self.b),
+            packed = self.g.add_constant(pack_conv_weight(weight, group, ib, self.b),
                                          f"{w.name}_packed")
             packed.type = packed.type.with_layout(blocked_weight_layout(
                 1 if depthwise else ib, self.b))
             self.consts[key] = packed
-        attrs = {"channels_in": cin, "channels_out": cout, "kernel_shape": kernel,
+        attrs = {"channels_in": cin, "channels_out": cout_p, "kernel_shape": kernel,
                  "strides": strides, "pads": pads, "dilations": dilations, "group": group,
                  "ic_block": ib, "oc_block": self.b}
         self.convs += 1
         self.ctx.decide("convert Conv to nnc.ConvNCHWc", node=node.name or node.output.name,
                         rule="depthwise" if depthwise else "group 1", ic_block=ib,
                         oc_block=self.b, packed_weight_bytes=int(self.consts[key].const.nbytes),
-                        input="blocked already" if id(x) in self.blocked else "ToBlocked")
+                        input="blocked already" if id(x) in self.blocked else "ToBlocked",
+                        **({"padded_channels": f"{cout} -> {cout_p}"} if cout_p != cout else {}))
         inputs = [xb, self.consts[key]] + ([bias] if bias is not None else [])
         return self.emit("ConvNCHWc", inputs, attrs, node, domain=NNC)
 
@@ -226,8 +290,10 @@ class _Rewriter:
         if group != 1 and not group == cin == cout:
             return f"grouped convolution (group {group}, {cin} -> {cout} channels) " \
                    "is neither group 1 nor depthwise"
-        if cout % self.b:
-            return f"output channels {cout} are not a multiple of the block {self.b}"
+        bias = node.input(2)
+        if cout % self.b and bias is not None and bias.const is None:
+            return f"output channels {cout} are not a multiple of the block {self.b} and the bias " \
+                   "is not a constant (the padding channels need a zero bias)"
         return ""
 
     def elementwise(self, node: Node) -> Optional[Value]:
@@ -237,6 +303,8 @@ class _Rewriter:
         channels = next(v.type.shape[1] for v in node.inputs if id(v) in self.blocked)
         if t.shape[1] != channels:
             return None
+        if node.op not in _PADDING_SAFE and any(v is not None and self.is_padded(v) for v in node.inputs):
+            return None  # it could turn the zero padding into inf/NaN, which the next conv would spread
         inputs = []
         for v in node.inputs:
             bv = None if v is None else self.twin(v, channels)
@@ -256,7 +324,7 @@ class _Rewriter:
         scale, beta, mean, var = (p.const.astype(np.float32) for p in params)
         a = scale / np.sqrt(var + np.float32(node.attr("epsilon")))
         shift = beta - mean * a
-        blocked = [block_broadcast_constant(c.reshape(-1, 1, 1), self.b) for c in (a, shift)]
+        blocked = [self.block_constant(c.reshape(-1, 1, 1), x.type.shape[1]) for c in (a, shift)]
         if any(c is None for c in blocked):
             return None
         base = node.output.name
@@ -291,8 +359,8 @@ class _Rewriter:
         t = node.output.type
         if not isinstance(t, TensorType) or t.rank != 4 or node.attr("axis") not in (1, -3):
             return None
-        if not all(id(v) in self.blocked for v in node.inputs):
-            return None
+        if not all(id(v) in self.blocked and not self.is_padded(v) for v in node.inputs):
+            return None  # (padding channels would land between the inputs' channels)
         return self.emit("Concat", [self.blocked[id(v)] for v in node.inputs], {"axis": 1}, node)
 
     # --------------------------------------------------------- conversions

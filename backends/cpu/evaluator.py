@@ -31,6 +31,7 @@ import numpy as np
 from ir.dtypes import DType
 from ir.errors import BackendError
 from ir.graph import Graph, Node, Value
+from ir.memory import is_view_op
 from ir.registry import normalize_domain
 
 from .codegen import I1, I32, I64, KernelBuilder, TaskFunction, const_int, load_vector, splat, strides_of, \
@@ -122,6 +123,8 @@ class Evaluator:
         node = v.producer
         if node is None or (self.members is not None and id(node) not in self.members):
             return self.load(v, idx)  # a leaf: a kernel input or a constant
+        if self.flat and is_row_major_view(node):
+            return self._at(node.inputs[0], idx)
         if is_index_map(node):
             return self._injective(node, idx, v.index)
         if node.op == "Dropout" and v.index == 1:  # the mask of inference-mode Dropout: all kept
@@ -593,6 +596,13 @@ def linear_offset(b: ir.IRBuilder, idx: Index, shape: Sequence[int]) -> ir.Value
     for i, st in zip(idx, strides_of(shape)):
         off = b.add(off, b.mul(i, const_int(st)) if st != 1 else i)
     return off
+
+
+def is_row_major_view(node: Node) -> bool:
+    """A view op (Reshape, Flatten, Squeeze...) between plain layouts: element i in is element i out."""
+    if len(node.outputs) != 1 or not node.inputs or node.inputs[0] is None or not is_view_op(node):
+        return False
+    return all(getattr(v.type, "layout", None) is None for v in (node.inputs[0], node.outputs[0]))
 
 
 def delinearize(b: ir.IRBuilder, flat: ir.Value, shape: Sequence[int]) -> Index:

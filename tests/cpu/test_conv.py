@@ -76,10 +76,18 @@ class Model:
         return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
-def check(model: onnx.ModelProto, x_shape: Sequence[int], kinds: Sequence[str] = (), seed: int = 1) -> None:
+def plain_pipeline() -> str:
+    """The cpu pipeline without layout-nchwc: every conv on the plain NCHW kernel."""
+    from backends.cpu import PIPELINE as CPU_PIPELINE
+    return ",".join(p for p in (PIPELINE or CPU_PIPELINE).split(",") if p.strip() != "layout-nchwc")
+
+
+def check(model: onnx.ModelProto, x_shape: Sequence[int], kinds: Sequence[str] = (), seed: int = 1,
+          passes: Optional[str] = None) -> None:
     """cpu == ref on random input; ``kinds`` must all be among the compiled kernels' kinds."""
     x = np.random.default_rng(seed).standard_normal(x_shape).astype(np.float32)
-    kw = {"passes": PIPELINE} if PIPELINE else {}
+    passes = passes or PIPELINE
+    kw = {"passes": passes} if passes else {}
     result = compiler.build(model, target="cpu", **kw)
     compiled = {kernel_kind(n) for n in result.graph.nodes}
     for kind in kinds:
@@ -90,10 +98,10 @@ def check(model: onnx.ModelProto, x_shape: Sequence[int], kinds: Sequence[str] =
     np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
 
 
-def conv_relu(x_shape, cout, kernel, kind, group=1, **attrs):
+def conv_relu(x_shape, cout, kernel, kind, group=1, passes=None, **attrs):
     m = Model(x_shape)
     y = m.op("Relu", [m.conv("x", x_shape[1], cout, kernel, group=group, **attrs)])
-    check(m.build(y), x_shape, [kind])
+    check(m.build(y), x_shape, [kind], passes=passes)
 
 
 # ------------------------------------------------------------ conv2d_nchwc
@@ -201,7 +209,26 @@ def test_isolated_dwconv_stays_nchw():
 ], ids=["1x1-1000", "grouped", "grouped-1x1", "s2-asym", "1d", "3d", "same-upper-s3", "same-lower-s2",
         "valid", "s2-wide", "s3-wide"])
 def test_conv_nchw(x_shape, cout, kernel, group, attrs):
-    conv_relu(x_shape, cout, kernel, "conv2d", group=group, **attrs)
+    # Without layout-nchwc (the 2-D group-1 cases would be blocked, their channels padded).
+    conv_relu(x_shape, cout, kernel, "conv2d", group=group, passes=plain_pipeline(), **attrs)
+
+
+@pytest.mark.parametrize("x_shape,cout,kernel,attrs", [
+    ((1, 24, 13, 13), 1000, (1, 1), {}),                                   # SqueezeNet classifier: 1000 = 62.5 blocks
+    ((2, 3, 20, 37), 24, (3, 3), dict(auto_pad="SAME_LOWER", strides=[2, 2])),  # MobileNetV2's 24 channels, batch 2
+    ((1, 8, 6, 6), 20, (2, 2), dict(auto_pad="VALID")),
+], ids=["1x1-1000", "24-s2", "20-valid"])
+def test_conv_nchwc_padded_output_channels(x_shape, cout, kernel, attrs):
+    conv_relu(x_shape, cout, kernel, "conv2d_nchwc", **attrs)
+
+
+def test_padded_channels_through_depthwise_and_pointwise():
+    """MobileNetV2's 24-channel bottleneck: 1x1 expand (24 -> 40, padded), depthwise 3x3, 1x1 project."""
+    m = Model((1, 24, 10, 10))
+    a = m.op("Clip", [m.conv("x", 24, 40, (1, 1)), m.const(np.float32(0.0)), m.const(np.float32(6.0))])
+    a = m.op("Clip", [m.conv(a, 40, 40, (3, 3), group=40, pads=[1, 1, 1, 1]), m.const(np.float32(0.0)),
+                      m.const(np.float32(6.0))])
+    check(m.build(m.op("Add", [m.conv(a, 40, 24, (1, 1)), "x"])), (1, 24, 10, 10), ["conv2d_nchwc", "dwconv2d_nchwc"])
 
 
 def test_conv_nchw_residual_and_scale():
@@ -211,7 +238,7 @@ def test_conv_nchw_residual_and_scale():
     c = m.op("Mul", [c, m.const(m.rng.standard_normal((24, 1, 1)))])
     c = m.op("Add", [c, "x"])
     c = m.op("Add", [c, m.const(m.rng.standard_normal((9, 20)))])
-    check(m.build(m.op("Relu", [c])), (1, 24, 9, 20), ["conv2d"])
+    check(m.build(m.op("Relu", [c])), (1, 24, 9, 20), ["conv2d"], passes=plain_pipeline())
 
 
 @pytest.mark.parametrize("kernel,pads", [((1, 1), [0, 0, 0, 0]), ((3, 3), [1, 1, 1, 1])], ids=["1x1", "3x3"])
@@ -222,7 +249,7 @@ def test_conv_nchw_batchnorm(kernel, pads):
     bn = [m.const(m.rng.standard_normal(12)), m.const(m.rng.standard_normal(12)),
           m.const(m.rng.standard_normal(12)), m.const(m.rng.uniform(0.5, 2.0, 12))]
     c = m.op("BatchNormalization", [c] + bn)
-    check(m.build(m.op("Relu", [c])), (1, 24, 9, 20), ["conv2d"])
+    check(m.build(m.op("Relu", [c])), (1, 24, 9, 20), ["conv2d"], passes=plain_pipeline())
 
 
 def test_conv_nchw_flat_epilogue_row_constant():
@@ -230,7 +257,7 @@ def test_conv_nchw_flat_epilogue_row_constant():
     m = Model((1, 8, 6, 10))
     c = m.conv("x", 8, 12, (1, 1))
     c = m.op("Add", [c, m.const(m.rng.standard_normal((6, 1)))])
-    check(m.build(m.op("Relu", [c])), (1, 8, 6, 10), ["conv2d"])
+    check(m.build(m.op("Relu", [c])), (1, 8, 6, 10), ["conv2d"], passes=plain_pipeline())
 
 
 def test_conv_epilogue_through_injective_operand():
@@ -238,7 +265,7 @@ def test_conv_epilogue_through_injective_operand():
     m = Model((1, 12, 10, 10))
     c = m.conv("x", 12, 12, (3, 3), pads=[1, 1, 1, 1])
     t = m.op("Transpose", ["x"], perm=[0, 1, 3, 2])
-    check(m.build(m.op("Relu", [m.op("Add", [c, t])])), (1, 12, 10, 10), ["conv2d"])
+    check(m.build(m.op("Relu", [m.op("Add", [c, t])])), (1, 12, 10, 10), ["conv2d"], passes=plain_pipeline())
 
 
 # ------------------------------------------------------------------ refusals

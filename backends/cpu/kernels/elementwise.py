@@ -18,7 +18,8 @@ import llvmlite.ir as ir
 from ir.graph import Node, Value
 
 from ..codegen import KernelBuilder, const_int, for_range, store_vector, supported_dtype, task_range
-from ..evaluator import Evaluator, delinearize, index_map_ops, injective_support, is_index_map, shape_of
+from ..evaluator import Evaluator, delinearize, index_map_ops, injective_support, is_index_map, is_row_major_view, \
+    shape_of
 from ..expr import elementwise_emitter, elementwise_ops, elementwise_support, store_convert
 from . import Kernel, body_and_keys, generator, label_of, nodes_of
 
@@ -88,8 +89,11 @@ def _short_row_lanes(shape) -> int:
 
 
 def _flat_ok(body, node: Node, out: Value, shape) -> bool:
-    """Pure elementwise work whose leaves all have the output's shape (or one element): walk it flat."""
+    """Pure elementwise work whose leaves all have the output's shape (or one element), and plain
+    reshapes (a Reshape reading a graph input as NCHW1c): walk it flat."""
     for n in nodes_of(node):
+        if is_row_major_view(n):
+            continue  # the same elements in the same order: a flat position passes through
         if n.schema.kind not in ("elementwise", "broadcast") or n.op == "BatchNormalization":
             return False
         for v in list(n.inputs) + list(n.outputs):
