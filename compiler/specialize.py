@@ -56,7 +56,8 @@ def value_deciding_inputs(graph: Graph) -> list[int]:
             continue
         seen.add(id(v))
         if id(v) in index:
-            found.add(index[id(v)])
+            if isinstance(v.type, TensorType):  # a sequence or optional cannot become a constant
+                found.add(index[id(v)])
             continue
         p = v.producer
         if p is None or (p.domain, p.op) in _SHAPE_ONLY:

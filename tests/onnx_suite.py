@@ -204,16 +204,31 @@ def _excluded() -> dict:
     return EXCLUDED
 
 
-def excluded_reason(name: str) -> str:
-    """Why the case is excluded for every target (``tests/test_onnx_backend.py``), or ''."""
-    return next((why for rx, why in _excluded().items() if re.search(rx, f"{name}_cpu")), "")
+# Cases one target excludes: its (exact or ONNX-defined) computation misses the expected data by
+# more than the suite's tolerance, and onnxruntime fails them too.  Patterns match "<case>_cpu",
+# as onnx's backend test names them (tests/test_onnx_backend_cpu.py excludes the same).
+TARGET_EXCLUDED: dict[str, dict[str, str]] = {
+    "cpu": {
+        # The expected data holds numpy's float32 FFT noise (1.9e-7) where the exact value is 0,
+        # past atol=1e-7; the cpu kernel sums in float64 and gives the exact 0.
+        r"^test_dft_inverse(_opset19)?_cpu$": "float32 FFT rounding noise in the expected data",
+    },
+}
+
+
+def excluded_reason(name: str, target: str = "") -> str:
+    """Why the case is excluded for every target (``tests/test_onnx_backend.py``) or for ``target``
+    (``TARGET_EXCLUDED``), or ''."""
+    patterns = {**_excluded(), **TARGET_EXCLUDED.get(target, {})}
+    return next((why for rx, why in patterns.items() if re.search(rx, f"{name}_cpu")), "")
 
 
 def summary(counts: Counter) -> str:
     """The counting rule's line: native passes, folded passes, refusals, wrong results, other errors."""
     return (f"{counts['pass']} passed natively, {counts['folded']} folded away (no kernel), "
             f"{counts['refused']} refused, {counts['fail']} wrong, {counts['error']} errors, "
-            f"{counts['excluded']} excluded (fail on every target: tests/test_onnx_backend.py)")
+            f"{counts['excluded']} excluded (expected data no target or this target follows: "
+            f"tests/test_onnx_backend.py, TARGET_EXCLUDED)")
 
 
 def main(argv=None) -> int:
@@ -232,8 +247,8 @@ def main(argv=None) -> int:
     t0 = time.time()
     for case in iter_cases(tuple(args.kind or ["node"]), args.pattern):
         status, msg = run_case(case, args.target)
-        if status in ("fail", "error") and excluded_reason(case.name):
-            status, msg = "excluded", f"{excluded_reason(case.name)} ({msg})"
+        if status in ("fail", "error") and excluded_reason(case.name, args.target):
+            status, msg = "excluded", f"{excluded_reason(case.name, args.target)} ({msg})"
         elif status == "error" and msg.startswith("UnsupportedOpError"):
             if run_case(case, "ref")[0] == "pass":
                 refused[case.name] = _reason(msg)

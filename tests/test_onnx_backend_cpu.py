@@ -12,6 +12,7 @@ import pytest
 
 from compiler.onnx_backend import backend_for
 from tests.onnx_cpu_unsupported import UNSUPPORTED
+from tests.onnx_suite import TARGET_EXCLUDED
 from tests.test_onnx_backend import EXCLUDED, _cpu_only
 
 pytestmark = pytest.mark.slow
@@ -22,16 +23,8 @@ for _pattern in EXCLUDED:
 for _name in UNSUPPORTED:
     backend_test.exclude(rf"^{_name}_cpu$")
 
-# Cases whose expected data the cpu target's (exact or ONNX-defined) computation misses by more
-# than the suite's tolerance; onnxruntime fails them too.
-CPU_EXCLUDED = {
-    # The expected data holds numpy's float32 FFT noise (1.9e-7) where the exact value is 0, past
-    # atol=1e-7; the cpu kernel sums in float64 and gives the exact 0.
-    r"^test_dft_inverse(_opset19)?_cpu$": "float32 FFT rounding noise in the expected data",
-    # The cpu target runs Attention through ONNX's function body; float16 rounded op by op gives
-    # the one-ulp differences of the expanded case (excluded on every target in test_onnx_backend).
-    r"^test_attention_4d_causal_fp16_cpu$": "float16: one-ulp differences beyond rtol=1e-3",
-}
+# Cases whose expected data the cpu target's computation misses (the reasons are in tests/onnx_suite.py).
+CPU_EXCLUDED = TARGET_EXCLUDED["cpu"]
 for _pattern in CPU_EXCLUDED:
     backend_test.exclude(_pattern)
 
