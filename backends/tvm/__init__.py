@@ -117,6 +117,8 @@ class TvmBackend(Backend):
         """Tune (``--tune``) and read the database: the functions it has schedules for, and what happened."""
         if self.tuning is None:
             return {}, {}
+        import tvm_ffi
+
         from .tuning import open_database, tune, tuned_function
         db = open_database(self.tuning.database)
         info: dict[str, Any] = {"tuning_db": str(self.tuning.database)}
@@ -131,7 +133,8 @@ class TvmBackend(Backend):
             scheduled = tuned_function(db, f, target)
             if scheduled is not None:
                 tuned[sym] = scheduled
-        info["tuned_kernels"] = sorted(tuned)
+        # symbol -> structural hash of the tuned schedule: which kernels the database decided, and how
+        info["tuned_kernels"] = {sym: f"{tvm_ffi.structural_hash(f) & (2**64 - 1):016x}" for sym, f in sorted(tuned.items())}
         return tuned, info
 
     def load(self, directory: Path) -> TvmExecutable:

@@ -6,8 +6,10 @@ behind a TVM RPC tracker (``--rpc-tracker HOST:PORT --rpc-key KEY``).  The
 database is MetaSchedule's JSON database in a directory; a kernel whose
 workload is already there is not tuned again, and every build given the
 directory (with or without ``--tune``) uses its best records in place of the
-default schedule.  The time budget is enforced by a measure callback that
-stops every task once it is spent (MetaSchedule's own budget counts trials).
+default schedule.  The time budget is enforced by the task scheduler, which
+starts no new round of candidates once it is spent (MetaSchedule's own
+budget counts trials); a round started before the deadline finishes, and
+every kernel gets its first round of candidates however small the budget.
 
 Traps of apache-tvm 0.27 handled here: MetaSchedule crashes (segfault) with
 apache-tvm-ffi newer than 0.1.14.post0, so tuning refuses to start with
@@ -183,7 +185,14 @@ def _runner(options: TuningOptions) -> Any:
 
 def _check_tracker(host: str, port: int, key: str) -> None:
     """A clear error when the tracker is unreachable or has no device under ``key``."""
+    import socket
+
     from tvm import rpc
+    try:  # TVM's own client retries for a minute; a refused connection is known at once
+        socket.create_connection((host, port), timeout=10).close()
+    except OSError as exc:
+        raise BackendError(f"cannot reach the RPC tracker: {exc}", subject=f"--rpc-tracker {host}:{port}",
+                           hint="start one with python -m tvm.exec.rpc_tracker --port PORT") from None
     try:
         summary = rpc.connect_tracker(host, port).summary()
     except Exception as exc:  # noqa: BLE001 - socket and TVM errors
@@ -212,29 +221,61 @@ def _search(dev: Device) -> tuple[Any, Any, str]:
     return strategy, "xgb", "evolutionary search with MetaSchedule's XGBoost cost model"
 
 
-def _deadline_callback(deadline: float, budget: float, report: TuningReport, bar: Any) -> Any:
-    """A measure callback: counts trials, moves the progress bar, and stops every task once the time is up."""
+def _progress_callback(t0: float, budget: float, report: TuningReport, bar: Any) -> Any:
+    """A measure callback: counts trials and moves the progress bar."""
     from tvm.ir.utils import derived_object
     from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
 
     @derived_object
-    class Deadline(PyMeasureCallback):
+    class Progress(PyMeasureCallback):
         def apply(self, task_scheduler: Any, task_id: int, measure_candidates: Any, builder_results: Any,
                   runner_results: Any) -> None:
             report.trials += len(runner_results)
             report.failed += sum(1 for b, r in zip(builder_results, runner_results)
                                  if b.error_msg is not None or r.error_msg is not None)
-            now = time.perf_counter()
-            bar.n = min(budget, round(budget - (deadline - now), 1))
+            bar.n = round(min(budget, time.perf_counter() - t0), 1)
             bar.set_postfix(trials=report.trials, failed=report.failed, refresh=False)
             bar.refresh()
-            if now >= deadline:
-                report.stopped_by_budget = True
-                for i, task in enumerate(task_scheduler.tasks_):
-                    if not task.is_terminated:
-                        task_scheduler.terminate_task(i)
 
-    return Deadline()
+    return Progress()
+
+
+def _budget_scheduler(deadline: float, report: TuningReport) -> Any:
+    """MetaSchedule's round-robin task scheduler that hands out no new round once ``deadline`` passed.
+
+    (Terminating tasks from a measure callback instead trips a check in
+    TVM's scheduler when the callback runs inside its task selection.)
+    """
+    from tvm.ir.utils import derived_object
+    from tvm.s_tir.meta_schedule.task_scheduler import PyTaskScheduler
+
+    @derived_object
+    class BudgetRoundRobin(PyTaskScheduler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.last = -1
+            self.started: set[int] = set()  # every task gets one round, even past the deadline
+
+        def next_task_id(self) -> int:
+            scheduler = self._outer()
+            tasks = scheduler.tasks_
+            for i in range(len(tasks)):
+                scheduler.touch_task(i)
+            late = time.perf_counter() >= deadline
+            for _ in range(len(tasks)):
+                self.last = (self.last + 1) % len(tasks)
+                task = tasks[self.last]
+                if task.is_terminated or late and self.last in self.started:
+                    continue
+                if task.runner_futures is not None:
+                    self.join_running_task(self.last)
+                if not tasks[self.last].is_terminated:
+                    self.started.add(self.last)
+                    return self.last
+            report.stopped_by_budget = late and any(not t.is_terminated for t in tasks)
+            return -1
+
+    return BudgetRoundRobin()
 
 
 def tune(functions: dict[str, Any], target: Any, dev: Device, options: TuningOptions, db: Any) -> TuningReport:
@@ -263,13 +304,14 @@ def tune(functions: dict[str, Any], target: Any, dev: Device, options: TuningOpt
                                 search_strategy=strategy, task_name=sym, num_threads=cores,
                                 logger=logger).clone()
                  for (sym, f), logger in zip(todo.items(), ms.logging.get_loggers_from_work_dir(work, list(todo)))]
-        callbacks = list(ms.MeasureCallback.create("default")) + [_deadline_callback(deadline, options.budget_s,
+        callbacks = list(ms.MeasureCallback.create("default")) + [_progress_callback(t0, options.budget_s,
                                                                                     report, bar)]
         try:
             ms.tune_tasks(tasks=tasks, task_weights=[1.0] * len(tasks), work_dir=work,
                           max_trials_global=100_000, num_trials_per_iter=TRIALS_PER_ROUND,
                           builder=_candidate_builder(), runner=_runner(options), database=db,
-                          cost_model=cost_model, measure_callbacks=callbacks, task_scheduler="round-robin")
+                          cost_model=cost_model, measure_callbacks=callbacks,
+                          task_scheduler=_budget_scheduler(deadline, report))
         except BackendError:
             raise
         except Exception as exc:  # noqa: BLE001 - TVM raises its own error types
