@@ -70,8 +70,6 @@ def check_options(options: TuningOptions, dev: Device) -> None:
     if options.rpc_tracker and not options.tune:
         raise BackendError("an RPC tracker is only used to measure candidates", subject="--rpc-tracker",
                            hint="add --tune")
-    if options.rpc_tracker:
-        tracker_address(options.rpc_tracker)
     if not options.tune:
         return
     if options.budget_s <= 0:
@@ -84,6 +82,8 @@ def check_options(options: TuningOptions, dev: Device) -> None:
         import psutil  # noqa: F401 - MetaSchedule asks it for the core count
     except ImportError:
         raise BackendError("MetaSchedule needs psutil", subject="--tune", hint="pip install psutil") from None
+    if options.rpc_tracker:  # before the model is lowered, not after
+        _check_tracker(*tracker_address(options.rpc_tracker), options.rpc_key)
     if dev.gpu and not options.rpc_tracker and not gpu_present():
         raise BackendError(f"tuning {dev.name} kernels times them on a {dev.name} device, and none is here",
                            subject=f"--tune --option device={dev.name}",
@@ -177,7 +177,6 @@ def _runner(options: TuningOptions) -> Any:
     if not options.rpc_tracker:
         return ms.runner.LocalRunner(evaluator_config=evaluator, timeout_sec=BUILD_TIMEOUT_S)
     host, port = tracker_address(options.rpc_tracker)
-    _check_tracker(host, port, options.rpc_key)
     rpc = ms.runner.RPCConfig(tracker_host=host, tracker_port=port, tracker_key=options.rpc_key,
                               session_timeout_sec=int(BUILD_TIMEOUT_S))
     return ms.runner.RPCRunner(rpc_config=rpc, evaluator_config=evaluator)
