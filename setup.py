@@ -20,11 +20,19 @@ setup(
         "llvmlite>=0.42",
         "networkx>=3.0",
         "apache-tvm>=0.20",
+        # MetaSchedule (build --target tvm --tune) crashes with newer apache-tvm-ffi in apache-tvm 0.27;
+        # psutil: MetaSchedule asks it for the core count.
+        "apache-tvm-ffi==0.1.14.post0",
+        "psutil>=5",
         "tqdm>=4.60",
     ],
     extras_require={
+        # MetaSchedule's cost-model-guided search (without it --tune samples the design space at random),
+        # and tornado for running TVM's RPC tracker (python -m tvm.exec.rpc_tracker).
+        "tvm-tune": ["apache-tvm[meta-schedule,popen-pool,rpc]>=0.27"],
         # setuptools and wheel: tests/test_install.py builds the package without build isolation.
-        "test": ["pytest>=7", "onnxruntime>=1.17", "hypothesis>=6", "setuptools>=61", "wheel"],
+        "test": ["pytest>=7", "onnxruntime>=1.17", "hypothesis>=6", "setuptools>=61", "wheel",
+                 "tornado>=6"],  # tests/tvm/test_tuning.py starts TVM's RPC tracker
     },
     entry_points={"console_scripts": ["nncompiler=compiler.cli:main"]},
 )

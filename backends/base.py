@@ -274,6 +274,12 @@ class Backend(abc.ABC):
     def load(self, directory: Path) -> Executable:
         """Read an executable written by ``Executable.save``."""
 
+    def set_tuning(self, tune: bool, budget: float, database: Optional[str], rpc_tracker: str = "",
+                   rpc_key: str = "") -> bool:
+        """Take ``--tune``/``--tuning-db`` here and return True if this target tunes its kernels itself
+        (tvm: MetaSchedule); False (the default) leaves tuning to the ``schedule`` pass."""
+        return False
+
     def measure(self, graph: Graph, node: Node, schedule: Schedule) -> float:
         """Seconds ``node`` of ``graph`` takes with ``schedule`` (targets with ``capabilities.measure``)."""
         raise BackendError("this target cannot time schedules", subject=f"target {self.name!r}",

@@ -6,10 +6,13 @@
 
 For each model (random weights for the light ImageNet and torch-built models):
 build time of ``--target tvm``, its largest error relative to our reference
-interpreter on the same input, its median batch-1 latency, and
-onnxruntime's in the same run (its CUDA provider on a GPU, else its CPU
-provider), with the ratio ours / onnxruntime (below 1 is faster).  Latencies
-include copying inputs to the device and outputs back, for both.
+interpreter on the same input, its median batch-1 latency; in the same run
+TVM's own ONNX path on the same device (``relax.frontend.onnx.from_onnx``,
+TVM's default pipeline, DLight's GPU rules on CUDA) and onnxruntime (its
+CUDA provider on a GPU, else its CPU provider), with the ratios ours / theirs
+(below 1 is faster).  ``--tune S`` adds our build tuned by MetaSchedule for S
+seconds per model.  Latencies include copying inputs to the device and
+outputs back, for every runtime.
 """
 
 from __future__ import annotations
@@ -75,6 +78,42 @@ def ort_session(model, gpu: bool, threads: int):
     return sess, sess.get_providers()[0].replace("ExecutionProvider", "")
 
 
+def tvm_onnx_path(model, feeds: dict, device: str, threads: int) -> tuple[Callable[[], list], float]:
+    """TVM's own way in: its ONNX frontend, its default pipeline (DLight on GPUs); (run, build seconds)."""
+    import onnx
+    import tvm
+    from tvm import relax
+    from tvm.relax.frontend.onnx import from_onnx
+
+    from backends.tvm.devices import DEVICES, target_of
+    proto = model if isinstance(model, onnx.ModelProto) else onnx.load(model)
+    t0 = time.perf_counter()
+    mod = from_onnx(proto, shape_dict={k: v.shape for k, v in feeds.items()}, keep_params_in_input=False)
+    mod = relax.transform.DecomposeOpsForInference()(mod)
+    target = target_of(DEVICES[device])
+    if device != "llvm":
+        from tvm.s_tir import dlight as dl
+        mod = relax.transform.LegalizeOps()(mod)
+        with target:
+            mod = dl.ApplyDefaultSchedule(dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(),
+                                          dl.gpu.GeneralReduction(), dl.gpu.Fallback())(mod)
+    dev = tvm.device("cpu" if device == "llvm" else device, 0)
+    vm = relax.VirtualMachine(tvm.compile(mod, target=target), dev)
+    seconds = time.perf_counter() - t0
+    names = [i.name for i in proto.graph.input if i.name in feeds]
+
+    def run() -> list:
+        out = vm["main"](*[tvm.runtime.tensor(feeds[n], dev) for n in names])
+        outs = list(out) if isinstance(out, (list, tuple)) or type(out).__name__ == "Array" else [out]
+        return [o.numpy() for o in outs]
+    return run, seconds
+
+
+def rel_err(got: list, want: list) -> float:
+    return max(float(np.abs(np.asarray(g, np.float64) - w).max() / max(1e-12, float(np.abs(w).max())))
+               for g, w in zip(got, want))
+
+
 def bench(name: str, device: str, args: argparse.Namespace) -> dict:
     import compiler
     model, feeds = source(name)
@@ -87,6 +126,25 @@ def bench(name: str, device: str, args: argparse.Namespace) -> dict:
     row["rel_err"] = max(float(np.abs(got[k] - v).max() / max(1e-12, float(np.abs(v).max())))
                          for k, v in want.items())
     row["ours_ms"] = m.benchmark(feeds, warmup=2, repeat=args.repeat, min_seconds=args.min_seconds).median_ms
+    if args.tune:
+        import tempfile
+
+        from compiler.driver import build
+        with tempfile.TemporaryDirectory() as db:
+            t0 = time.perf_counter()
+            tuned = build(model, "tvm", options={"device": device, "threads": args.threads}, tune=True,
+                          tune_budget=args.tune, tuning_db=db).module
+            tuned.run(feeds)
+            row["tune_s"] = time.perf_counter() - t0
+        row["tuned_ms"] = tuned.benchmark(feeds, warmup=2, repeat=args.repeat, min_seconds=args.min_seconds).median_ms
+        row["tuned_err"] = rel_err([tuned.run(feeds)[k] for k in want], list(want.values()))
+    if not args.no_tvm_onnx:
+        try:
+            run, row["tvm_build_s"] = tvm_onnx_path(model, feeds, device, args.threads)
+            row["tvm_err"] = rel_err(run(), [np.asarray(v) for v in want.values()])
+            row["tvm_ms"] = median_ms(run, args.repeat, args.min_seconds)
+        except Exception as exc:  # noqa: BLE001 - TVM's frontend not taking a model is a result too
+            row["tvm_error"] = f"{type(exc).__name__}: {str(exc).splitlines()[-1][:80] if str(exc) else ''}"
     if not args.no_ort:
         sess, provider = ort_session(model, device == "cuda", args.threads)
         row["ort_ms"] = median_ms(lambda: sess.run(None, feeds), args.repeat, args.min_seconds)
@@ -95,15 +153,21 @@ def bench(name: str, device: str, args: argparse.Namespace) -> dict:
 
 
 def table(rows: list[dict], markdown: bool) -> str:
-    head = ["model", "build (s)", "max rel. error", "ours (ms)", "onnxruntime (ms)", "ratio"]
+    tuned = any("tuned_ms" in r for r in rows)
+    head = ["model", "build (s)", "max rel. error", "ours (ms)", *(["ours tuned (ms)"] if tuned else []),
+            "TVM's ONNX path (ms)", "ours / TVM", "onnxruntime (ms)", "ours / ort"]
     lines = []
     for r in rows:
         if "error" in r:
-            lines.append([r["model"], "-", r["error"][:60], "-", "-", "-"])
+            lines.append([r["model"], "-", r["error"][:60]] + ["-"] * (len(head) - 3))
             continue
         ort = f"{r['ort_ms']:.2f} ({r['ort']})" if "ort_ms" in r else "-"
         ratio = f"{r['ours_ms'] / r['ort_ms']:.2f}" if "ort_ms" in r else "-"
-        lines.append([r["model"], f"{r['build_s']:.1f}", f"{r['rel_err']:.1e}", f"{r['ours_ms']:.2f}", ort, ratio])
+        own = f"{r['tvm_ms']:.2f}" if "tvm_ms" in r else r.get("tvm_error", "-")[:40]
+        own_ratio = f"{r['ours_ms'] / r['tvm_ms']:.2f}" if "tvm_ms" in r else "-"
+        tuned_col = [f"{r['tuned_ms']:.2f} ({r['tune_s']:.0f} s)" if "tuned_ms" in r else "-"] if tuned else []
+        lines.append([r["model"], f"{r['build_s']:.1f}", f"{r['rel_err']:.1e}", f"{r['ours_ms']:.2f}", *tuned_col,
+                      own, own_ratio, ort, ratio])
     if markdown:
         out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         out += ["| " + " | ".join(map(str, ln)) + " |" for ln in lines]
@@ -121,6 +185,9 @@ def main() -> int:
     ap.add_argument("--min-seconds", type=float, default=0.5, help="time each runtime at least this long")
     ap.add_argument("--threads", type=int, default=0, help="host threads (device=llvm and onnxruntime's CPU)")
     ap.add_argument("--no-ort", action="store_true", help="skip onnxruntime")
+    ap.add_argument("--no-tvm-onnx", action="store_true", help="skip TVM's own ONNX path")
+    ap.add_argument("--tune", type=float, default=0, metavar="SECONDS",
+                    help="also build ours tuned by MetaSchedule for this long per model (0: no)")
     ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--list", action="store_true")
     args = ap.parse_args()
@@ -143,6 +210,9 @@ def main() -> int:
         r = rows[-1]
         print(f"  {name}: " + (r["error"] if "error" in r else
                                f"built in {r['build_s']:.1f} s, error {r['rel_err']:.1e}, {r['ours_ms']:.2f} ms"
+                               + (f", tuned {r['tuned_ms']:.2f} ms" if "tuned_ms" in r else "")
+                               + (f" vs TVM's ONNX path {r['tvm_ms']:.2f} ms (error {r['tvm_err']:.1e})"
+                                  if "tvm_ms" in r else f" (TVM's ONNX path: {r.get('tvm_error', 'skipped')})")
                                + (f" vs onnxruntime {r['ort_ms']:.2f} ms" if "ort_ms" in r else "")), flush=True)
     print()
     print(table(rows, args.markdown))

@@ -261,6 +261,7 @@ def cmd_build(args: argparse.Namespace) -> int:
                    print_ir_after=args.print_ir_after.split(",") if args.print_ir_after else (),
                    dump_ir_dir=args.dump_ir, input_shapes=shapes, dims=dims, options=options,
                    tune=args.tune, tune_budget=args.tune_budget, tuning_db=args.tuning_db,
+                   rpc_tracker=args.rpc_tracker, rpc_key=args.rpc_key,
                    verify_each=True if args.verify_each else None)
     if getattr(args, "quantization_record", None):  # --- quantization: in the manifest
         result.manifest["quantization"] = args.quantization_record
@@ -283,6 +284,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 def _cacheable(args: argparse.Namespace) -> bool:
     """Builds that only write an artifact (no tuning, IR printing, timing or explaining) and read a file."""
     return (Path(args.model).is_file() and not args.no_build_cache and not getattr(args, "quantize", None) and not args.tune and not args.tuning_db
+            and not args.rpc_tracker
             and not args.print_ir_after and not args.dump_ir and not args.time_passes and not args.explain
             and not args.verify_each)
 
@@ -443,7 +445,11 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--tune-budget", type=float, default=60.0, metavar="SECONDS",
                    help="time limit for --tune (default 60)")
     p.add_argument("--tuning-db", metavar="FILE",
-                   help="tuning database to read and extend (default tuning.json with --tune)")
+                   help="tuning database to read and extend (default tuning.json with --tune; "
+                        "for --target tvm a directory, default tvm-tuning/)")
+    p.add_argument("--rpc-tracker", metavar="HOST:PORT",
+                   help="with --tune on --target tvm: time candidates on the devices of this TVM RPC tracker")
+    p.add_argument("--rpc-key", metavar="KEY", help="the tracker's device key (with --rpc-tracker)")
     p.add_argument("-q", "--quiet", action="store_true")
     # --- quantization (compiler/quantize.py): build --quantize int8, and the quantize command
     from .quantize import add_build_arguments, add_quantize_command

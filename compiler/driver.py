@@ -103,6 +103,8 @@ def build(
     tune: bool = False,
     tune_budget: float = 60.0,
     tuning_db: Optional[Union[str, Path]] = None,
+    rpc_tracker: Optional[str] = None,
+    rpc_key: Optional[str] = None,
     verify_each: Optional[bool] = None,
 ) -> CompileResult:
     """Compile a model and return the module with the build's details.
@@ -115,6 +117,8 @@ def build(
     ``tune`` times candidate schedules on the target (at most ``tune_budget``
     seconds) and records the fastest in ``tuning_db`` (default ``tuning.json``);
     a build given only ``tuning_db`` reuses what earlier tuning found.
+    ``rpc_tracker`` (HOST:PORT) and ``rpc_key``: the tvm target times candidates
+    on the devices a TVM RPC tracker hands out under that key.
     """
     backend: Backend = get_backend(target, options)  # validates the options
     manifest: dict[str, Any] = {"target": target, "tools": tool_versions()}
@@ -132,7 +136,11 @@ def build(
             input_shapes={k: tuple(v) for k, v in (input_shapes or {}).items()}, dims=dict(dims or {})))
     nodes_imported = len(graph.nodes)
     full_pipeline = backend.default_pipeline if passes is None else passes
-    if tune or tuning_db:
+    if (tune or tuning_db or rpc_tracker) and not backend.set_tuning(tune, tune_budget, tuning_db and str(tuning_db),
+                                                                     rpc_tracker or "", rpc_key or ""):
+        if rpc_tracker or rpc_key:
+            raise CompilerError("measuring through an RPC tracker needs a target that tunes with TVM",
+                                subject=f"--target {target}", hint="--target tvm")
         full_pipeline = tuning_pipeline(full_pipeline, target, tune, tune_budget, tuning_db)
     specializing = backend.capabilities.static_shapes and needs_specialization(graph)
     signature_graph = graph  # inputs and outputs as the model declares them (symbolic dims kept)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any, Optional
 
 from ir.graph import Graph, Node
 from ir.registry import OpSchema
@@ -22,16 +23,19 @@ from ir.types import TensorType
 from passes.pipelines import SIMPLIFY
 
 from ..base import THREADS_OPTION, Backend, Capabilities, Coverage, OptionSpec, Support, function_body_coverage
-from . import te_elementwise, te_nn, te_norm, te_reduce, te_shape  # noqa: F401 - they register the TE rules
+from . import te_elementwise, te_nn, te_norm, te_quant, te_reduce, te_shape  # noqa: F401 - they register the TE rules
 from .build import build_library
 from .devices import DEVICES, device, target_of
 from .executable import TvmExecutable
 from .program import lower_graph
 from .rules import RULES, support
+from .tuning import TuningOptions
 
 # Like the cpu pipeline without its blocked layout: TVM's schedules want plain NCHW.
 PIPELINE = (SIMPLIFY + ",expand-functions,lower-conv-transpose,fold-constants,simplify-algebra,cse,dce,"
             "fuse,dce,plan-memory")
+
+DEFAULT_TUNING_DB = "tvm-tuning"  # a directory: MetaSchedule's JSON database
 
 # Ops a pass of the pipeline rewrites into ops with rules: lower-conv-transpose, decompose-variadic.
 _LOWERED = {("", "ConvTranspose"): ("", "Conv"), ("", "Sum"): ("", "Add"), ("", "Mean"): ("", "Add")}
@@ -78,6 +82,16 @@ class TvmBackend(Backend):
             return Coverage.KERNEL
         return function_body_coverage(schema)
 
+    tuning: Optional[TuningOptions] = None
+
+    def set_tuning(self, tune: bool, budget: float, database: Optional[str], rpc_tracker: str = "",
+                   rpc_key: str = "") -> bool:
+        """MetaSchedule tunes this target's kernels (``tuning.py``), not the ``schedule`` pass."""
+        from .tuning import check_options
+        self.tuning = TuningOptions(Path(database or DEFAULT_TUNING_DB), tune, float(budget), rpc_tracker, rpc_key)
+        check_options(self.tuning, device(self.config["device"]))
+        return True
+
     def compile(self, graph: Graph) -> TvmExecutable:
         self.check_supported(graph)
         dev = device(self.config["device"])
@@ -85,15 +99,43 @@ class TvmBackend(Backend):
         t0 = time.perf_counter()
         lowered = lower_graph(graph, gpu=dev.gpu)
         t1 = time.perf_counter()
-        built = build_library(lowered.functions, dev, target)
+        tuned, tuning_info = self._tuned(lowered.functions, target, dev)
+        t2 = time.perf_counter()
+        built = build_library(lowered.functions, dev, target, tuned)
         description = {
             "device": dev.name, "target": str(target),
             "kernels": len(lowered.program.calls), "distinct_kernels": len(lowered.functions),
             "arena_bytes": lowered.program.arena_bytes, "weights_bytes": lowered.program.weights_bytes,
+            **tuning_info,
         }
-        timings = [("tvm lower (TE)", t1 - t0), *built.timings]
+        timings = [("tvm lower (TE)", t1 - t0), *([("tvm tuning (MetaSchedule)", t2 - t1)] if self.tuning else []),
+                   *built.timings]
         return TvmExecutable(built.library, lowered.program, lowered.weights, dev, description,
                              self.config["threads"], built.device_sources(), timings)
+
+    def _tuned(self, functions: dict[str, Any], target: Any, dev: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Tune (``--tune``) and read the database: the functions it has schedules for, and what happened."""
+        if self.tuning is None:
+            return {}, {}
+        import tvm_ffi
+
+        from .tuning import open_database, tune, tuned_function
+        db = open_database(self.tuning.database)
+        info: dict[str, Any] = {"tuning_db": str(self.tuning.database)}
+        if self.tuning.tune:
+            report = tune(functions, target, dev, self.tuning, db)
+            info["tuning"] = {"kernels_tuned": report.tasks, "trials": report.trials, "failed": report.failed,
+                              "seconds": round(report.seconds, 1), "budget_s": self.tuning.budget_s,
+                              "stopped_by_budget": report.stopped_by_budget, "search": report.search,
+                              "rpc_tracker": self.tuning.rpc_tracker, "rpc_key": self.tuning.rpc_key}
+        tuned = {}
+        for sym, f in functions.items():
+            scheduled = tuned_function(db, f, target)
+            if scheduled is not None:
+                tuned[sym] = scheduled
+        # symbol -> structural hash of the tuned schedule: which kernels the database decided, and how
+        info["tuned_kernels"] = {sym: f"{tvm_ffi.structural_hash(f) & (2**64 - 1):016x}" for sym, f in sorted(tuned.items())}
+        return tuned, info
 
     def load(self, directory: Path) -> TvmExecutable:
         return TvmExecutable.load(directory, self.config["threads"])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 import tvm
 
@@ -35,17 +35,23 @@ class Built:
         return out
 
 
-def build_library(functions: dict[str, Any], device: Device, target: Any) -> Built:
-    """Schedule and build ``functions`` (symbol -> PrimFunc) for ``target``."""
+def build_library(functions: dict[str, Any], device: Device, target: Any,
+                  tuned: Optional[dict[str, Any]] = None) -> Built:
+    """Schedule and build ``functions`` (symbol -> PrimFunc) for ``target``.
+
+    ``tuned``: functions already scheduled (by MetaSchedule's database), built as they are."""
     if not functions:  # only views and copies (an Identity graph): nothing for TVM to build
         return Built(None)
-    mod = tvm.IRModule({sym: f.with_attr("global_symbol", sym) for sym, f in functions.items()})
+    tuned = tuned or {}
+    mod = tvm.IRModule({sym: f.with_attr("global_symbol", sym) for sym, f in functions.items() if sym not in tuned})
     t0 = time.perf_counter()
     try:
         mod = gpu_schedule(mod, target) if device.gpu else cpu_schedule(mod)
     except Exception as exc:  # noqa: BLE001 - TVM raises its own error types
         raise BackendError(f"scheduling the kernels for {device.name} failed: {_first_line(exc)}") from None
-    mod = tvm.IRModule({gv.name_hint: f.with_attr("global_symbol", gv.name_hint) for gv, f in mod.functions.items()})
+    scheduled = {gv.name_hint: f for gv, f in mod.functions.items()}
+    scheduled.update(tuned)
+    mod = tvm.IRModule({sym: f.with_attr("global_symbol", sym) for sym, f in scheduled.items()})
     t1 = time.perf_counter()
     try:
         lib = tvm.compile(mod, target=target)

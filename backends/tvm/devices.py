@@ -9,6 +9,7 @@ not run through one arena here.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,8 +74,8 @@ def target_of(dev: Device, arch: str = "auto", cpu: str = "") -> Any:
         raise BackendError(f"the tvm target cannot generate {dev.name} code here: {dev.builds_here}",
                            subject=f"--option device={dev.name}", hint="use device=cuda, opencl or llvm")
     host = {"kind": "llvm", "mcpu": cpu or tvm.target.codegen.llvm_get_system_cpu()}
-    if dev.kind == "llvm":
-        return tvm.target.Target(host)
+    if dev.kind == "llvm":  # MetaSchedule's CPU rules read num-cores
+        return tvm.target.Target({**host, "num-cores": os.cpu_count() or 1})
     spec: dict[str, Any] = {"kind": dev.kind}
     if dev.kind == "cuda":
         spec["arch"] = cuda_arch(arch)

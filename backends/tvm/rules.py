@@ -29,7 +29,7 @@ from ir.types import TensorType
 
 # TVM dtype names of the element types our kernels handle.
 DTYPES: dict[DType, str] = {
-    DType.F32: "float32", DType.F64: "float64", DType.F16: "float16",
+    DType.F32: "float32", DType.F64: "float64", DType.F16: "float16", DType.BF16: "bfloat16",
     DType.I8: "int8", DType.I16: "int16", DType.I32: "int32", DType.I64: "int64",
     DType.U8: "uint8", DType.U16: "uint16", DType.U32: "uint32", DType.U64: "uint64",
     DType.BOOL: "bool",

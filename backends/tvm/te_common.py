@@ -18,7 +18,7 @@ def const(v: float, dtype: str) -> Expr:
 
 
 def acc_dtype(dtype: str) -> str:
-    return "float32" if dtype == "float16" else dtype
+    return "float32" if dtype in ("float16", "bfloat16") else dtype
 
 
 def identity(dtype: str, low: bool) -> Expr:

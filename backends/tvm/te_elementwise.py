@@ -39,7 +39,7 @@ def dtype_of(x: Any) -> str:
 
 def _work(dtype: str) -> str:
     """The dtype arithmetic runs in: float32 for float16."""
-    return "float32" if dtype == "float16" else dtype
+    return "float32" if dtype in ("float16", "bfloat16") else dtype
 
 
 def etype(e: Expr) -> str:
@@ -187,8 +187,14 @@ def _mod(fmod: int) -> Callable[[Expr, Expr], Expr]:
     """C's fmod (fmod=1, truncated) or the divisor's sign (fmod=0, as numpy.mod); x % 0 is 0 for ints."""
     def f(a: Expr, b: Expr) -> Expr:
         if _is_float(a):
-            q = a / b
-            return a - (tirx.trunc(q) if fmod else tirx.floor(q)) * b
+            # C's fmod (TVM 0.27 has no llvm lowering of tirx.fmod); a finite x over an infinite
+            # divisor is x itself, where the formula would give 0 * inf = nan.
+            r = tirx.Select(tirx.And(tirx.isinf(b), tirx.isfinite(a)), a, a - tirx.trunc(a / b) * b)
+            if fmod:
+                return r
+            zero = _c(0.0, r)
+            fix = tirx.And(r != zero, tirx.Or(tirx.And(r < zero, b > zero), tirx.And(r > zero, b < zero)))
+            return tirx.Select(fix, r + b, r)  # numpy.mod: the result takes the divisor's sign
         safe = tirx.Select(b == _c(0, b), _c(1, b), b)
         r = tirx.truncmod(a, safe) if fmod else tirx.floormod(a, safe)
         return tirx.Select(b == _c(0, b), _c(0, a), r)

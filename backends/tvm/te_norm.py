@@ -69,7 +69,7 @@ def _layernorm(node: Node, xs: list) -> list:
     axis = _axis(node, -1, len(shape))
     eps = float(node.attr("epsilon"))
     dtype = str(x.dtype)
-    acc = "float32" if dtype in ("float16", "float32") else dtype
+    acc = "float32" if dtype in ("float16", "bfloat16", "float32") else dtype
     inner = shape[axis:]
     n = 1
     for d in inner:

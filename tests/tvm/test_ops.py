@@ -194,3 +194,40 @@ def test_mean_variance_normalization_and_dropout_mask():
     proto = model([H("MeanVarianceNormalization", ["x"], ["y"]), H("Dropout", ["x"], ["d", "mask"])],
                   {"x": (2, 3, 4, 5)}, ["y", "d", "mask"])
     check(proto, {"x": rand(2, 3, 4, 5)})
+
+
+def test_quantize_dequantize_and_dynamic_quantize():
+    """Per-tensor and per-axis QuantizeLinear/DequantizeLinear (saturation, ties to even, NaN) and
+    DynamicQuantizeLinear, bit for bit with the reference."""
+    proto = model([H("QuantizeLinear", ["x", "s", "z"], ["q"]), H("DequantizeLinear", ["q", "s", "z"], ["d"]),
+                   H("QuantizeLinear", ["x", "sa", "za"], ["qa"], axis=1),
+                   H("DequantizeLinear", ["qa", "sa", "za"], ["da"], axis=1),
+                   H("DynamicQuantizeLinear", ["x2"], ["y", "ys", "yz"])],
+                  {"x": (2, 3, 8), "x2": (2, 3, 8)}, ["q", "d", "qa", "da", "y", "ys", "yz"],
+                  {"s": np.float32(0.05), "z": np.int8(3), "sa": np.array([0.02, 0.5, 0.1], np.float32),
+                   "za": np.array([0, 128, 250], np.uint8)})
+    x = rand(2, 3, 8, scale=4.0)
+    x[0, 0, :4] = [0.125, 0.175, -0.125, np.nan]  # halfway cases at scale 0.05, and NaN
+    x[1, 2, :2] = [1e6, -1e6]                     # saturation
+    check(proto, {"x": x, "x2": rand(2, 3, 8, seed=5, scale=3.0)}, rtol=0)
+
+
+def test_float_mod_with_infinite_and_zero_divisors():
+    proto = model([H("Mod", ["a", "b"], ["m"], fmod=0), H("Mod", ["a", "b"], ["f"], fmod=1)],
+                  {"a": (8,), "b": (8,)}, ["m", "f"])
+    a = np.array([5.0, -5.0, 3.0, np.inf, -7.5, 7.5, 0.0, np.nan], np.float32)
+    b = np.array([np.inf, np.inf, -np.inf, 3.0, 2.0, -2.0, 0.0, 1.0], np.float32)
+    m = check(proto, {"a": a, "b": b}, rtol=0)
+    got = m.run({"a": a, "b": b})
+    np.testing.assert_array_equal(got["m"], np.mod(a, b))
+    np.testing.assert_array_equal(got["f"], np.fmod(a, b))
+
+
+def test_bfloat16_computes_in_float32():
+    import ml_dtypes
+    # One op: a fused chain rounds to bfloat16 once at its end, the reference after every op.
+    proto = model([H("Mul", ["a", "b"], ["y"])], {"a": (4, 8), "b": (4, 8)}, ["y"],
+                  input_types={"a": TensorProto.BFLOAT16, "b": TensorProto.BFLOAT16})
+    a, b = rand(4, 8).astype(ml_dtypes.bfloat16), rand(4, 8, seed=3).astype(ml_dtypes.bfloat16)
+    m = check(proto, {"a": a, "b": b}, rtol=1e-2)
+    assert m.run({"a": a, "b": b})["y"].dtype == ml_dtypes.bfloat16
