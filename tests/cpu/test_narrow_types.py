@@ -178,4 +178,7 @@ def test_cast_fused_into_a_conv_epilogue(to):
     feeds = {"x": rng.standard_normal((1, 3, 16, 16)).astype(np.float32)}
     ref, cpu, exe = _run_both(model, feeds)
     _assert_same_bits(cpu["y"], ref["y"])
-    assert [label for label, _ in exe.profile(feeds)] == ["Conv+Relu+Cast %y"]
+    # The Cast is stored by the kernel before it (the conv's epilogue, or the conversion out of the
+    # blocked layout when layout-nchwc pads the 8 channels to a block), never a kernel of its own.
+    casts = [label for label, _ in exe.profile(feeds) if "Cast" in label]
+    assert len(casts) == 1 and "+Cast" in casts[0], casts

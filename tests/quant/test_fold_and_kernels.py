@@ -134,17 +134,21 @@ def test_fused_relu_becomes_saturation_bounds():
     assert node.attr("act_min") == 128 and node.attr("act_max") == 255  # zero point 128: Relu clips below it
 
 
-def test_cpu_names_node_for_runtime_weights():
-    """A QMatMul whose weights are not constant is refused, naming the node."""
-    from ir.errors import CompilerError
+def test_cpu_runs_integer_matmul_with_runtime_weights():
+    """A MatMulInteger whose weights are a run-time input is not folded into nnc.QMatMul (no
+    packing at build time): it runs on its own kernel (kernels/qmatmul_runtime.py), exactly."""
     from onnx import TensorProto, helper
     node = helper.make_node("MatMulInteger", ["x", "b"], ["y"])
     g = helper.make_graph([node], "q", [helper.make_tensor_value_info("x", TensorProto.UINT8, [2, 8]),
                                         helper.make_tensor_value_info("b", TensorProto.UINT8, [8, 4])],
                           [helper.make_tensor_value_info("y", TensorProto.INT32, None)])
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)])
-    with pytest.raises(CompilerError, match="MatMulInteger"):
-        build(m, target="cpu")
+    res = build(m, target="cpu")
+    assert "nnc.QMatMul" not in res.graph.op_counts()
+    rng = np.random.default_rng(0)
+    feeds = {"x": rng.integers(0, 256, (2, 8), dtype=np.uint8), "b": rng.integers(0, 256, (8, 4), dtype=np.uint8)}
+    want = feeds["x"].astype(np.int32) @ feeds["b"].astype(np.int32)
+    np.testing.assert_array_equal(res.module.run(feeds)["y"], want)
 
 
 @pytest.mark.parametrize("dtype", [np.int8, np.uint8])
