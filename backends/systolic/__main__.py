@@ -105,8 +105,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
     if args.output:
-        _plot_sweep(rows, Path(args.output))
-        print(f"wrote {args.output}")
+        plot = Path(args.output)
+        plot = plot if plot.suffix else plot.with_suffix(".png")  # what matplotlib would write
+        _plot_sweep(rows, plot)
+        print(f"wrote {plot}")
     return 0
 
 
