@@ -27,6 +27,36 @@ def test_conv_transpose_matches_reference(attrs, constant_weight):
     compare_cpu(*one_op("ConvTranspose", [x, Const(w) if constant_weight else w, Const(b)], attrs))
 
 
+@pytest.mark.parametrize("kernel,attrs", [
+    (2, {"strides": [2, 2]}),  # the U-Net's up-convolution
+    (4, {"strides": [2, 2], "pads": [1, 1, 1, 1]}),  # the DCGAN one: phases overlap, pads crop
+    (4, {"strides": [2, 2], "pads": [0, 2, 1, 3]}),
+    (3, {"strides": [3, 3]}),
+    (6, {"strides": [3, 3], "auto_pad": "SAME_LOWER"}),
+])
+@pytest.mark.parametrize("bias", [True, False])
+def test_phase_form_matches_reference(kernel, attrs, bias):
+    x = rng.standard_normal((2, 5, 4, 6)).astype(np.float32)
+    w = rng.standard_normal((5, 32, kernel, kernel)).astype(np.float32)
+    b = rng.standard_normal(32).astype(np.float32)
+    compare_cpu(*one_op("ConvTranspose", [x, Const(w)] + ([Const(b)] if bias else []), attrs))
+
+
+def test_phase_form_is_one_conv_and_depth_to_space():
+    from backends.base import get_backend
+    from frontends.onnx import import_model
+    from passes.manager import PassContext, PassManager
+    model, _ = one_op("ConvTranspose", [rng.standard_normal((1, 2, 4, 4)).astype(np.float32),
+                                        Const(rng.standard_normal((2, 3, 4, 4)).astype(np.float32))],
+                      {"strides": [2, 2], "pads": [1, 1, 1, 1]})
+    g = import_model(model)
+    backend = get_backend("cpu")
+    ctx = PassContext(target=backend.target_info, backend=backend)
+    PassManager("lower-conv-transpose").run(g, ctx)
+    assert [n.op for n in g.nodes] == ["Conv", "DepthToSpace", "Slice"]
+    assert g.nodes[0].inputs[1].type.shape == (12, 2, 2, 2)
+
+
 def test_the_pass_rewrites_into_conv():
     from backends.base import get_backend
     from frontends.onnx import import_model
