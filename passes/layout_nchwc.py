@@ -33,7 +33,11 @@ Rules (``b`` = the ``block`` option, 0 meaning the target's f32 vector lanes):
   - MaxPool / AveragePool pool the 5-D tensor with a window of 1 on the
     block axis (kernel [kh, kw, 1], pads 0 there): exact;
   - GlobalAveragePool / GlobalMaxPool -> ReduceMean / ReduceMax over [2, 3];
-  - Concat on the channel axis of inputs that are all blocked.
+  - Concat on the channel axis of inputs that are all blocked;
+  - DepthToSpace in DCR mode (lower-conv-transpose's phase form) when its
+    output channels fill whole blocks: channel ``(i*s + j)*C + c`` is block
+    ``(i*s + j)*C/b + c/b``, so the interleave moves whole b-vectors
+    (Reshape -> Transpose -> Reshape of the 5-D tensor).
 * Everything else (Reshape, Gemm, Softmax, LRN, graph outputs...) reads one
   ``nnc.FromBlocked`` per value; each plain value is blocked once.
 
@@ -200,6 +204,8 @@ class _Rewriter:
             out = self.global_pool(node)
         elif node.op == "Concat":
             out = self.concat(node)
+        elif node.op == "DepthToSpace":
+            out = self.depth_to_space(node)
         else:
             out = None
         if out is not None:
@@ -362,6 +368,25 @@ class _Rewriter:
         if not all(id(v) in self.blocked and not self.is_padded(v) for v in node.inputs):
             return None  # (padding channels would land between the inputs' channels)
         return self.emit("Concat", [self.blocked[id(v)] for v in node.inputs], {"axis": 1}, node)
+
+    def depth_to_space(self, node: Node) -> Optional[Value]:
+        x, t = node.inputs[0], node.output.type
+        if (node.attr("mode") or "DCR") != "DCR" or not isinstance(t, TensorType) or t.rank != 4 \
+                or t.shape[1] % self.b or self.is_padded(x):
+            return None
+        s = node.attr("blocksize")
+        n, cb, h, w, b = self.blocked[id(x)].type.shape
+        co = cb // (s * s)
+        name = node.output.name
+
+        def shape(dims: list, tag: str) -> Value:
+            return self.constant(np.array(dims, dtype=np.int64), (id(node), tag), f"{name}_{tag}")
+        phases = self.g.create_node("Reshape", [self.blocked[id(x)], shape([-1, s, s, co, h, w, b], "phases")],
+                                    {}, name=node.name, output_names=[f"{name}_phases_{self.b}c"],
+                                    before=node).output
+        moved = self.g.create_node("Transpose", [phases], {"perm": [0, 3, 4, 1, 5, 2, 6]}, name=node.name,
+                                   output_names=[f"{name}_interleaved_{self.b}c"], before=node).output
+        return self.emit("Reshape", [moved, shape([-1, co, h * s, w * s, b], "blocked")], {}, node)
 
     # --------------------------------------------------------- conversions
     def finish(self) -> int:

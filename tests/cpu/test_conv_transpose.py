@@ -70,3 +70,28 @@ def test_the_pass_rewrites_into_conv():
     PassManager("lower-conv-transpose").run(g, ctx)
     assert [n.op for n in g.nodes] == ["Reshape", "Pad", "Reshape", "Slice", "Conv"]
     assert any(d["decision"] == "lower ConvTranspose to Conv" for d in ctx.log)
+
+
+def test_phase_form_stays_blocked_into_the_concat():
+    """The U-Net's up-convolution then skip Concat: DepthToSpace moves whole channel blocks, no conversions."""
+    import compiler
+    x = rng.standard_normal((1, 64, 6, 5)).astype(np.float32)
+    skip = rng.standard_normal((1, 32, 12, 10)).astype(np.float32)
+    w_up = rng.standard_normal((64, 32, 2, 2)).astype(np.float32)
+    w = rng.standard_normal((16, 64, 3, 3)).astype(np.float32) * 0.1
+    from onnx import TensorProto as T, helper as oh, numpy_helper as nh
+    graph = oh.make_graph([oh.make_node("ConvTranspose", ["x", "w_up"], ["up"], strides=[2, 2]),
+                           oh.make_node("Concat", ["skip", "up"], ["cat"], axis=1),
+                           oh.make_node("Conv", ["cat", "w"], ["y"], pads=[1, 1, 1, 1])], "unet_up",
+                          [oh.make_tensor_value_info("x", T.FLOAT, x.shape),
+                           oh.make_tensor_value_info("skip", T.FLOAT, skip.shape)],
+                          [oh.make_tensor_value_info("y", T.FLOAT, None)],
+                          [nh.from_array(w_up, "w_up"), nh.from_array(w, "w")])
+    model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)])
+    feeds = {"x": x, "skip": skip}
+    module = compiler.compile(model, target="cpu")
+    np.testing.assert_allclose(module.run(feeds)["y"], compiler.compile(model, target="ref").run(feeds)["y"],
+                               rtol=1e-4, atol=1e-4)
+    labels = list(module.executable.description["kernels"])
+    assert not any("DepthToSpace" in k for k in labels), labels  # (it would read plain NCHW)
+    assert any("Transpose" in k for k in labels), labels
