@@ -60,7 +60,7 @@ def _conv_nchwc_candidates(anchor: Node, t: TargetInfo) -> Iterator[Schedule]:
         if oc_unroll == 3 and oc_outer % 2 == 0:
             # Tried only where 2 and 4 cannot apply: odd block counts (SqueezeNet's 48 channels,
             # the 63 blocks of a 1000-class classifier conv) otherwise get one weight vector per
-            # broadcast, half the FMA rate (1x1 512->1000 at 13x13: 1.19 -> 0.66 ms, bench_conv).
+            # broadcast (1x1 512->1000 at 13x13, 2 threads: 0.64 -> 0.54 ms, the kernel alone).
             continue
         weights = oc_unroll * vecs_per_block
         max_acc = t.registers - weights - 1
