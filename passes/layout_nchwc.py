@@ -37,7 +37,9 @@ Rules (``b`` = the ``block`` option, 0 meaning the target's f32 vector lanes):
   - DepthToSpace in DCR mode (lower-conv-transpose's phase form) when its
     output channels fill whole blocks: channel ``(i*s + j)*C + c`` is block
     ``(i*s + j)*C/b + c/b``, so the interleave moves whole b-vectors
-    (Reshape -> Transpose -> Reshape of the 5-D tensor).
+    (Reshape -> Transpose -> Reshape of the 5-D tensor), if a blocked reader
+    takes it (a convertible Conv, or a Concat whose other inputs are blocked:
+    the U-Net's skip); for a plain reader it stays one plain kernel.
 * Everything else (Reshape, Gemm, Softmax, LRN, graph outputs...) reads one
   ``nnc.FromBlocked`` per value; each plain value is blocked once.
 
@@ -284,6 +286,19 @@ class _Rewriter:
                 return True
         return False
 
+    def has_blocked_reader(self, v: Value) -> bool:
+        """Is ``v`` read by a Conv that can go blocked or a Concat whose other inputs already are?"""
+        for use in v.uses:
+            reader = use.node
+            if reader.domain != "":
+                continue
+            if reader.op == "Conv" and use.index == 0 and not self.conv_blocker(reader):
+                return True
+            if reader.op == "Concat" and all(u is v or (id(u) in self.blocked and not self.is_padded(u))
+                                             for u in reader.inputs):
+                return True
+        return False
+
     def conv_blocker(self, node: Node) -> str:
         """Why ``node`` (a Conv) cannot become ConvNCHWc; empty when it can."""
         x, w = node.inputs[0], node.input(1)
@@ -374,6 +389,8 @@ class _Rewriter:
         if (node.attr("mode") or "DCR") != "DCR" or not isinstance(t, TensorType) or t.rank != 4 \
                 or t.shape[1] % self.b or self.is_padded(x):
             return None
+        if not self.has_blocked_reader(node.output):
+            return None  # a plain reader: the plain DepthToSpace converts once (measured 2x faster)
         s = node.attr("blocksize")
         n, cb, h, w, b = self.blocked[id(x)].type.shape
         co = cb // (s * s)

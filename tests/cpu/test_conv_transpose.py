@@ -72,26 +72,30 @@ def test_the_pass_rewrites_into_conv():
     assert any(d["decision"] == "lower ConvTranspose to Conv" for d in ctx.log)
 
 
-def test_phase_form_stays_blocked_into_the_concat():
-    """The U-Net's up-convolution then skip Concat: DepthToSpace moves whole channel blocks, no conversions."""
+@pytest.mark.parametrize("skip_conv", [True, False], ids=["blocked-skip", "plain-skip"])
+def test_phase_form_into_the_skip_concat(skip_conv):
+    """The U-Net's up-convolution then skip Concat.  With a blocked skip (a conv's output, as in the
+    U-Net) DepthToSpace moves whole channel blocks with no conversion; with a plain one it stays plain."""
     import compiler
+    from onnx import TensorProto as T, helper as oh, numpy_helper as nh
     x = rng.standard_normal((1, 64, 6, 5)).astype(np.float32)
     skip = rng.standard_normal((1, 32, 12, 10)).astype(np.float32)
-    w_up = rng.standard_normal((64, 32, 2, 2)).astype(np.float32)
-    w = rng.standard_normal((16, 64, 3, 3)).astype(np.float32) * 0.1
-    from onnx import TensorProto as T, helper as oh, numpy_helper as nh
-    graph = oh.make_graph([oh.make_node("ConvTranspose", ["x", "w_up"], ["up"], strides=[2, 2]),
-                           oh.make_node("Concat", ["skip", "up"], ["cat"], axis=1),
-                           oh.make_node("Conv", ["cat", "w"], ["y"], pads=[1, 1, 1, 1])], "unet_up",
-                          [oh.make_tensor_value_info("x", T.FLOAT, x.shape),
-                           oh.make_tensor_value_info("skip", T.FLOAT, skip.shape)],
-                          [oh.make_tensor_value_info("y", T.FLOAT, None)],
-                          [nh.from_array(w_up, "w_up"), nh.from_array(w, "w")])
+    inits = [nh.from_array(rng.standard_normal((64, 32, 2, 2)).astype(np.float32), "w_up"),
+             nh.from_array(rng.standard_normal((16, 64, 3, 3)).astype(np.float32) * 0.1, "w"),
+             nh.from_array(rng.standard_normal((32, 32, 1, 1)).astype(np.float32) * 0.1, "w_skip")]
+    nodes = [oh.make_node("ConvTranspose", ["x", "w_up"], ["up"], strides=[2, 2]),
+             oh.make_node("Concat", ["skip1" if skip_conv else "skip", "up"], ["cat"], axis=1),
+             oh.make_node("Conv", ["cat", "w"], ["y"], pads=[1, 1, 1, 1])]
+    if skip_conv:
+        nodes.insert(0, oh.make_node("Conv", ["skip", "w_skip"], ["skip1"]))
+    graph = oh.make_graph(nodes, "unet_up", [oh.make_tensor_value_info("x", T.FLOAT, x.shape),
+                                             oh.make_tensor_value_info("skip", T.FLOAT, skip.shape)],
+                          [oh.make_tensor_value_info("y", T.FLOAT, None)], inits)
     model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 17)])
     feeds = {"x": x, "skip": skip}
     module = compiler.compile(model, target="cpu")
     np.testing.assert_allclose(module.run(feeds)["y"], compiler.compile(model, target="ref").run(feeds)["y"],
                                rtol=1e-4, atol=1e-4)
     labels = list(module.executable.description["kernels"])
-    assert not any("DepthToSpace" in k for k in labels), labels  # (it would read plain NCHW)
-    assert any("Transpose" in k for k in labels), labels
+    assert any("DepthToSpace" in k for k in labels) != skip_conv, labels
+    assert any("Transpose" in k for k in labels) == skip_conv, labels
