@@ -2,7 +2,8 @@
 
     python benchmarks/bench_conv.py [--threads 2] [--repeat 30] [--layers name,...]
 
-Each layer is a one-Conv ONNX model (with bias, then Relu), compiled alone
+Each layer is a one-Conv ONNX model (with bias, then Relu; ``t...`` layers a
+ConvTranspose, counted by their useful MACs), compiled alone
 for the cpu target and run by onnxruntime in the same process with the same
 thread count.  Printed per layer:
 
@@ -60,16 +61,27 @@ LAYERS = {
     "dw3x3_144_56": (144, 144, 56, 3, 1, 1, 144),  # MobileNetV2's
     "3x3_64_32_256": (64, 32, 256, 3, 1, 1, 1),    # the U-Net's last decoder level (after the skip Concat)
     "3x3_32_32_256": (32, 32, 256, 3, 1, 1, 1),
+    "sq_conv1_3x3s2": (3, 64, 224, 3, 2, 0, 1),     # SqueezeNet 1.1's stem, a fire module, the classifier
+    "1x1_16_64_55": (16, 64, 55, 1, 1, 0, 1),
+    "3x3_16_64_55": (16, 64, 55, 3, 1, 1, 1),
+    "1x1_128_16_55": (128, 16, 55, 1, 1, 0, 1),
+    "1x1_512_1000_13": (512, 1000, 13, 1, 1, 0, 1),
+    "t2x2s2_128_64_128": (128, 64, 128, 2, 2, 0, 1),   # the U-Net's up-convolutions (ConvTranspose)
+    "t2x2s2_1024_512_16": (1024, 512, 16, 2, 2, 0, 1),
 }
+TRANSPOSED = {name for name in LAYERS if name.startswith("t")}
 DEFAULT = ["conv1_7x7s2", "3x3_64_56", "1x1_64_256_56", "3x3_256_14", "1x1_1024_256_14", "3x3_512_7"]
 
 
-def conv_model(cin: int, cout: int, size: int, k: int, stride: int, pad: int, group: int) -> onnx.ModelProto:
+def conv_model(cin: int, cout: int, size: int, k: int, stride: int, pad: int, group: int,
+               transposed: bool = False) -> onnx.ModelProto:
     rng = np.random.default_rng(0)
-    w = (rng.standard_normal((cout, cin // group, k, k)) * 0.05).astype(np.float32)
+    shape = (cin, cout // group, k, k) if transposed else (cout, cin // group, k, k)
+    w = (rng.standard_normal(shape) * 0.05).astype(np.float32)
     b = rng.standard_normal(cout).astype(np.float32)
-    out = (size + 2 * pad - k) // stride + 1
-    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], kernel_shape=[k, k], pads=[pad] * 4,
+    out = (size - 1) * stride - 2 * pad + k if transposed else (size + 2 * pad - k) // stride + 1
+    op = "ConvTranspose" if transposed else "Conv"
+    nodes = [helper.make_node(op, ["x", "w", "b"], ["c"], kernel_shape=[k, k], pads=[pad] * 4,
                               strides=[stride] * 2, group=group),
              helper.make_node("Relu", ["c"], ["y"])]
     graph = helper.make_graph(nodes, "conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
@@ -79,7 +91,10 @@ def conv_model(cin: int, cout: int, size: int, k: int, stride: int, pad: int, gr
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
-def macs_of(cin: int, cout: int, size: int, k: int, stride: int, pad: int, group: int) -> int:
+def macs_of(cin: int, cout: int, size: int, k: int, stride: int, pad: int, group: int,
+            transposed: bool = False) -> int:
+    if transposed:  # each input pixel meets each tap once (before the pads crop)
+        return cout * size * size * (cin // group) * k * k
     out = (size + 2 * pad - k) // stride + 1
     return cout * out * out * (cin // group) * k * k
 
@@ -152,9 +167,9 @@ def main() -> None:
     total = {"cpu": 0.0, "ort": 0.0}
     for name in names:
         spec = LAYERS[name]
-        model = conv_model(*spec)
+        model = conv_model(*spec, transposed=name in TRANSPOSED)
         x = np.random.default_rng(1).standard_normal((1, spec[0], spec[2], spec[2])).astype(np.float32)
-        flops = 2 * macs_of(*spec)
+        flops = 2 * macs_of(*spec, transposed=name in TRANSPOSED)
         best = bench_layer(model, x, args.threads, args.repeat, args.passes)
         cpu_conv, cpu_model, ort_conv, ort_model = (best[k] for k in ("cpu_conv", "cpu_model", "ort_conv",
                                                                       "ort_model"))

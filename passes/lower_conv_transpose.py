@@ -1,6 +1,22 @@
-"""lower-conv-transpose: ConvTranspose as a Conv over a zero-upsampled input.
+"""lower-conv-transpose: ConvTranspose as convolutions the target runs fast.
 
-For a target without a ConvTranspose kernel (asked through ``ctx.backend``):
+For a target without a ConvTranspose kernel (asked through ``ctx.backend``),
+two rewrites.  The phase (sub-pixel) form, when it applies: 2-D, one group,
+no dilation or output_padding, equal strides ``s`` in both axes and kernel
+sizes that are multiples of ``s`` (the U-Net's 2x2 stride-2 up-convolution):
+
+    ConvTranspose(x, W) = Slice(DepthToSpace_DCR(Conv(x, W_phases), s))
+
+Output pixel ``o = s*q + p`` only ever meets kernel taps ``p, p+s, p+2s...``,
+so each of the ``s*s`` phases is an ordinary stride-1 convolution with a
+``k/s`` kernel (pads ``k/s - 1``) over the *input*; the phases are stacked as
+output channels of one Conv (one GEMM, no multiplications by inserted zeros)
+and DepthToSpace interleaves them (DCR order: phase-major channels, so a
+channel-blocked layout moves whole vectors).  ConvTranspose's pads crop the
+result (the Slice).  Every output is the same sum of the same products as the
+reference's, only the zero terms are gone.
+
+Otherwise, the general form (zero insertion):
 
     ConvTranspose(x, W) = Conv(pad(upsample0(x)), W')
 
@@ -74,6 +90,64 @@ def _weight_ops(graph: Graph, node: Node, group: int, const) -> Value:
     return graph.add("Reshape", v, const([group * cog, cig, *k], "w_t"))
 
 
+def _phase_weight(w: np.ndarray, s: int) -> np.ndarray:
+    """[Cin, Cout, kh, kw] -> [s*s*Cout, Cin, kh/s, kw/s]: phase (pi, pj) of channel c at (pi*s + pj)*Cout + c.
+
+    Tap ``p + s*t`` of a kernel axis belongs to phase ``p``; a phase kernel is
+    applied as a correlation, so its taps run backwards (``t`` flipped).
+    """
+    cin, cout, kh, kw = w.shape
+    mh, mw = kh // s, kw // s
+    w = w.reshape(cin, cout, mh, s, mw, s)[:, :, ::-1, :, ::-1, :]  # ci, c, th, pi, tw, pj
+    w = w.transpose(3, 5, 1, 0, 2, 4)  # pi, pj, c, ci, th, tw
+    return np.ascontiguousarray(w.reshape(s * s * cout, cin, mh, mw))
+
+
+def _phase_plan(node: Node) -> tuple[int, list[int]] | None:
+    """(stride, ConvTranspose pads) when the phase form applies, else None."""
+    x, bias = node.inputs[0], node.input(2)
+    if len(x.type.shape) != 4 or node.inputs[1].const is None or (node.attr("group") or 1) != 1:
+        return None
+    if bias is not None and bias.const is None:
+        return None
+    kernel = list(node.attr("kernel_shape") or node.inputs[1].type.shape[2:])
+    strides = list(node.attr("strides") or [1, 1])
+    dilations = list(node.attr("dilations") or [1, 1])
+    out_pad = list(node.attr("output_padding") or [0, 0])
+    pads = _pads(node, x.type.shape[2:], kernel, strides, dilations, out_pad)
+    s = strides[0]
+    if (s < 2 or strides[1] != s or dilations != [1, 1] or any(out_pad)
+            or any(k % s for k in kernel) or any(p < 0 for p in pads)):
+        return None
+    return s, pads
+
+
+def lower_phases(graph: Graph, node: Node, s: int, pads: list[int]) -> None:
+    """The phase form (see the module docstring): one Conv for all s*s phases, then DepthToSpace."""
+    x, w, bias = node.inputs[0], node.inputs[1].const, node.input(2)
+    n, _, h, wd = x.type.shape
+    cout = w.shape[1]
+    mh, mw = w.shape[2] // s, w.shape[3] // s
+    name = node.outputs[0].name
+    weight = graph.add_constant(_phase_weight(w, s), graph.fresh_name(f"{name}_w_phases"))
+    args = [x, weight]
+    if bias is not None:
+        args.append(graph.add_constant(np.ascontiguousarray(np.tile(bias.const, s * s)),
+                                       graph.fresh_name(f"{name}_b_phases")))
+    conv = graph.create_node("Conv", args, {"pads": (mh - 1, mw - 1, mh - 1, mw - 1), "dilations": (1, 1),
+                                            "group": 1, "kernel_shape": (mh, mw)},
+                             name=node.name, output_names=[name + "_phases"], before=node)
+    out = graph.add("DepthToSpace", conv.output, blocksize=s, mode="DCR")
+    if any(pads):
+        full = [s * (h + mh - 1), s * (wd + mw - 1)]
+        out = graph.add("Slice", out, graph.add_constant(np.asarray(pads[:2], np.int64), graph.fresh_name(f"{name}_starts")),
+                        graph.add_constant(np.asarray([full[0] - pads[2], full[1] - pads[3]], np.int64),
+                                           graph.fresh_name(f"{name}_ends")),
+                        graph.add_constant(np.asarray([2, 3], np.int64), graph.fresh_name(f"{name}_axes")))
+    graph.replace_all_uses(node.outputs[0], out)
+    graph.remove_node(node)
+
+
 def lower(graph: Graph, node: Node) -> None:
     x, w, bias = node.inputs[0], node.inputs[1].const, node.input(2)
     n, c, *spatial = x.type.shape
@@ -121,7 +195,7 @@ def lower(graph: Graph, node: Node) -> None:
 
 @register_pass("lower-conv-transpose")
 def lower_conv_transpose(graph: Graph, ctx: PassContext) -> bool:
-    """Rewrite ConvTranspose as Conv over a zero-upsampled input (for targets without its kernel)."""
+    """Rewrite ConvTranspose as Conv (phase form or zero upsampling) for targets without its kernel."""
     backend = ctx.backend
     changed = False
     for node in list(graph.nodes):
@@ -133,8 +207,14 @@ def lower_conv_transpose(graph: Graph, ctx: PassContext) -> bool:
             ctx.decide("keep ConvTranspose", node=node.describe(), reason="needs static shapes and a constant weight")
             continue
         label = node.describe()
-        lower(graph, node)
-        ctx.decide("lower ConvTranspose to Conv", node=label, rule="zero-upsample the input, flip the kernel")
+        plan = _phase_plan(node)
+        if plan is not None:
+            lower_phases(graph, node, *plan)
+            ctx.decide("lower ConvTranspose to Conv", node=label,
+                       rule=f"{plan[0]}x{plan[0]} phase convolutions in one Conv, then DepthToSpace")
+        else:
+            lower(graph, node)
+            ctx.decide("lower ConvTranspose to Conv", node=label, rule="zero-upsample the input, flip the kernel")
         changed = True
     if changed:
         graph.topological_sort()

@@ -118,8 +118,10 @@ def conv_relu(x_shape, cout, kernel, kind, group=1, passes=None, **attrs):
     ((1, 16, 40, 3), 16, 3, dict(pads=[1, 1, 1, 1], strides=[1, 2])),        # tall and thin
     ((1, 512, 13, 13), 32, 1, {}),                    # 1x1 in input-channel chunks, flat row with a tail
     ((1, 256, 6, 6), 128, 3, dict(pads=[1, 1, 1, 1])),  # weights beyond L2/4: oc groups outermost
+    ((2, 32, 9, 11), 48, 3, dict(pads=[1, 1, 1, 1])),   # 3 output blocks: oc_unroll 3
+    ((1, 64, 13, 13), 144, 1, {}),                      # 9 output blocks, flat row: oc_unroll 3
 ], ids=["3x3", "3x3s2-odd", "1x1", "1x1s2", "7x7s2-rgb", "dilated", "asym-pads", "cin24-batch2", "narrow",
-        "thin-stride-w", "1x1-chunked", "big-weights"])
+        "thin-stride-w", "1x1-chunked", "big-weights", "odd-blocks-3x3", "odd-blocks-1x1"])
 def test_conv_nchwc(x_shape, cout, k, attrs):
     conv_relu(x_shape, cout, (k, k), "conv2d_nchwc", **attrs)
 
