@@ -23,7 +23,7 @@ from ir.types import TensorType
 from passes.pipelines import SIMPLIFY
 
 from ..base import THREADS_OPTION, Backend, Capabilities, Coverage, OptionSpec, Support, function_body_coverage
-from . import te_elementwise, te_nn, te_norm, te_quant, te_reduce, te_shape  # noqa: F401 - they register the TE rules
+from . import te_elementwise, te_index, te_nn, te_norm, te_quant, te_reduce, te_shape  # noqa: F401 - they register the TE rules
 from .build import build_library
 from .devices import DEVICES, device, target_of
 from .executable import TvmExecutable
@@ -32,8 +32,10 @@ from .rules import RULES, support
 from .tuning import TuningOptions
 
 # Like the cpu pipeline without its blocked layout: TVM's schedules want plain NCHW.
-PIPELINE = (SIMPLIFY + ",expand-functions,lower-conv-transpose,fold-constants,simplify-algebra,cse,dce,"
-            "fuse,dce,plan-memory")
+# unroll-control-flow and expand-flex-attention are generic rewrites (Loop/Scan/If with static trip
+# counts, FlexAttention) into ops that have TE rules.
+PIPELINE = (SIMPLIFY + ",unroll-control-flow,fold-constants,expand-flex-attention,expand-functions,"
+            "lower-conv-transpose,fold-constants,simplify-algebra,cse,dce,fuse,dce,plan-memory")
 
 DEFAULT_TUNING_DB = "tvm-tuning"  # a directory: MetaSchedule's JSON database
 
