@@ -21,6 +21,7 @@ from ir.registry import OpSchema
 from ir.target import TargetInfo
 from ir.types import TensorType
 from passes.pipelines import SIMPLIFY
+from passes.unroll_control_flow import CONTROL_FLOW_OPS, blocker as unroll_blocker
 
 from ..base import THREADS_OPTION, Backend, Capabilities, Coverage, OptionSpec, Support, function_body_coverage
 from . import te_elementwise, te_image, te_index, te_nn, te_norm, te_quant, te_reduce, te_shape  # noqa: F401 - they register the TE rules
@@ -72,6 +73,11 @@ class TvmBackend(Backend):
         for v in list(node.inputs) + list(node.outputs):
             if v is not None and not isinstance(v.type, TensorType):
                 return Support.no(f"{v.type} values (sequences, optionals) are not supported by the tvm target")
+        if node.domain == "" and node.op in CONTROL_FLOW_OPS:  # only unroll-control-flow removes them
+            why = unroll_blocker(node)
+            return Support.no(f"{node.op} is compiled by unrolling it (unroll-control-flow), and "
+                              + (why or "the pipeline left it in place (its trip count or condition became "
+                                        "constant only after that pass ran)"))
         why = support(node)
         return Support.yes() if why is None else Support.no(why)
 
@@ -79,6 +85,8 @@ class TvmBackend(Backend):
         key = (schema.domain, schema.name)
         if key in RULES or schema.qualified_name == "nnc.Fused":
             return Coverage.KERNEL
+        if schema.domain == "" and schema.name in CONTROL_FLOW_OPS:
+            return Coverage.KERNEL  # unrolled into its body's ops when the trip count is static
         lowered = _LOWERED.get(key)
         if lowered is not None and lowered in RULES:
             return Coverage.KERNEL
