@@ -34,9 +34,10 @@ from .tuning import TuningOptions
 
 # Like the cpu pipeline without its blocked layout: TVM's schedules want plain NCHW.
 # unroll-control-flow and expand-flex-attention are generic rewrites (Loop/Scan/If with static trip
-# counts, FlexAttention) into ops that have TE rules.
+# counts, FlexAttention) into ops that have TE rules; unrolling runs again after expand-functions,
+# since function bodies (LinearAttention's) hold Scans.
 PIPELINE = (SIMPLIFY + ",unroll-control-flow,fold-constants,expand-flex-attention,expand-functions,"
-            "lower-conv-transpose,fold-constants,simplify-algebra,cse,dce,fuse,dce,plan-memory")
+            "unroll-control-flow,lower-conv-transpose,fold-constants,simplify-algebra,cse,dce,fuse,dce,plan-memory")
 
 DEFAULT_TUNING_DB = "tvm-tuning"  # a directory: MetaSchedule's JSON database
 
@@ -75,9 +76,10 @@ class TvmBackend(Backend):
                 return Support.no(f"{v.type} values (sequences, optionals) are not supported by the tvm target")
         if node.domain == "" and node.op in CONTROL_FLOW_OPS:  # only unroll-control-flow removes them
             why = unroll_blocker(node)
-            return Support.no(f"{node.op} is compiled by unrolling it (unroll-control-flow), and "
-                              + (why or "the pipeline left it in place (its trip count or condition became "
-                                        "constant only after that pass ran)"))
+            # Unrollable: the pass removes it (expand-functions asks this of function bodies, which
+            # hold Scans); ``compile`` refuses one the pipeline still left in place.
+            return Support.yes() if why is None else Support.no(
+                f"{node.op} is compiled by unrolling it (unroll-control-flow), and {why}")
         why = support(node)
         return Support.yes() if why is None else Support.no(why)
 
@@ -104,6 +106,12 @@ class TvmBackend(Backend):
 
     def compile(self, graph: Graph) -> TvmExecutable:
         self.check_supported(graph)
+        for node in graph.nodes:
+            if node.domain == "" and node.op in CONTROL_FLOW_OPS:
+                from ir.errors import BackendError
+                raise BackendError(f"{node.op} is compiled by unrolling it (unroll-control-flow), and the "
+                                   "pipeline left it in place (its trip count or condition became constant "
+                                   "only after that pass ran)", subject=node.describe())
         dev = device(self.config["device"])
         target = target_of(dev, self.config["arch"])
         t0 = time.perf_counter()
