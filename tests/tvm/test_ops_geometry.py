@@ -1,0 +1,94 @@
+"""The indexing, geometry and control-flow lowerings (TOPI and our TE) against the reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper
+
+from .helpers import check, model, rand
+
+H = helper.make_node
+I64 = TensorProto.INT64
+
+
+def test_gather_nd_with_negative_indices_and_batch_dims():
+    idx = np.array([[[0, -1]], [[1, 0]]], dtype=np.int64)  # (2, 1, 2)
+    p = model([H("GatherND", ["x", "i"], ["y"]), H("GatherND", ["x", "j"], ["z"], batch_dims=1)],
+              {"x": (2, 3, 4)}, ["y", "z"], {"i": idx, "j": np.array([[2], [-3]], dtype=np.int64)})
+    check(p, {"x": rand(2, 3, 4)})
+
+
+@pytest.mark.parametrize("reduction", ["none", "add", "max"])
+def test_scatter_elements_and_scatter_nd(reduction):
+    ie = np.array([[1, -1, 0], [2, 0, 1]], dtype=np.int64)
+    ind = np.array([[0, 1], [2, -1]], dtype=np.int64)
+    p = model([H("ScatterElements", ["x", "ie", "u"], ["y"], axis=1, reduction=reduction),
+               H("ScatterND", ["x", "ind", "v"], ["z"], reduction=reduction)],
+              {"x": (3, 4), "u": (2, 3), "v": (2,)}, ["y", "z"], {"ie": ie, "ind": ind})
+    check(p, {"x": rand(3, 4), "u": rand(2, 3, seed=1), "v": rand(2, seed=2)})
+
+
+@pytest.mark.parametrize("largest", [1, 0])
+def test_topk_values_and_indices(largest):
+    p = model([H("TopK", ["x", "k"], ["v", "i"], axis=1, largest=largest)], {"x": (3, 7)}, ["v", "i"],
+              {"k": np.array([3], dtype=np.int64)})
+    check(p, {"x": rand(3, 7)})
+
+
+def test_reverse_sequence_and_einsum():
+    p = model([H("ReverseSequence", ["x", "n"], ["r"], time_axis=0, batch_axis=1),
+               H("Einsum", ["a", "b"], ["e"], equation="bij,bjk->bik")],
+              {"x": (4, 3, 2), "a": (2, 3, 5), "b": (2, 5, 4)}, ["r", "e"],
+              {"n": np.array([4, 1, 2], dtype=np.int64)})
+    check(p, {"x": rand(4, 3, 2), "a": rand(2, 3, 5), "b": rand(2, 5, 4)})
+
+
+@pytest.mark.parametrize("attrs,scales,sizes", [
+    (dict(mode="linear"), [1, 1, 0.6, 1.7], None),
+    (dict(mode="cubic", coordinate_transformation_mode="asymmetric", exclude_outside=1), [1, 1, 2, 2], None),
+    (dict(mode="nearest", nearest_mode="round_prefer_ceil", coordinate_transformation_mode="half_pixel"),
+     [1, 1, 1.5, 0.7], None),
+    (dict(mode="linear", antialias=1), None, [1, 2, 3, 4]),
+    (dict(mode="linear", coordinate_transformation_mode="align_corners"), None, [1, 2, 8, 9]),
+    (dict(mode="cubic", coordinate_transformation_mode="tf_crop_and_resize", extrapolation_value=2.0),
+     None, [1, 2, 5, 5]),
+])
+def test_resize_modes(attrs, scales, sizes):
+    weights = {"roi": np.array([0, 0, -0.2, 0.1, 1, 1, 0.9, 1.3], np.float32)}
+    if scales is not None:
+        weights["scales"] = np.array(scales, np.float32)
+    else:
+        weights["sizes"] = np.array(sizes, np.int64)
+    inputs = ["x", "roi", "scales" if scales is not None else "", "sizes" if sizes is not None else ""]
+    p = model([H("Resize", inputs, ["y"], **attrs)], {"x": (1, 2, 6, 7)}, ["y"], weights)
+    check(p, {"x": rand(1, 2, 6, 7)})
+
+
+@pytest.mark.parametrize("mode,padding", [("linear", "zeros"), ("nearest", "border"), ("cubic", "reflection")])
+def test_grid_sample(mode, padding):
+    p = model([H("GridSample", ["x", "g"], ["y"], mode=mode, padding_mode=padding, align_corners=0)],
+              {"x": (1, 2, 5, 6), "g": (1, 3, 4, 2)}, ["y"], opset=20)
+    check(p, {"x": rand(1, 2, 5, 6), "g": rand(1, 3, 4, 2, scale=0.8)})
+
+
+@pytest.mark.parametrize("align", [0, 1])
+def test_affine_grid_2d_and_3d(align):
+    p = model([H("AffineGrid", ["t", "s"], ["g"], align_corners=align),
+               H("AffineGrid", ["t3", "s3"], ["g3"], align_corners=align)],
+              {"t": (2, 2, 3), "t3": (1, 3, 4)}, ["g", "g3"],
+              {"s": np.array([2, 1, 4, 5], np.int64), "s3": np.array([1, 1, 3, 2, 4], np.int64)}, opset=20)
+    check(p, {"t": rand(2, 2, 3), "t3": rand(1, 3, 4)})
+
+
+def test_static_loop_is_unrolled():
+    """A Loop with a constant trip count: unroll-control-flow turns it into Adds the target runs."""
+    body = helper.make_graph(
+        [H("Add", ["acc", "x"], ["acc_out"]), H("Identity", ["c"], ["c_out"])], "body",
+        [helper.make_tensor_value_info("i", I64, []), helper.make_tensor_value_info("c", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("acc", TensorProto.FLOAT, [3])],
+        [helper.make_tensor_value_info("c_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("acc_out", TensorProto.FLOAT, [3])])
+    p = model([H("Loop", ["m", "cond", "a0"], ["y"], body=body)], {"x": (3,), "a0": (3,)}, ["y"],
+              {"m": np.array(4, np.int64), "cond": np.array(True)})
+    check(p, {"x": rand(3), "a0": rand(3, seed=1)})
