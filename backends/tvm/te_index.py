@@ -14,7 +14,7 @@ from tvm import te, tirx, topi
 
 from ir.graph import Node
 
-from .rules import const_array, rule, static_shape
+from .rules import const_array, rule, static_shape, tvm_dtype
 
 Expr = Any
 
@@ -133,3 +133,39 @@ def _reverse_sequence(node: Node, xs: list) -> list:
 def _einsum(node: Node, xs: list) -> list:
     eq = str(node.attr("equation")).replace(" ", "")
     return [topi.einsum(eq, *xs)]
+
+
+@rule("BitCast")
+def _bitcast(node: Node, xs: list) -> list:
+    x = xs[0]
+    out = tvm_dtype(node.outputs[0].type)
+    shape = static_shape(node.outputs[0])
+
+    def body(*i: Expr) -> Expr:
+        v = x(*i)
+        if "bool" in (out, x.dtype):  # one byte either way: 0 or 1
+            return tirx.NE(v, tirx.const(0, x.dtype)) if out == "bool" else v.astype(out)
+        return tirx.reinterpret(out, v)
+    return [te.compute(shape, body, name="bitcast")]
+
+
+@rule("CenterCropPad", const_inputs=(1,))
+def _center_crop_pad(node: Node, xs: list) -> list:
+    """Each listed axis keeps the centred window of the output's length (cropping), or the input
+    centred in zeros (padding); the offset rounds down like ONNX's definition."""
+    x = xs[0]
+    in_shape = [int(d) for d in x.shape]
+    out_shape = static_shape(node.outputs[0])
+
+    def body(*o: Expr) -> Expr:
+        src, inside = [], []
+        for k, (n, m) in enumerate(zip(in_shape, out_shape)):
+            if m <= n:
+                src.append(o[k] + (n - m) // 2)
+            else:
+                s = o[k] - (m - n) // 2
+                inside.append(tirx.all(s >= 0, s < n))
+                src.append(tirx.min(tirx.max(s, 0), n - 1))
+        v = x(*src)
+        return tirx.Select(tirx.all(*inside), v, tirx.const(0, x.dtype)) if inside else v
+    return [te.compute(out_shape, body, name="center_crop_pad")]

@@ -49,7 +49,7 @@ def _reduce(node: Node, xs: list) -> list:
     axes = _reduce_axes(node, len(shape))
     out_shape = static_shape(node.outputs[0])
     dtype = str(x.dtype)
-    acc = _acc(dtype)
+    acc = "uint8" if dtype == "bool" else _acc(dtype)  # TVM has no bool max/min; uint8 keeps their empty-set identities (0, 255)
     keep = bool(node.attr("keepdims"))
     if not axes:
         return [te.compute(out_shape, lambda *i: x(*i), name="reduce_copy")]

@@ -92,3 +92,15 @@ def test_static_loop_is_unrolled():
     p = model([H("Loop", ["m", "cond", "a0"], ["y"], body=body)], {"x": (3,), "a0": (3,)}, ["y"],
               {"m": np.array(4, np.int64), "cond": np.array(True)})
     check(p, {"x": rand(3), "a0": rand(3, seed=1)})
+
+
+def test_bitcast_center_crop_pad_and_bool_reductions():
+    p = model([H("BitCast", ["x"], ["b"], to=TensorProto.INT32),
+               H("CenterCropPad", ["x", "s"], ["c"]),
+               H("ReduceMax", ["m", "ax"], ["rmax"], keepdims=0),
+               H("ReduceMin", ["m", "ax"], ["rmin"], keepdims=0)],
+              {"x": (5, 4), "m": (3, 4)}, ["b", "c", "rmax", "rmin"],
+              {"s": np.array([3, 7], np.int64), "ax": np.array([1], np.int64)}, opset=26,
+              input_types={"m": TensorProto.BOOL})
+    m = np.array([[0, 0, 0, 0], [1, 0, 1, 0], [1, 1, 1, 1]], dtype=bool)
+    check(p, {"x": rand(5, 4), "m": m})
