@@ -96,6 +96,8 @@ def pack_weights(graph: Graph) -> tuple[np.ndarray, dict[int, int]]:
         arr = np.asarray(v.const)
         if arr.dtype == object:
             continue
+        if v.type.dtype in NARROW_INTS:  # held as byte-sized values in kernels
+            arr = arr.astype(NARROW_INTS[v.type.dtype][0])
         pad = (-pos) % ALIGNMENT
         chunks.append(np.zeros(pad, np.uint8))
         pos += pad

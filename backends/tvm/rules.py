@@ -42,7 +42,8 @@ DTYPES: dict[DType, str] = {
 # to and from ml_dtypes' arrays at the model's boundary (``Slot.elem``).
 NARROW_INTS: dict[DType, tuple[str, int]] = {DType.I4: ("int8", 4), DType.I2: ("int8", 2),
                                             DType.U4: ("uint8", 4), DType.U2: ("uint8", 2)}
-NARROW_OPS = frozenset({"Cast", "CastLike", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
+NARROW_OPS = frozenset({"Cast", "CastLike", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity",
+                        "QuantizeLinear", "DequantizeLinear"})
 
 
 @dataclass(frozen=True)

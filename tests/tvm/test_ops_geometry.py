@@ -104,3 +104,21 @@ def test_bitcast_center_crop_pad_and_bool_reductions():
               input_types={"m": TensorProto.BOOL})
     m = np.array([[0, 0, 0, 0], [1, 0, 1, 0], [1, 1, 1, 1]], dtype=bool)
     check(p, {"x": rand(5, 4), "m": m})
+
+
+def test_narrow_integers_cast_and_quantize():
+    """int4/uint4/int2 held as byte values: Cast wraps and truncates like ml_dtypes; QuantizeLinear
+    saturates to int4's range; the outputs come back as the model's types."""
+    import ml_dtypes
+    p = model([H("Cast", ["x"], ["i4"], to=TensorProto.INT4),
+               H("Cast", ["n"], ["u2"], to=TensorProto.UINT2),
+               H("Cast", ["i4"], ["back"], to=TensorProto.FLOAT),
+               H("QuantizeLinear", ["x", "s", "zp"], ["q"], axis=1),
+               H("DequantizeLinear", ["q", "s", "zp"], ["dq"], axis=1)],
+              {"x": (2, 6), "n": (2, 6)}, ["i4", "u2", "back", "q", "dq"],
+              {"s": np.array([0.5, 0.25, 1, 2, 0.3, 0.7], np.float32),
+               "zp": np.array([1, -2, 0, 3, -8, 7], ml_dtypes.int4)},
+              opset=21, input_types={"n": TensorProto.INT32})
+    x = np.array([[-9.5, -8.7, -1.2, 0.4, 7.9, 8.2], [np.nan, 3.5, -3.5, 2.0, 100.0, -0.9]], np.float32)
+    n = np.array([[-5, -1, 0, 3, 4, 7], [9, 12, -2, 1, 2, 255]], np.int32)
+    check(p, {"x": x, "n": n})
