@@ -169,3 +169,32 @@ def _center_crop_pad(node: Node, xs: list) -> list:
         v = x(*src)
         return tirx.Select(tirx.all(*inside), v, tirx.const(0, x.dtype)) if inside else v
     return [te.compute(out_shape, body, name="center_crop_pad")]
+
+
+@rule("Col2Im", const_inputs=(1, 2))
+def _col2im(node: Node, xs: list) -> list:
+    """Each image pixel sums the columns whose blocks cover it: a reduction over the kernel
+    positions, each kept when the block it implies is on the stride grid and inside the blocks."""
+    x = xs[0]
+    image = [int(d) for d in const_array(node.input(1)).reshape(-1)]
+    kernel = [int(d) for d in const_array(node.input(2)).reshape(-1)]
+    nd = len(image)
+    dil = list(node.attr("dilations") or [1] * nd)
+    strides = list(node.attr("strides") or [1] * nd)
+    pads = list(node.attr("pads") or [0] * (2 * nd))
+    blocks = [(image[d] + pads[d] + pads[d + nd] - (dil[d] * (kernel[d] - 1) + 1)) // strides[d] + 1
+              for d in range(nd)]
+    out_shape = static_shape(node.outputs[0])
+    rs = [te.reduce_axis((0, kernel[d]), name=f"k{d}") for d in range(nd)]
+
+    def body(n: Expr, c: Expr, *pos: Expr) -> Expr:
+        ok, col, blk = [], c, tirx.const(0, "int32")
+        for d in range(nd):
+            t = pos[d] + pads[d] - rs[d] * dil[d]
+            b = tirx.floordiv(t, strides[d])
+            ok += [t >= 0, tirx.floormod(t, strides[d]) == 0, b < blocks[d]]
+            col = col * kernel[d] + rs[d]
+            blk = blk * blocks[d] + tirx.min(tirx.max(b, 0), blocks[d] - 1)
+        v = x(n, col, blk)
+        return te.sum(tirx.Select(tirx.all(*ok), v, tirx.const(0, x.dtype)), axis=rs)
+    return [te.compute(out_shape, body, name="col2im")]

@@ -122,3 +122,11 @@ def test_narrow_integers_cast_and_quantize():
     x = np.array([[-9.5, -8.7, -1.2, 0.4, 7.9, 8.2], [np.nan, 3.5, -3.5, 2.0, 100.0, -0.9]], np.float32)
     n = np.array([[-5, -1, 0, 3, 4, 7], [9, 12, -2, 1, 2, 255]], np.int32)
     check(p, {"x": x, "n": n})
+
+
+def test_col2im_with_strides_pads_and_dilations():
+    # image 6x7, kernel 2x3, dilations (2, 1), strides (1, 2), pads 1 on every side: 6 x 4 blocks
+    p = model([H("Col2Im", ["x", "img", "blk"], ["y"], dilations=[2, 1], strides=[1, 2], pads=[1, 1, 1, 1])],
+              {"x": (1, 12, 24)}, ["y"],
+              {"img": np.array([6, 7], np.int64), "blk": np.array([2, 3], np.int64)})
+    check(p, {"x": rand(1, 12, 24)})
