@@ -130,3 +130,10 @@ def test_col2im_with_strides_pads_and_dilations():
               {"x": (1, 12, 24)}, ["y"],
               {"img": np.array([6, 7], np.int64), "blk": np.array([2, 3], np.int64)})
     check(p, {"x": rand(1, 12, 24)})
+
+
+@pytest.mark.parametrize("mode,starts", [("linear", [0, 3]), ("circular", [4, 2])])
+def test_tensor_scatter_kv_cache_update(mode, starts):
+    p = model([H("TensorScatter", ["past", "upd", "w"], ["y"], axis=2, mode=mode)],
+              {"past": (2, 3, 6, 4), "upd": (2, 3, 3, 4)}, ["y"], {"w": np.array(starts, np.int64)}, opset=24)
+    check(p, {"past": rand(2, 3, 6, 4), "upd": rand(2, 3, 3, 4, seed=1)})
