@@ -24,7 +24,7 @@ from passes.pipelines import SIMPLIFY
 from passes.unroll_control_flow import CONTROL_FLOW_OPS, blocker as unroll_blocker
 
 from ..base import THREADS_OPTION, Backend, Capabilities, Coverage, OptionSpec, Support, function_body_coverage
-from . import te_elementwise, te_image, te_index, te_nn, te_norm, te_quant, te_reduce, te_shape  # noqa: F401 - they register the TE rules
+from . import te_elementwise, te_image, te_index, te_nn, te_norm, te_quant, te_reduce, te_shape, te_signal  # noqa: F401 - they register the TE rules
 from .build import build_library
 from .devices import DEVICES, device, target_of
 from .executable import TvmExecutable

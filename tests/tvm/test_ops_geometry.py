@@ -137,3 +137,18 @@ def test_tensor_scatter_kv_cache_update(mode, starts):
     p = model([H("TensorScatter", ["past", "upd", "w"], ["y"], axis=2, mode=mode)],
               {"past": (2, 3, 6, 4), "upd": (2, 3, 3, 4)}, ["y"], {"w": np.array(starts, np.int64)}, opset=24)
     check(p, {"past": rand(2, 3, 6, 4), "upd": rand(2, 3, 3, 4, seed=1)})
+
+
+@pytest.mark.parametrize("attrs,length,shape", [
+    (dict(), None, (2, 7, 1)),                      # real input, full spectrum
+    (dict(onesided=1), 10, (2, 7, 2)),              # complex, zero-padded, one-sided
+    (dict(inverse=1), 5, (1, 8, 2)),                # truncated inverse
+    (dict(inverse=1, onesided=1), 9, (2, 5, 2)),    # IRFFT, odd length
+])
+def test_dft(attrs, length, shape):
+    inputs = ["x", "n" if length else "", "ax"]
+    weights = {"ax": np.array(1, np.int64)}
+    if length:
+        weights["n"] = np.array(length, np.int64)
+    p = model([H("DFT", inputs, ["y"], **attrs)], {"x": shape}, ["y"], weights, opset=20)
+    check(p, {"x": rand(*shape)}, rtol=1e-5)
