@@ -89,7 +89,15 @@ def _reduce(node: Node, xs: list) -> list:
         if op == "ReduceLogSumExp":
             return te.sum(tirx.exp(v), axis=ax)
         return te.sum(v, axis=ax)
-    r = te.compute(out_shape, body, name=op.lower())
+    if count == 0:
+        # An empty reduction: TIR runs a reduction's init inside its loop nest, so a zero-extent
+        # axis would leave the output unwritten; write the reducer's identity instead.
+        from .te_common import identity
+        empty = {"ReduceMax": identity(acc, True), "ReduceMin": identity(acc, False),
+                 "ReduceProd": tirx.const(1, acc)}.get(op, tirx.const(0, acc))
+        r = te.compute(out_shape, lambda *i: empty, name=op.lower() + "_empty")
+    else:
+        r = te.compute(out_shape, body, name=op.lower())
 
     def post(*i: Expr) -> Expr:
         v = r(*i)
