@@ -21,9 +21,10 @@ from ir.registry import OpSchema
 from ir.target import TargetInfo
 from ir.types import TensorType
 from passes.pipelines import SIMPLIFY
+from passes.unroll_control_flow import CONTROL_FLOW_OPS, blocker as unroll_blocker
 
 from ..base import THREADS_OPTION, Backend, Capabilities, Coverage, OptionSpec, Support, function_body_coverage
-from . import te_elementwise, te_nn, te_norm, te_quant, te_reduce, te_shape  # noqa: F401 - they register the TE rules
+from . import te_elementwise, te_image, te_index, te_nn, te_norm, te_quant, te_reduce, te_shape, te_signal  # noqa: F401 - they register the TE rules
 from .build import build_library
 from .devices import DEVICES, device, target_of
 from .executable import TvmExecutable
@@ -32,8 +33,11 @@ from .rules import RULES, support
 from .tuning import TuningOptions
 
 # Like the cpu pipeline without its blocked layout: TVM's schedules want plain NCHW.
-PIPELINE = (SIMPLIFY + ",expand-functions,lower-conv-transpose,fold-constants,simplify-algebra,cse,dce,"
-            "fuse,dce,plan-memory")
+# unroll-control-flow and expand-flex-attention are generic rewrites (Loop/Scan/If with static trip
+# counts, FlexAttention) into ops that have TE rules; unrolling runs again after expand-functions,
+# since function bodies (LinearAttention's) hold Scans.
+PIPELINE = (SIMPLIFY + ",unroll-control-flow,fold-constants,expand-flex-attention,expand-functions,"
+            "unroll-control-flow,lower-conv-transpose,fold-constants,simplify-algebra,cse,dce,fuse,dce,plan-memory")
 
 DEFAULT_TUNING_DB = "tvm-tuning"  # a directory: MetaSchedule's JSON database
 
@@ -70,6 +74,12 @@ class TvmBackend(Backend):
         for v in list(node.inputs) + list(node.outputs):
             if v is not None and not isinstance(v.type, TensorType):
                 return Support.no(f"{v.type} values (sequences, optionals) are not supported by the tvm target")
+        if node.domain == "" and node.op in CONTROL_FLOW_OPS:  # only unroll-control-flow removes them
+            why = unroll_blocker(node)
+            # Unrollable: the pass removes it (expand-functions asks this of function bodies, which
+            # hold Scans); ``compile`` refuses one the pipeline still left in place.
+            return Support.yes() if why is None else Support.no(
+                f"{node.op} is compiled by unrolling it (unroll-control-flow), and {why}")
         why = support(node)
         return Support.yes() if why is None else Support.no(why)
 
@@ -77,6 +87,8 @@ class TvmBackend(Backend):
         key = (schema.domain, schema.name)
         if key in RULES or schema.qualified_name == "nnc.Fused":
             return Coverage.KERNEL
+        if schema.domain == "" and schema.name in CONTROL_FLOW_OPS:
+            return Coverage.KERNEL  # unrolled into its body's ops when the trip count is static
         lowered = _LOWERED.get(key)
         if lowered is not None and lowered in RULES:
             return Coverage.KERNEL
@@ -94,6 +106,12 @@ class TvmBackend(Backend):
 
     def compile(self, graph: Graph) -> TvmExecutable:
         self.check_supported(graph)
+        for node in graph.nodes:
+            if node.domain == "" and node.op in CONTROL_FLOW_OPS:
+                from ir.errors import BackendError
+                raise BackendError(f"{node.op} is compiled by unrolling it (unroll-control-flow), and the "
+                                   "pipeline left it in place (its trip count or condition became constant "
+                                   "only after that pass ran)", subject=node.describe())
         dev = device(self.config["device"])
         target = target_of(dev, self.config["arch"])
         t0 = time.perf_counter()

@@ -22,6 +22,7 @@ from typing import Any, Optional
 import numpy as np
 import tvm
 
+from ir.dtypes import DType
 from ir.errors import BackendError
 from runtime.executable import Executable
 
@@ -138,8 +139,10 @@ class TvmExecutable(Executable):
     def _results(self) -> list[np.ndarray]:
         for src, dst in self._copies:
             src.copyto(dst)
-        return [t.numpy() if s.nbytes else np.zeros(s.shape, s.dtype)
+        outs = [t.numpy() if s.nbytes else np.zeros(s.shape, s.dtype)
                 for t, s in zip(self._outputs, self.program.outputs)]
+        # narrow integers are held as their byte-sized values: hand back the model's type
+        return [o.astype(DType[s.elem].np) if s.elem else o for o, s in zip(outs, self.program.outputs)]
 
     def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         self._prepare()

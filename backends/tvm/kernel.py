@@ -44,7 +44,9 @@ def _scalar(v: Value) -> Optional[Scalar]:
         return None
     dtype = tvm_dtype(v.type)
     item = arr.reshape(-1)[0]
-    return Scalar(bool(item) if dtype == "bool" else (float(item) if arr.dtype.kind == "f" else int(item)), dtype)
+    # bfloat16 arrays (ml_dtypes) are not of numpy kind "f": ask the TVM dtype whether it is a float.
+    is_float = dtype.startswith(("float", "bfloat"))
+    return Scalar(bool(item) if dtype == "bool" else (float(item) if is_float else int(item)), dtype)
 
 
 class _Builder:

@@ -12,7 +12,7 @@ A ``Program`` is plain data, saved as JSON beside the library.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Optional
 
 import numpy as np
@@ -24,7 +24,7 @@ from ir.memory import ALIGNMENT, plan_of
 from ir.types import TensorType
 
 from .kernel import KernelDef, build_kernel
-from .rules import tvm_dtype
+from .rules import NARROW_INTS, tvm_dtype
 
 
 @dataclass(frozen=True)
@@ -37,10 +37,12 @@ class Slot:
     shape: tuple[int, ...]
     dtype: str
     nbytes: int
+    elem: str = ""  # a model output's narrow element type (DType name, e.g. I4) held as ``dtype``
 
     @staticmethod
     def from_json(d: dict[str, Any]) -> Slot:
-        return Slot(d["space"], int(d["index"]), int(d["offset"]), tuple(d["shape"]), d["dtype"], int(d["nbytes"]))
+        return Slot(d["space"], int(d["index"]), int(d["offset"]), tuple(d["shape"]), d["dtype"], int(d["nbytes"]),
+                    d.get("elem", ""))
 
 
 @dataclass
@@ -94,6 +96,8 @@ def pack_weights(graph: Graph) -> tuple[np.ndarray, dict[int, int]]:
         arr = np.asarray(v.const)
         if arr.dtype == object:
             continue
+        if v.type.dtype in NARROW_INTS:  # held as byte-sized values in kernels
+            arr = arr.astype(NARROW_INTS[v.type.dtype][0])
         pad = (-pos) % ALIGNMENT
         chunks.append(np.zeros(pad, np.uint8))
         pos += pad
@@ -168,10 +172,11 @@ def lower_graph(graph: Graph, gpu: bool = False) -> Lowered:
     copies = []
     for k, v in enumerate(graph.outputs):
         shape, nbytes = _static(v)
-        out = Slot("output", k, 0, shape, tvm_dtype(v.type), nbytes)
+        out = Slot("output", k, 0, shape, tvm_dtype(v.type), nbytes,
+                   v.type.dtype.name if v.type.dtype in NARROW_INTS else "")
         outputs.append(out)
         src = loc.slot(v)
-        if src != out:
+        if src != replace(out, elem=""):
             copies.append((src, out))
     program = Program(calls, inputs, outputs, loc.plan.arena_bytes, int(weights.nbytes), copies)
     return Lowered(program, weights, functions, kernels)

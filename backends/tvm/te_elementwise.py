@@ -19,7 +19,7 @@ from tvm import tirx
 
 from ir.graph import Node
 
-from .rules import Scalar, const_array, rule, static_shape, tvm_dtype
+from .rules import NARROW_INTS, Scalar, const_array, rule, static_shape, tvm_dtype
 
 Expr = Any  # tirx.PrimExpr
 
@@ -286,11 +286,32 @@ def _clip(node: Node, xs: list) -> list:
 def _cast_rule(node: Node, xs: list) -> list:
     out = tvm_dtype(node.outputs[0].type)
 
+    narrow = NARROW_INTS.get(node.outputs[0].type.dtype)
+
     def f(x: Expr) -> Expr:
         if out == "bool":
             return tirx.NE(x, _c(0, x))
+        if narrow is not None:
+            return _to_narrow_int(x, *narrow)
         return tirx.Cast(out, x)
     return [elementwise(node, xs[:1], f)]
+
+
+def _to_narrow_int(x: Expr, storage: str, bits: int) -> Expr:
+    """ONNX's Cast to int4/uint4/int2/uint2 (``ir.ops.cast``, after ml_dtypes): a float's
+    truncation when it fits the range, else 0 (NaN too); integers wrap to the low bits."""
+    signed = storage == "int8"
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    if _is_float(x):
+        x32 = x.astype("float32") if etype(x) in ("float16", "bfloat16") else x
+        fits = tirx.all(x32 > _c(lo - 1, x32), x32 < _c(hi + 1, x32))
+        return tirx.Select(fits, tirx.trunc(tirx.Select(fits, x32, _c(0, x32))), _c(0, x32)).astype(storage)
+    v = x.astype("int64") if etype(x) != "bool" else x.astype("int64")
+    low = tirx.bitwise_and(v, tirx.const((1 << bits) - 1, "int64"))
+    if signed:
+        sign = tirx.const(1 << (bits - 1), "int64")
+        low = tirx.bitwise_xor(low, sign) - sign
+    return low.astype(storage)
 
 
 @rule("BatchNormalization", check=lambda n: "training mode is not generated" if n.attr("training_mode")

@@ -20,7 +20,8 @@ from ir.graph import Node
 from .rules import Scalar, rule, static_shape, tvm_dtype
 from .te_elementwise import etype
 
-_INT8 = (DType.U8, DType.I8)
+_INT8 = (DType.U8, DType.I8, DType.U16, DType.I16,
+         DType.U4, DType.I4, DType.U2, DType.I2)  # the narrow ones held in a byte
 
 
 def _check(node: Node) -> Optional[str]:
@@ -29,7 +30,7 @@ def _check(node: Node) -> Optional[str]:
     if node.attr("block_size"):
         return f"blocked {node.op} (block_size) is not supported by the tvm target"
     if q.type.dtype not in _INT8 + (() if quantizing else (DType.I32,)):
-        return f"{node.op} to/from {q.type.dtype.short} is not supported by the tvm target (int8/uint8)"
+        return f"{node.op} to/from {q.type.dtype.short} is not supported by the tvm target (8- and 16-bit, int4, int2)"
     if f.type.dtype != DType.F32 or node.input(1).type.dtype != DType.F32:
         return f"{node.op} with {f.type.dtype.short} data or scale is not supported by the tvm target (float32)"
     if quantizing and node.attr("precision") not in (0, DType.F32.onnx):

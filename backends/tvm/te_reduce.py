@@ -49,7 +49,7 @@ def _reduce(node: Node, xs: list) -> list:
     axes = _reduce_axes(node, len(shape))
     out_shape = static_shape(node.outputs[0])
     dtype = str(x.dtype)
-    acc = _acc(dtype)
+    acc = "uint8" if dtype == "bool" else _acc(dtype)  # TVM has no bool max/min; uint8 keeps their empty-set identities (0, 255)
     keep = bool(node.attr("keepdims"))
     if not axes:
         return [te.compute(out_shape, lambda *i: x(*i), name="reduce_copy")]
@@ -89,7 +89,15 @@ def _reduce(node: Node, xs: list) -> list:
         if op == "ReduceLogSumExp":
             return te.sum(tirx.exp(v), axis=ax)
         return te.sum(v, axis=ax)
-    r = te.compute(out_shape, body, name=op.lower())
+    if count == 0:
+        # An empty reduction: TIR runs a reduction's init inside its loop nest, so a zero-extent
+        # axis would leave the output unwritten; write the reducer's identity instead.
+        from .te_common import identity
+        empty = {"ReduceMax": identity(acc, True), "ReduceMin": identity(acc, False),
+                 "ReduceProd": tirx.const(1, acc)}.get(op, tirx.const(0, acc))
+        r = te.compute(out_shape, lambda *i: empty, name=op.lower() + "_empty")
+    else:
+        r = te.compute(out_shape, body, name=op.lower())
 
     def post(*i: Expr) -> Expr:
         v = r(*i)
