@@ -247,6 +247,16 @@ def splat(b: ir.IRBuilder, scalar: ir.Value, lanes: int) -> ir.Value:
     return b.shuffle_vector(one, ir.Constant(vty, ir.Undefined), ir.Constant(ir.VectorType(I32, lanes), [0] * lanes))
 
 
+def match_lanes(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> tuple[ir.Value, ir.Value]:
+    """``x`` and ``y`` with a scalar splatted to the other operand's vector width (for a binary op)."""
+    xv, yv = isinstance(x.type, ir.VectorType), isinstance(y.type, ir.VectorType)
+    if xv and not yv:
+        return x, splat(b, y, x.type.count)
+    if yv and not xv:
+        return splat(b, x, y.type.count), y
+    return x, y
+
+
 def const_vector(elem: ir.Type, lanes: int, value: Any) -> ir.Constant:
     return ir.Constant(ir.VectorType(elem, lanes), [value] * lanes)
 

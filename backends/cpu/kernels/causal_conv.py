@@ -16,7 +16,7 @@ import llvmlite.ir as ir
 from ir.dtypes import DType
 from ir.graph import Node
 
-from ..codegen import F16, const_int, splat
+from ..codegen import F16, const_int, match_lanes
 from ..evaluator import Evaluator, _select, index_map, shape_of
 from ..expr import constant
 
@@ -46,14 +46,6 @@ def _padded(ev: Evaluator, node: Node, bi, ci, i) -> ir.Value:
     return _select(ev.b, in_state, old, from_x, ev.lanes)
 
 
-def _same(b, x, y):
-    xv, yv = isinstance(x.type, ir.VectorType), isinstance(y.type, ir.VectorType)
-    if xv and not yv:
-        return x, splat(b, y, x.type.count)
-    if yv and not xv:
-        return splat(b, x, y.type.count), y
-    return x, y
-
 
 @index_map("CausalConvWithState", check=_support)
 def _(ev: Evaluator, node: Node, idx: list, which: int) -> ir.Value:
@@ -65,10 +57,10 @@ def _(ev: Evaluator, node: Node, idx: list, which: int) -> ir.Value:
         return _padded(ev, node, bi, ci, ix.add(t, shape_of(node.inputs[0])[2]))
     acc = None
     for j in range(k):
-        term = b.fmul(*_same(b, _padded(ev, node, bi, ci, ix.add(t, j)), ev._at(w, [ci, const_int(0), const_int(j)])))
-        acc = term if acc is None else b.fadd(*_same(b, acc, term))
+        term = b.fmul(*match_lanes(b, _padded(ev, node, bi, ci, ix.add(t, j)), ev._at(w, [ci, const_int(0), const_int(j)])))
+        acc = term if acc is None else b.fadd(*match_lanes(b, acc, term))
     if bias is not None:
-        acc = b.fadd(*_same(b, acc, ev._at(bias, [ci])))
+        acc = b.fadd(*match_lanes(b, acc, ev._at(bias, [ci])))
     if node.inputs[0].type.dtype is DType.F16:  # the convolution result is rounded to the element type first
         half = ir.VectorType(F16, acc.type.count) if isinstance(acc.type, ir.VectorType) else F16
         acc = b.fpext(b.fptrunc(acc, half), acc.type)

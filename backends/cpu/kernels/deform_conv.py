@@ -24,7 +24,7 @@ import llvmlite.ir as ir
 from ir.dtypes import DType
 from ir.graph import Node
 
-from ..codegen import I64, const_int, loop_carry, splat
+from ..codegen import I64, const_int, loop_carry, match_lanes, splat
 from ..evaluator import Evaluator, index_map, shape_of
 from ..expr import compute_type, constant
 
@@ -42,14 +42,6 @@ def deform_support(node: Node) -> Optional[str]:
         return f"DeformConv with {k} kernel taps (at most {MAX_TAPS})"
     return None
 
-
-def _same(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> tuple[ir.Value, ir.Value]:
-    xv, yv = isinstance(x.type, ir.VectorType), isinstance(y.type, ir.VectorType)
-    if xv and not yv:
-        return x, splat(b, y, x.type.count)
-    if yv and not xv:
-        return splat(b, x, y.type.count), y
-    return x, y
 
 
 @index_map("DeformConv", check=deform_support)
@@ -85,8 +77,8 @@ def _(ev: Evaluator, node: Node, idx: list, which: int) -> ir.Value:
                 off = ev._at(offset, [n_i, ix.add(ix.mul(og, len(taps) * d), k * d + a), *o])
                 base = ix.add(ix.sub(ix.mul(o[a], strides[a]), pads[a]), tap[a] * dilations[a])
                 fty = ir.VectorType(ct, base.type.count) if isinstance(base.type, ir.VectorType) else ct
-                pos = b.fadd(*_same(b, b.sitofp(base, fty), off))
-                pos = _same(b, pos, zero)[0]
+                pos = b.fadd(*match_lanes(b, b.sitofp(base, fty), off))
+                pos = match_lanes(b, pos, zero)[0]
                 fl = b.call(floor, [pos])
                 lo.append(b.fptosi(fl, ir.VectorType(I64, ev.lanes) if vector else I64))
                 frac.append(b.fsub(pos, fl))
@@ -100,16 +92,16 @@ def _(ev: Evaluator, node: Node, idx: list, which: int) -> ir.Value:
                     ok = inside if ok is None else ix.and_(ok, inside)
                     at.append(ix.clamp(i_a, 0, sizes[a] - 1))
                 v = ev._at(x, [n_i, c, *at])
-                v, wgt = _same(b, v, wgt)
+                v, wgt = match_lanes(b, v, wgt)
                 ok = ok if not isinstance(v.type, ir.VectorType) or isinstance(ok.type, ir.VectorType) \
                     else splat(b, ok, v.type.count)
                 term = b.select(ok, b.fmul(v, wgt), constant(v, 0.0))
-                sample = term if sample is None else b.fadd(*_same(b, sample, term))
+                sample = term if sample is None else b.fadd(*match_lanes(b, sample, term))
             if mask is not None:
                 mk = ev._at(mask, [n_i, ix.add(ix.mul(og, len(taps)), k), *o])
-                sample = b.fmul(*_same(b, sample, mk))
-            prod = b.fmul(*_same(b, sample, weight))
-            acc = b.fadd(*_same(b, acc, prod))
+                sample = b.fmul(*match_lanes(b, sample, mk))
+            prod = b.fmul(*match_lanes(b, sample, weight))
+            acc = b.fadd(*match_lanes(b, acc, prod))
         return [acc]
 
     saved = dict(ev._memo)  # values computed inside the channel loop do not dominate what follows it
@@ -117,5 +109,5 @@ def _(ev: Evaluator, node: Node, idx: list, which: int) -> ir.Value:
     ev._memo.clear()
     ev._memo.update(saved)
     if bias is not None:
-        total = b.fadd(*_same(b, total, ev._at(bias, [m_i])))
+        total = b.fadd(*match_lanes(b, total, ev._at(bias, [m_i])))
     return total

@@ -24,7 +24,7 @@ from ir.dtypes import DType
 from ir.graph import Node
 from ir.ops.resize import _base_coords
 
-from ..codegen import F64, I64, splat
+from ..codegen import F64, I64, match_lanes
 from ..evaluator import Evaluator, index_map, shape_of
 from ..expr import compute_type, constant
 from .resample import constant_table, table_at
@@ -161,10 +161,10 @@ def _(ev: Evaluator, node: Node, idx: list, which: int) -> ir.Value:
     for sub, w in combos:
         v = f.f64(ev._at(x, [n, c, *sub]))
         if w is not None:
-            v, w = _same_shape(b, v, w)
+            v, w = match_lanes(b, v, w)
             v = b.fmul(v, w)
         if total is not None:
-            total, v = _same_shape(b, total, v)
+            total, v = match_lanes(b, total, v)
         total = v if total is None else b.fadd(total, v)
     return _to(b, total, compute_type(x.type.dtype))
 
@@ -195,22 +195,13 @@ def _(ev: Evaluator, node: Node, idx: list, which: int) -> ir.Value:
             axis = d - 1 - k
             table = constant_table(ev.kb, _base_coords(spatial[axis], align).astype(np.float64), F64,
                                    f"affine_base{axis}")
-            term, coord = _same_shape(b, term, table_at(ev, table, p[axis]))
+            term, coord = match_lanes(b, term, table_at(ev, table, p[axis]))
             term = b.fmul(term, coord)
         if total is not None:
-            total, term = _same_shape(b, total, term)
+            total, term = match_lanes(b, total, term)
         total = term if total is None else b.fadd(total, term)
     return _to(b, total, compute_type(theta.type.dtype))
 
-
-def _same_shape(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> tuple[ir.Value, ir.Value]:
-    """Splat whichever of x, y is a scalar when the other is a vector."""
-    xv, yv = isinstance(x.type, ir.VectorType), isinstance(y.type, ir.VectorType)
-    if xv and not yv:
-        return x, splat(b, y, x.type.count)
-    if yv and not xv:
-        return splat(b, x, y.type.count), y
-    return x, y
 
 
 def _to(b: ir.IRBuilder, v: ir.Value, ct: ir.Type) -> ir.Value:

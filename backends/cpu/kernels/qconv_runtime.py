@@ -24,7 +24,7 @@ from ir.dtypes import DType
 from ir.graph import Node
 from ir.ops.quantization import _conv_geometry
 
-from ..codegen import F32, F64, I32, const_int, llvm_type, loop_carry, splat
+from ..codegen import F32, F64, I32, const_int, llvm_type, loop_carry, match_lanes
 from ..evaluator import Evaluator, index_map, shape_of
 
 MAX_TAPS = 64
@@ -43,14 +43,6 @@ def _check(node: Node) -> Optional[str]:
         return "QLinearConv scales must be float32"
     return None
 
-
-def _same(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> tuple[ir.Value, ir.Value]:
-    xv, yv = isinstance(x.type, ir.VectorType), isinstance(y.type, ir.VectorType)
-    if xv and not yv:
-        return x, splat(b, y, x.type.count)
-    if yv and not xv:
-        return splat(b, x, y.type.count), y
-    return x, y
 
 
 def _widen(b: ir.IRBuilder, v: ir.Value, dtype: DType) -> ir.Value:
@@ -97,13 +89,13 @@ def _(ev: Evaluator, node: Node, idx: list, which: int) -> ir.Value:
                 inside = ix.and_(ix.cmp(">=", i_a, 0), ix.cmp("<", i_a, sizes[a]))
                 ok = inside if ok is None else ix.and_(ok, inside)
                 at.append(ix.clamp(i_a, 0, sizes[a] - 1))
-            xv = b.sub(*_same(b, _widen(b, ev._at(x, [n_i, c, *at]), x.type.dtype), xzp))
-            wv = b.sub(*_same(b, _widen(b, ev._at(w, [m_i, ci, *(const_int(t) for t in tap)]), w.type.dtype), wzp))
-            prod = b.mul(*_same(b, xv, wv))
-            prod, okv = _same(b, prod, ok)
+            xv = b.sub(*match_lanes(b, _widen(b, ev._at(x, [n_i, c, *at]), x.type.dtype), xzp))
+            wv = b.sub(*match_lanes(b, _widen(b, ev._at(w, [m_i, ci, *(const_int(t) for t in tap)]), w.type.dtype), wzp))
+            prod = b.mul(*match_lanes(b, xv, wv))
+            prod, okv = match_lanes(b, prod, ok)
             prod = b.select(okv, prod, ir.Constant(prod.type, [0] * prod.type.count)
                             if isinstance(prod.type, ir.VectorType) else ir.Constant(I32, 0))
-            acc = b.add(*_same(b, acc, prod))
+            acc = b.add(*match_lanes(b, acc, prod))
         return [acc]
 
     saved = dict(ev._memo)  # values computed inside the channel loop do not dominate what follows it
@@ -113,17 +105,17 @@ def _(ev: Evaluator, node: Node, idx: list, which: int) -> ir.Value:
     if not q:
         return acc
     if node.input(8) is not None:
-        acc = b.add(*_same(b, acc, _widen(b, ev._at(node.inputs[8], [m_i]), node.inputs[8].type.dtype)))
+        acc = b.add(*match_lanes(b, acc, _widen(b, ev._at(node.inputs[8], [m_i]), node.inputs[8].type.dtype)))
     f32 = lambda v: v if v.type == F32 else b.fptrunc(v, F32)  # noqa: E731
     mult = b.fdiv(b.fmul(f32(_param(ev, node.inputs[1], const_int(0))), f32(_param(ev, node.inputs[4], m_i))),
                   f32(_param(ev, node.inputs[6], const_int(0))))
     vec = isinstance(acc.type, ir.VectorType)
     fty = ir.VectorType(F32, acc.type.count) if vec else F32
     dty = ir.VectorType(F64, acc.type.count) if vec else F64
-    v = b.fmul(*_same(b, b.sitofp(acc, fty), mult))
+    v = b.fmul(*match_lanes(b, b.sitofp(acc, fty), mult))
     r = b.fpext(b.call(ev.kb.intrinsic("roundeven", v.type), [v]), dty)
     yzp_v = node.inputs[7]
-    r = b.fadd(*_same(b, r, b.sitofp(_widen(b, _param(ev, yzp_v, const_int(0)), yzp_v.type.dtype), F64)))
+    r = b.fadd(*match_lanes(b, r, b.sitofp(_widen(b, _param(ev, yzp_v, const_int(0)), yzp_v.type.dtype), F64)))
     out = node.outputs[0].type.dtype
     info = np.iinfo(out.np)
     lo = ir.Constant(r.type, [float(info.min)] * r.type.count) if vec else ir.Constant(F64, float(info.min))
