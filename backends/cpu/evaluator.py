@@ -21,7 +21,8 @@ Values a kernel computes itself (a conv's accumulator) are handed in through
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Optional
 
@@ -108,6 +109,17 @@ class Evaluator:
     def forget(self) -> None:
         """Drop memoized values (call when leaving the basic block they were computed in)."""
         self._memo.clear()
+
+    @contextmanager
+    def inner_scope(self) -> Iterator[None]:
+        """For code emitted inside a loop the kernel opens: values memoized there do not dominate
+        what follows the loop, so on leaving, the memo is what it was on entering."""
+        saved = dict(self._memo)
+        try:
+            yield
+        finally:
+            self._memo.clear()
+            self._memo.update(saved)
 
     def _at(self, v: Value, idx: Index) -> ir.Value:
         key = (id(v), tuple(id(i) for i in idx))

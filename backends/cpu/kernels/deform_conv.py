@@ -104,10 +104,8 @@ def _(ev: Evaluator, node: Node, idx: list, which: int) -> ir.Value:
             acc = b.fadd(*match_lanes(b, acc, prod))
         return [acc]
 
-    saved = dict(ev._memo)  # values computed inside the channel loop do not dominate what follows it
-    total = loop_carry(b, 0, cpg, 1, [zero], body, name="dc")[0]
-    ev._memo.clear()
-    ev._memo.update(saved)
+    with ev.inner_scope():  # the channel loop
+        total = loop_carry(b, 0, cpg, 1, [zero], body, name="dc")[0]
     if bias is not None:
         total = b.fadd(*match_lanes(b, total, ev._at(bias, [m_i])))
     return total

@@ -115,12 +115,8 @@ def _(ev: Evaluator, node: Node, idx: list, which: int) -> ir.Value:
     at = dict(zip(out, idx))
     if not contracted:
         return product(at)
-    # Values computed inside the loop nest do not dominate what follows it: forget them after.
-    saved = dict(ev._memo)
-    total = nest(0, at, [zero])[0]
-    ev._memo.clear()
-    ev._memo.update(saved)
-    return total
+    with ev.inner_scope():  # the loop nest over the contracted letters
+        return nest(0, at, [zero])[0]
 
 
 __all__ = ["einsum_support", "explicit_terms"]

@@ -98,10 +98,8 @@ def _(ev: Evaluator, node: Node, idx: list, which: int) -> ir.Value:
             acc = b.add(*match_lanes(b, acc, prod))
         return [acc]
 
-    saved = dict(ev._memo)  # values computed inside the channel loop do not dominate what follows it
-    acc = loop_carry(b, 0, cpg, 1, [zero], body, name="qc")[0]
-    ev._memo.clear()
-    ev._memo.update(saved)
+    with ev.inner_scope():  # the channel loop
+        acc = loop_carry(b, 0, cpg, 1, [zero], body, name="qc")[0]
     if not q:
         return acc
     if node.input(8) is not None:
