@@ -108,6 +108,16 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
             out = b.add(out, x)
         return out
 
+    def state_t_times(vec_ptr: ir.Value, base: ir.Value) -> None:
+        """acc = S^T x, x the d_k elements of ``vec_ptr`` from ``base`` (a key or a query row)."""
+        with for_range(b, 0, dv, name="m") as m:
+            b.store(zero, b.gep(acc, [m]))
+        with for_range(b, 0, dk, name="d") as d:
+            xd = _load(b, vec_ptr, b.add(base, d))
+            with for_range(b, 0, dv, name="m") as m:
+                p = b.gep(acc, [m])
+                b.store(b.fadd(b.load(p), b.fmul(xd, b.load(b.gep(S, [b.add(b.mul(d, c(dv)), m)])))), p)
+
     with for_range(b, 0, T, name="t") as t:
         k_base = at(row(t, Hkv * dk), b.mul(hi, c(dk)))
         v_base = at(row(t, Hkv * dv), b.mul(hi, c(dv)))
@@ -124,13 +134,7 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
                         p = b.gep(S, [b.add(b.mul(d, c(dv)), m)])
                         b.store(b.fmul(b.load(p), gd), p)
         if beta is not None:  # u = beta * (v - S^T k)
-            with for_range(b, 0, dv, name="m") as m:
-                b.store(zero, b.gep(acc, [m]))
-            with for_range(b, 0, dk, name="d") as d:
-                kd = _load(b, k_ptr, b.add(k_base, d))
-                with for_range(b, 0, dv, name="m") as m:
-                    p = b.gep(acc, [m])
-                    b.store(b.fadd(b.load(p), b.fmul(b.load(b.gep(S, [b.add(b.mul(d, c(dv)), m)])), kd)), p)
+            state_t_times(k_ptr, k_base)
             bh = hi if beta_heads == Hkv else c(0)
             bt = _load(b, be_ptr, at(row(t, beta_heads), bh))
             with for_range(b, 0, dv, name="m") as m:
@@ -147,13 +151,7 @@ def emit(kb: KernelBuilder, node: Node, schedule: Any) -> Kernel:
         for j in range(group):  # each query head reading this state
             hq = b.add(b.mul(hi, c(group)), c(j))
             q_base = at(row(t, Hq * dk), b.mul(hq, c(dk)))
-            with for_range(b, 0, dv, name="m") as m:
-                b.store(zero, b.gep(acc, [m]))
-            with for_range(b, 0, dk, name="d") as d:
-                qd = _load(b, q_ptr, b.add(q_base, d))
-                with for_range(b, 0, dv, name="m") as m:
-                    p = b.gep(acc, [m])
-                    b.store(b.fadd(b.load(p), b.fmul(qd, b.load(b.gep(S, [b.add(b.mul(d, c(dv)), m)])))), p)
+            state_t_times(q_ptr, q_base)
             y_base = at(row(t, Hq * dv), b.mul(hq, c(dv)))
             with for_range(b, 0, dv, name="m") as m:
                 _store(b, b.fmul(b.load(b.gep(acc, [m])), ir.Constant(F32, scale)), y_ptr, b.add(y_base, m))
